@@ -1,0 +1,53 @@
+"""dbplugins: a fast, lightweight PostgreSQL data layer for the ALeRCE / ZTF alert schema, without an ORM.
+
+    >>> from dbplugins import SQLConnection
+    >>> from dbplugins.models import Object
+    >>> with SQLConnection() as db:                       # DBP_DSN, settings.py, or the embedded server
+    ...     obj, created = db.query(Object).get_or_create(filter_by={"oid": "ZTF20abc"})
+"""
+
+from __future__ import annotations
+
+from .connection import SQLConnection
+from .errors import (
+    ConfigurationError,
+    ConnectionError,
+    ConstraintError,
+    DataError,
+    DbpError,
+    MigrationError,
+    MissingValueError,
+    MultipleResultsFound,
+    NoResultFound,
+    PoolTimeoutError,
+    QueryError,
+    UnknownColumnError,
+)
+from .schema import Column, ForeignKey, Index, model, table_of
+from .session import ScopedSession, Session
+
+__all__ = [
+    "SQLConnection",
+    "Session",
+    "ScopedSession",
+    "Column",
+    "Index",
+    "ForeignKey",
+    "model",
+    "table_of",
+    "DbpError",
+    "ConfigurationError",
+    "ConnectionError",
+    "PoolTimeoutError",
+    "UnknownColumnError",
+    "MissingValueError",
+    "ConstraintError",
+    "DataError",
+    "QueryError",
+    "NoResultFound",
+    "MultipleResultsFound",
+    "MigrationError",
+]
+
+for _name in ("SQLConnection", "Session", "ScopedSession"):
+    globals()[_name].__module__ = "dbplugins"

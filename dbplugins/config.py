@@ -1,0 +1,256 @@
+"""Where the connection settings come from, resolved into one frozen :class:`ConnectionSettings`.
+
+Precedence (DESIGN.md §2): an explicit argument (a config dict or a DSN) > the ``DBP_DSN`` or ``DATABASE_URL``
+environment variable > ``settings.py`` (``DB_CONFIG["SQL"]``, in the current directory or ``settings_path``) >
+the embedded server.
+
+``DB_CONFIG["SQL"]`` takes the documented keys ``ENGINE, HOST, USER, PASSWORD, PORT, DB_NAME``, or a ready DSN
+under ``DSN`` or ``SQLALCHEMY_DATABASE_URL`` (SQLAlchemy URLs such as ``postgresql+psycopg2://`` are accepted).
+DSNs are built with libpq's own escaping, so any password works; the caller's dict is never modified, and the
+password never appears in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "ConnectionSettings",
+    "resolve",
+    "from_mapping",
+    "from_dsn",
+    "load_settings_module",
+    "mask_dsn",
+    "MAP_KEYS",
+]
+
+MAP_KEYS = frozenset({"HOST", "USER", "PASSWORD", "PORT", "DB_NAME", "ENGINE"})
+_ENV_VARS = ("DBP_DSN", "DATABASE_URL")
+_URL_SCHEME = re.compile(r"^(postgres(?:ql)?)(\+[a-z0-9_]+)?://", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """A resolved connection target.
+
+    ``params`` are libpq keywords (host, port, user, password, dbname, ...). ``source`` says where they came from
+    (``"argument"``, ``"env:DBP_DSN"``, ``"settings:/path/settings.py"``, ``"embedded"``).
+    """
+
+    params: Mapping[str, str] = field(repr=False)
+    source: str = "argument"
+
+    @property
+    def conninfo(self) -> str:
+        """The libpq DSN, password included: hand it to psycopg only, never print it."""
+        return make_conninfo(**self.params)
+
+    @property
+    def safe_dsn(self) -> str:
+        """The DSN with the password masked, for messages and logs."""
+        shown = {k: ("********" if k == "password" else v) for k, v in self.params.items()}
+        return make_conninfo(**shown)
+
+    @property
+    def password(self) -> str | None:
+        return self.params.get("password")
+
+    def url(self, scheme: str = "postgresql+psycopg") -> str:
+        """A URL form (for yoyo): every part percent-escaped; other libpq keywords go in the query string."""
+        p = dict(self.params)
+        user = quote(p.pop("user", ""), safe="")
+        password = p.pop("password", None)
+        host = p.pop("host", "")
+        port = p.pop("port", "")
+        dbname = quote(p.pop("dbname", ""), safe="")
+        auth = user + (":" + quote(password, safe="") if password is not None else "")
+        netloc = (auth + "@" if auth else "")
+        query: dict[str, str] = dict(p)
+        if host.startswith("/") or "," in host:
+            query["host"] = host
+            host = ""
+        netloc += quote(host, safe="")
+        if port and host:
+            netloc += f":{port}"
+        elif port:
+            query["port"] = port
+        qs = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query.items())
+        return f"{scheme}://{netloc}/{dbname}" + (f"?{qs}" if qs else "")
+
+    def with_dbname(self, dbname: str) -> ConnectionSettings:
+        return ConnectionSettings({**self.params, "dbname": dbname}, self.source)
+
+    def __repr__(self) -> str:
+        return f"ConnectionSettings({self.safe_dsn!r}, source={self.source!r})"
+
+    __str__ = __repr__
+
+
+def mask_dsn(text: str, password: str | None) -> str:
+    """Remove ``password`` (raw and percent-encoded) from ``text``."""
+    if not password:
+        return text
+    for form in {password, quote(password, safe=""), quote(password)}:
+        text = text.replace(form, "********")
+    return text
+
+
+def from_dsn(dsn: str, source: str = "argument") -> ConnectionSettings:
+    """Parse a libpq key/value DSN or a URL (``postgresql://``, ``postgresql+psycopg2://``, ``postgres://``)."""
+    text = dsn.strip()
+    if not text:
+        raise ConfigurationError("empty DSN")
+    match = _URL_SCHEME.match(text)
+    try:
+        if match:
+            text = "postgresql://" + text[match.end():]
+            params = conninfo_to_dict(text)
+        else:
+            params = conninfo_to_dict(text)
+    except psycopg.ProgrammingError as exc:
+        # The parser's message can quote the DSN; keep only its class.
+        raise ConfigurationError(f"invalid DSN from {source}: {type(exc).__name__}") from None
+    return ConnectionSettings({k: str(v) for k, v in params.items() if v is not None}, source)
+
+
+def from_mapping(config: Mapping[str, Any], source: str = "argument") -> ConnectionSettings:
+    """Read a db-plugins ``DB_CONFIG["SQL"]`` dict (or a dict with ``DSN``) without modifying it."""
+    if not isinstance(config, Mapping):
+        raise ConfigurationError(f"config must be a dict, got {type(config).__name__}")
+    cfg = dict(config)  # never touch the caller's dict
+    for key in ("DSN", "SQLALCHEMY_DATABASE_URL"):
+        if cfg.get(key) and not MAP_KEYS <= cfg.keys():
+            return from_dsn(str(cfg[key]), source)
+    missing = sorted(MAP_KEYS - cfg.keys())
+    if missing:
+        if cfg.get("DSN") or cfg.get("SQLALCHEMY_DATABASE_URL"):
+            return from_dsn(str(cfg.get("DSN") or cfg["SQLALCHEMY_DATABASE_URL"]), source)
+        raise ConfigurationError(
+            f"incomplete database config from {source}: missing {', '.join(missing)} "
+            "(give ENGINE, HOST, USER, PASSWORD, PORT, DB_NAME, or a DSN)"
+        )
+    engine = str(cfg["ENGINE"]).lower()
+    if not engine.startswith("postgres"):
+        raise ConfigurationError(f"unsupported ENGINE {cfg['ENGINE']!r} from {source}: only postgresql")
+    params = {
+        "host": str(cfg["HOST"]),
+        "port": str(cfg["PORT"]),
+        "user": str(cfg["USER"]),
+        "dbname": str(cfg["DB_NAME"]),
+    }
+    if cfg["PASSWORD"] is not None and cfg["PASSWORD"] != "":
+        params["password"] = str(cfg["PASSWORD"])
+    for key, value in cfg.items():  # extra libpq options such as sslmode, in lower case
+        if key not in MAP_KEYS and key not in ("DSN", "SQLALCHEMY_DATABASE_URL") and key.islower():
+            params[key] = str(value)
+    return ConnectionSettings(params, source)
+
+
+@contextlib.contextmanager
+def _importable_from(directory: Path) -> Iterator[None]:
+    """Put ``directory`` first on ``sys.path`` for the duration, then restore path and module cache."""
+    before_path = list(sys.path)
+    before_modules = set(sys.modules)
+    sys.path.insert(0, str(directory))
+    try:
+        yield
+    finally:
+        sys.path[:] = before_path
+        for name in set(sys.modules) - before_modules:
+            mod = sys.modules.get(name)
+            origin = getattr(mod, "__file__", None) or ""
+            if origin and Path(origin).resolve().is_relative_to(directory.resolve()):
+                del sys.modules[name]
+
+
+def load_settings_module(settings_path: str | os.PathLike[str] | None = None) -> ModuleType | None:
+    """Load ``settings.py`` from the directory ``settings_path`` (default: the current directory).
+
+    Returns ``None`` when ``settings_path`` is not given and there is no ``./settings.py``; raises
+    ``ConfigurationError`` when an explicitly given directory has none. The directory does not stay on
+    ``sys.path`` and no module named ``settings`` is left in ``sys.modules``.
+    """
+    explicit = settings_path is not None
+    directory = Path(os.path.expanduser(str(settings_path))) if explicit else Path.cwd()
+    if directory.is_file() and directory.name.endswith(".py"):
+        path = directory
+        directory = directory.parent
+    else:
+        path = directory / "settings.py"
+    if not path.is_file():
+        if explicit:
+            raise ConfigurationError(f"settings file not found: {path}")
+        return None
+    spec = importlib.util.spec_from_file_location("_dbp_settings", path)
+    if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a loader
+        raise ConfigurationError(f"cannot load settings file {path}")
+    module = importlib.util.module_from_spec(spec)
+    with _importable_from(directory):
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ConfigurationError(f"error while loading {path}: {type(exc).__name__}: {exc}") from exc
+    module.__dict__.setdefault("__dbp_dir__", str(directory.resolve()))
+    return module
+
+
+def settings_from_module(module: ModuleType) -> ConnectionSettings:
+    """``DB_CONFIG["SQL"]`` of a loaded settings module."""
+    origin = getattr(module, "__file__", "settings.py")
+    db_config = getattr(module, "DB_CONFIG", None)
+    if not isinstance(db_config, Mapping) or "SQL" not in db_config:
+        raise ConfigurationError(f"{origin}: DB_CONFIG must be a dict with an 'SQL' entry")
+    return from_mapping(db_config["SQL"], source=f"settings:{origin}")
+
+
+def resolve(
+    config: Mapping[str, Any] | str | None = None,
+    *,
+    dsn: str | None = None,
+    settings_path: str | os.PathLike[str] | None = None,
+    embedded: bool = True,
+) -> ConnectionSettings:
+    """Resolve the connection settings by precedence: argument > environment > settings.py > embedded."""
+    if dsn is not None:
+        return from_dsn(dsn)
+    if isinstance(config, str):
+        return from_dsn(config)
+    if config is not None:
+        return from_mapping(config)
+    for var in _ENV_VARS:
+        value = os.environ.get(var)
+        if value:
+            return from_dsn(value, source=f"env:{var}")
+    module = load_settings_module(settings_path)
+    if module is not None:
+        return settings_from_module(module)
+    if not embedded:
+        raise ConfigurationError("no database configured: pass a DSN, set DBP_DSN, or write settings.py")
+    from .embedded import ensure_server
+
+    server = ensure_server()
+    return ConnectionSettings(conninfo_to_dict(server.dsn()), source="embedded")  # type: ignore[arg-type]
+
+
+def url_password(url: str) -> str | None:
+    """The password of a URL, decoded (for masking)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    return unquote(parts.password) if parts.password else None

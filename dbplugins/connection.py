@@ -1,0 +1,274 @@
+"""SQLConnection: the entry point, a psycopg_pool connection pool plus sessions.
+
+    >>> db = SQLConnection()
+    >>> db.connect(dsn="postgresql://alerce@db.example/ztf")     # or connect(config=DB_CONFIG["SQL"]), connect()
+    >>> obj, created = db.query(Object).get_or_create(filter_by={"oid": "ZTF20abc"}, ndet=1)
+    >>> db.close()
+
+``connect()`` with no arguments takes ``DBP_DSN`` / ``DATABASE_URL``, then ``./settings.py``, then starts the
+embedded server. Pool options (``min_size``, ``max_size``, ``timeout``, ``max_lifetime``, ``max_idle``,
+``reconnect_timeout``, ``num_workers``, ``check``) go straight to ``psycopg_pool.ConnectionPool``.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from . import config as _config
+from .errors import ConfigurationError, DbpError, wrap_db_error
+from .session import ScopedSession, Session
+
+if TYPE_CHECKING:
+    from .query import Query
+
+__all__ = ["SQLConnection", "quick_check"]
+
+log = logging.getLogger("dbplugins")
+
+# Pool defaults. A worker process rarely needs more than a couple of connections; 10 leaves room for threads
+# while 8 such workers stay far below PostgreSQL's default max_connections of 100.
+DEFAULT_POOL = {
+    "min_size": 1,
+    "max_size": 10,
+    "timeout": 30.0,
+    "max_lifetime": 3600.0,
+    "max_idle": 600.0,
+    "reconnect_timeout": 300.0,
+}
+
+
+def quick_check(conn: psycopg.Connection[Any]) -> None:
+    """Pool checkout check that costs no round trip in the common case.
+
+    A connection whose server went away (restart, ``pg_terminate_backend``, idle timeout) has a FATAL message
+    or EOF waiting on its socket. Only when the socket is readable do we run psycopg's real check (an empty
+    query), which raises on a dead connection so the pool discards it and hands out another.
+    """
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        ConnectionPool.check_connection(conn)
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    # Statements outside a session transaction are single round trips that commit themselves.
+    conn.autocommit = True
+
+
+class SQLConnection:
+    """A connection pool and its session(s): db-plugins' ``SQLConnection``, backed by psycopg 3.
+
+    Use as a context manager, or call :meth:`close` when done, to close the pool.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | str | None = None,
+        engine: Any = None,
+        Base: Any = None,  # noqa: N803 - db-plugins' signature
+        Session: Any = None,  # noqa: N803
+        session: Any = None,
+    ) -> None:
+        if engine is not None or Session is not None or session is not None:
+            raise ConfigurationError(
+                "SQLConnection(engine=, Session=, session=) are SQLAlchemy objects and are not supported; "
+                "pass a config dict or DSN to connect()"
+            )
+        self.config = config
+        self.Base = Base
+        self.settings: _config.ConnectionSettings | None = None
+        self.pool: ConnectionPool[Any] | None = None
+        self.session: Session | ScopedSession | None = None
+        self.use_scoped = False
+        self._session_options: dict[str, Any] = {}
+
+    # -- connecting ------------------------------------------------------------------------------------------
+
+    def connect(
+        self,
+        config: Mapping[str, Any] | str | None = None,
+        *,
+        dsn: str | None = None,
+        base: Any = None,
+        session_options: Mapping[str, Any] | None = None,
+        create_session: bool = True,
+        use_scoped: bool = False,
+        scope_func: Callable[[], Hashable] | None = None,
+        settings_path: str | None = None,
+        **pool_options: Any,
+    ) -> None:
+        """Open the pool and (by default) a session.
+
+        ``config`` is a db-plugins ``DB_CONFIG["SQL"]`` dict or a DSN; ``dsn`` a DSN. With neither, the
+        environment, ``settings.py`` and finally the embedded server are tried, in that order. The dict is not
+        modified. ``pool_options`` are ``psycopg_pool.ConnectionPool`` options.
+        """
+        if self.pool is not None:
+            raise DbpError("already connected; call close() first")
+        cfg = config if config is not None else self.config
+        self.settings = _config.resolve(cfg, dsn=dsn, settings_path=settings_path)
+        if base is not None:
+            self.Base = base
+        self._session_options = dict(session_options or {})
+        options = {**DEFAULT_POOL, **pool_options}
+        options.setdefault("check", quick_check)
+        options.setdefault("configure", _configure)
+        unknown = set(options) - _POOL_ARGS
+        if unknown:
+            raise ConfigurationError(f"unknown pool option(s): {', '.join(sorted(unknown))}")
+        conninfo = self.settings.conninfo
+        self.pool = ConnectionPool(
+            conninfo, open=False, name=f"dbplugins:{self.settings.params.get('dbname', '')}", **options
+        )
+        self.pool.open(wait=False)
+        log.info("connected pool to %s (from %s)", self.settings.safe_dsn, self.settings.source)
+        if create_session:
+            self.create_session(use_scoped, scope_func)
+
+    def create_session(self, use_scoped: bool = False, scope_func: Callable[[], Hashable] | None = None) -> None:
+        """Create ``db.session``: a plain session, or a registry of per-thread (per ``scope_func()``) sessions."""
+        pool = self._require_pool()
+        if use_scoped:
+            self.session = ScopedSession(lambda: Session(pool, self._session_options), scope_func)
+            self.use_scoped = True
+        else:
+            self.session = Session(pool, self._session_options)
+
+    def end_session(self) -> None:
+        """Close ``db.session`` (rolling back anything uncommitted) and set it to ``None``."""
+        if self.session is None:
+            return
+        if isinstance(self.session, ScopedSession):
+            self.session.remove()
+        else:
+            self.session.close()
+        self.session = None
+
+    def close(self) -> None:
+        """Close the sessions and the pool. Idempotent."""
+        if self.session is not None:
+            if isinstance(self.session, ScopedSession):
+                self.session.remove_all()
+            else:
+                self.session.close()
+            self.session = None
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            pool.close()
+
+    def __enter__(self) -> SQLConnection:
+        if self.pool is None:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        target = self.settings.safe_dsn if self.settings else "not connected"
+        return f"<dbplugins.SQLConnection {target}>"
+
+    # -- sessions ------------------------------------------------------------------------------------------------
+
+    def _require_pool(self) -> ConnectionPool[Any]:
+        if self.pool is None:
+            raise DbpError("not connected: call db.connect(...) first")
+        return self.pool
+
+    def current_session(self) -> Session:
+        """The session that queries use now (the current scope's, for scoped sessions)."""
+        if self.session is None:
+            raise DbpError("no session: call db.create_session() (end_session() removed it)")
+        if isinstance(self.session, ScopedSession):
+            return self.session.current()
+        return self.session
+
+    def transaction(self) -> AbstractContextManager[Session]:
+        """``with db.transaction():`` an explicit transaction on the current session (nested = savepoint)."""
+        return self.current_session().transaction()
+
+    def query(self, *args: Any) -> Query[Any]:
+        """A query on ``args[0]`` (a model class), or an unbound one that takes ``model=`` per call."""
+        from .query import Query
+
+        if len(args) > 1:
+            raise DbpError("query() takes at most one model; select columns with .columns(...)")
+        return Query(self, args[0] if args else None)
+
+    # -- schema -----------------------------------------------------------------------------------------------
+
+    def execute(self, statement: Any, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run one statement on the current session (its transaction if open) and return its rows, if any."""
+        session = self.current_session()
+        try:
+            with session.connection() as conn:
+                cur = conn.execute(statement, params)
+                return cur.fetchall() if cur.description else []
+        except psycopg.Error as exc:
+            raise wrap_db_error(exc) from exc
+
+    def create_db(self) -> None:
+        """Create the built-in schema from the hand-written DDL in ``sql/schema`` (missing tables only)."""
+        from .sqlfiles import schema_script
+
+        script = schema_script()
+        if not script.strip():
+            return
+        session = self.current_session()
+        try:
+            with session.atomic() as conn:
+                conn.execute(script)  # type: ignore[arg-type] - our own files, not user data
+        except psycopg.Error as exc:
+            raise wrap_db_error(exc, action="create_db") from exc
+
+    def drop_db(self) -> None:
+        """Drop the built-in tables (and whatever depends on them)."""
+        names = [t.name for t in _builtin_tables()]
+        if not names:
+            return
+        stmt = sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.SQL(", ").join(map(sql.Identifier, names)))
+        session = self.current_session()
+        try:
+            with session.atomic() as conn:
+                conn.execute(stmt)
+        except psycopg.Error as exc:
+            raise wrap_db_error(exc, action="drop_db") from exc
+
+
+def _builtin_tables() -> Iterator[Any]:
+    try:
+        from .models import ALL_MODELS
+    except ImportError:  # pragma: no cover - models ship with the package
+        return iter(())
+    from .schema import table_of
+
+    return (table_of(m) for m in ALL_MODELS)
+
+
+_POOL_ARGS = frozenset(
+    {
+        "min_size",
+        "max_size",
+        "timeout",
+        "max_waiting",
+        "max_lifetime",
+        "max_idle",
+        "reconnect_timeout",
+        "reconnect_failed",
+        "num_workers",
+        "configure",
+        "check",
+        "reset",
+        "kwargs",
+        "connection_class",
+    }
+)

@@ -1,0 +1,340 @@
+"""Table definitions read from dataclasses: the single source of truth of the schema.
+
+A model is a plain ``@dataclass`` decorated with :func:`model`::
+
+    >>> from dataclasses import dataclass
+    >>> from typing import Annotated, Optional
+    >>> @model("watchlist", primary_key=["wid"], indexes=[Index("ix_watchlist_name", ["name"])])
+    ... @dataclass
+    ... class Watchlist:
+    ...     wid: Annotated[int, Column("bigint")]
+    ...     name: str
+    ...     note: Optional[str] = None
+    >>> table_of(Watchlist).columns["wid"].sql_type
+    'bigint'
+
+The same :class:`Table` structure is built by the catalog introspection of ``dbplugins.migrations``, so the
+migration differ compares like with like.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "Column",
+    "Index",
+    "ForeignKey",
+    "ColumnDef",
+    "Table",
+    "Schema",
+    "model",
+    "table_of",
+    "registered_models",
+    "canonical_type",
+]
+
+T = TypeVar("T")
+
+# Canonical spellings, as PostgreSQL's format_type() prints them, so declared and introspected types compare equal.
+_TYPE_ALIASES = {
+    "varchar": "character varying",
+    "character varying": "character varying",
+    "text": "text",
+    "int": "integer",
+    "int4": "integer",
+    "integer": "integer",
+    "int8": "bigint",
+    "bigint": "bigint",
+    "int2": "smallint",
+    "smallint": "smallint",
+    "float8": "double precision",
+    "double precision": "double precision",
+    "float": "double precision",
+    "float4": "real",
+    "real": "real",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "timestamp": "timestamp without time zone",
+    "timestamp without time zone": "timestamp without time zone",
+    "timestamptz": "timestamp with time zone",
+    "timestamp with time zone": "timestamp with time zone",
+    "date": "date",
+    "bytea": "bytea",
+    "jsonb": "jsonb",
+    "json": "json",
+    "numeric": "numeric",
+    "uuid": "uuid",
+}
+
+
+def canonical_type(sql_type: str) -> str:
+    """Return PostgreSQL's ``format_type`` spelling of ``sql_type`` (``varchar[]`` -> ``character varying[]``)."""
+    text = " ".join(sql_type.strip().lower().split())
+    suffix = ""
+    while text.endswith("[]"):
+        suffix += "[]"
+        text = text[:-2].strip()
+    base, paren, rest = text.partition("(")
+    base = base.strip()
+    canonical = _TYPE_ALIASES.get(base, base)
+    if paren:
+        canonical = f"{canonical}({rest.replace(' ', '')}"
+        # format_type prints varchar(10) as "character varying(10)"
+    return canonical + suffix
+
+
+# Python annotation -> SQL type (DESIGN.md §3a).
+_PY_TYPES: dict[Any, str] = {
+    str: "character varying",
+    int: "integer",
+    float: "double precision",
+    bool: "boolean",
+    datetime.datetime: "timestamp without time zone",
+    datetime.date: "date",
+    bytes: "bytea",
+    dict: "jsonb",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """Per-column options, given with ``Annotated[T, Column(...)]``.
+
+    ``sql_type`` overrides the type derived from the annotation; ``references="table.column"`` adds a foreign
+    key named ``<table>_<column>_fkey``; ``index=True`` adds a btree index ``ix_<table>_<column>``.
+    """
+
+    sql_type: str | None = None
+    index: bool = False
+    unique: bool = False
+    default: str | None = None
+    references: str | None = None
+
+
+@dataclass(frozen=True)
+class Index:
+    """A named index over ``columns`` (``using`` btree or hash; ``where`` makes it partial)."""
+
+    name: str
+    columns: tuple[str, ...] | list[str]
+    using: str = "btree"
+    where: str | None = None
+    unique: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "using", self.using.lower())
+        if self.where is not None:
+            object.__setattr__(self, "where", normalize_predicate(self.where))
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A (possibly composite) foreign key ``columns -> ref_table(ref_columns)``."""
+
+    name: str
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "ref_columns", tuple(self.ref_columns))
+
+
+@dataclass(frozen=True)
+class ColumnDef:
+    """One column as the database sees it: canonical type, nullability, server default."""
+
+    name: str
+    sql_type: str
+    nullable: bool
+    default: str | None = None
+    python_type: Any = None
+
+    @property
+    def is_array(self) -> bool:
+        return self.sql_type.endswith("[]")
+
+
+@dataclass
+class Table:
+    """A table: ordered columns, primary key, foreign keys, unique constraints and indexes."""
+
+    name: str
+    columns: dict[str, ColumnDef]
+    primary_key: tuple[str, ...]
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+    indexes: list[Index] = field(default_factory=list)
+    unique: list[tuple[str, ...]] = field(default_factory=list)
+    cls: type | None = None
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.columns)
+
+    @property
+    def pk_name(self) -> str:
+        return f"{self.name}_pkey"
+
+    def column(self, name: str) -> ColumnDef:
+        return self.columns[name]
+
+
+@dataclass
+class Schema:
+    """A set of tables by name (what the differ compares)."""
+
+    tables: dict[str, Table] = field(default_factory=dict)
+
+    @classmethod
+    def from_models(cls, models: Iterable[type]) -> Schema:
+        schema = cls()
+        for m in models:
+            t = table_of(m)
+            if t.name in schema.tables and schema.tables[t.name].cls is not m:
+                raise ConfigurationError(f"two models declare table {t.name!r}", model=t.name)
+            schema.tables[t.name] = t
+        return schema
+
+
+def normalize_predicate(text: str) -> str:
+    """Lower-case, single-spaced, outer parentheses stripped: a comparable form of an index predicate."""
+    t = " ".join(text.strip().split())
+    while t.startswith("(") and t.endswith(")") and _balanced(t[1:-1]):
+        t = t[1:-1].strip()
+    return t
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+_REGISTRY: dict[str, type] = {}
+
+
+def registered_models() -> list[type]:
+    """Every class decorated with :func:`model` so far, in declaration order."""
+    return list(_REGISTRY.values())
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool, Column | None]:
+    """Split an annotation into (python type, nullable, Column options)."""
+    col: Column | None = None
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *extras = typing.get_args(annotation)
+        for extra in extras:
+            if isinstance(extra, Column):
+                col = extra
+        annotation = base
+    nullable = False
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        nullable = len(args) < len(typing.get_args(annotation))
+        annotation = args[0] if len(args) == 1 else annotation
+    return annotation, nullable, col
+
+
+def _sql_type_for(py_type: Any, where: str) -> str:
+    if py_type in _PY_TYPES:
+        return _PY_TYPES[py_type]
+    origin = typing.get_origin(py_type)
+    if origin in (list, tuple, Sequence) and typing.get_args(py_type):
+        inner = typing.get_args(py_type)[0]
+        return _sql_type_for(inner, where) + "[]"
+    if origin is dict:
+        return "jsonb"
+    raise ConfigurationError(f"{where}: no SQL type for annotation {py_type!r}; give Column(sql_type=...)")
+
+
+def model(
+    name: str,
+    *,
+    primary_key: Sequence[str],
+    indexes: Sequence[Index] = (),
+    foreign_keys: Sequence[ForeignKey] = (),
+    unique: Sequence[Sequence[str]] = (),
+) -> Callable[[type[T]], type[T]]:
+    """Declare a dataclass as the model of table ``name``.
+
+    Column types come from the annotations (``str`` varchar, ``int`` integer, ``float`` double precision,
+    ``bool``, ``datetime`` timestamp, ``date``, ``bytes`` bytea, ``list[str]`` varchar[], ``dict`` jsonb;
+    ``Optional[...]`` allows NULL). Primary key columns are always NOT NULL.
+    """
+
+    def decorate(cls: type[T]) -> type[T]:
+        if not dataclasses.is_dataclass(cls):
+            raise ConfigurationError(f"@model({name!r}) must wrap a @dataclass (put @dataclass below @model)")
+        hints = typing.get_type_hints(cls, include_extras=True)
+        columns: dict[str, ColumnDef] = {}
+        idx = list(indexes)
+        fks = list(foreign_keys)
+        uniq = [tuple(u) for u in unique]
+        for f in dataclasses.fields(cls):
+            py_type, nullable, col = _unwrap(hints[f.name])
+            where = f"model {name!r}, column {f.name!r}"
+            sql_type = canonical_type(col.sql_type) if col and col.sql_type else _sql_type_for(py_type, where)
+            if f.name in primary_key:
+                nullable = False
+            columns[f.name] = ColumnDef(
+                f.name, sql_type, nullable, default=col.default if col else None, python_type=py_type
+            )
+            if col is not None:
+                if col.references:
+                    ref_table, _, ref_col = col.references.partition(".")
+                    if not ref_col:
+                        raise ConfigurationError(f"{where}: references must be 'table.column'")
+                    fks.append(ForeignKey(f"{name}_{f.name}_fkey", (f.name,), ref_table, (ref_col,)))
+                if col.index:
+                    idx.append(Index(f"ix_{name}_{f.name}", [f.name]))
+                if col.unique:
+                    uniq.append((f.name,))
+        for key in primary_key:
+            if key not in columns:
+                raise ConfigurationError(f"model {name!r}: primary key column {key!r} is not a field", model=name)
+        for ix in idx:
+            for c in ix.columns:
+                if c not in columns:
+                    raise ConfigurationError(f"model {name!r}: index {ix.name!r} names unknown column {c!r}")
+        table = Table(
+            name=name,
+            columns=columns,
+            primary_key=tuple(primary_key),
+            foreign_keys=fks,
+            indexes=idx,
+            unique=uniq,
+            cls=cls,
+        )
+        cls.__table__ = table  # type: ignore[attr-defined]
+        cls.__tablename__ = name  # type: ignore[attr-defined]
+        _REGISTRY[f"{cls.__module__}.{cls.__qualname__}"] = cls
+        return cls
+
+    return decorate
+
+
+def table_of(model_cls: Any) -> Table:
+    """The :class:`Table` of a model class (or instance); ``DbpError`` if it was not declared with ``@model``."""
+    cls = model_cls if isinstance(model_cls, type) else type(model_cls)
+    table = getattr(cls, "__table__", None)
+    if not isinstance(table, Table):
+        raise ConfigurationError(f"{cls.__name__} is not a model: declare it with @model(...) over @dataclass")
+    return table

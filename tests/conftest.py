@@ -1,0 +1,121 @@
+"""Test fixtures: a real PostgreSQL for every test that touches data.
+
+The server is the embedded one (``./.dbp``) unless ``DBP_TEST_DSN`` names another (it needs CREATEDB). Each test
+gets a fresh database cloned from a template, which is cheap: ``empty_dsn`` is an empty database, ``dsn`` one with
+the built-in schema of ``sql/schema`` already created, ``db`` an ``SQLConnection`` connected to ``dsn``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+EMPTY_TEMPLATE = "dbp_test_tpl_empty"
+SCHEMA_TEMPLATE = "dbp_test_tpl_schema"
+
+
+def _server_dsn() -> str:
+    explicit = os.environ.get("DBP_TEST_DSN")
+    if explicit:
+        return explicit
+    from dbplugins.embedded import ensure_server
+
+    server = ensure_server(announce=False)
+    server.wait_ready()
+    return server.dsn()
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+def admin_connect(dsn: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn, autocommit=True)
+
+
+def _recreate(admin: psycopg.Connection[Any], name: str, template: str | None = None) -> None:
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    if template:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+        )
+    else:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    where = "DBP_TEST_DSN" if os.environ.get("DBP_TEST_DSN") else "embedded server"
+    return f"dbplugins tests against the {where}"
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> str:
+    """DSN of the maintenance database of the test server."""
+    return _server_dsn()
+
+
+@pytest.fixture(scope="session")
+def _templates(server_dsn: str) -> dict[str, str]:
+    from dbplugins.sqlfiles import schema_script
+
+    with admin_connect(server_dsn) as admin:
+        _recreate(admin, EMPTY_TEMPLATE)
+        _recreate(admin, SCHEMA_TEMPLATE)
+        with psycopg.connect(with_dbname(server_dsn, SCHEMA_TEMPLATE), autocommit=False) as conn:
+            script = schema_script()
+            if script.strip():
+                conn.execute(script)  # type: ignore[arg-type]
+            conn.commit()
+    return {"empty": EMPTY_TEMPLATE, "schema": SCHEMA_TEMPLATE}
+
+
+@pytest.fixture
+def make_database(server_dsn: str, _templates: dict[str, str]) -> Iterator[Any]:
+    """Factory: ``make_database(kind="empty"|"schema") -> dsn`` of a fresh database, dropped afterwards."""
+    created: list[str] = []
+
+    def make(kind: str = "schema") -> str:
+        name = f"dbp_t_{uuid.uuid4().hex[:12]}"
+        with admin_connect(server_dsn) as admin:
+            _recreate(admin, name, _templates[kind])
+        created.append(name)
+        return with_dbname(server_dsn, name)
+
+    yield make
+    with admin_connect(server_dsn) as admin:
+        for name in created:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def empty_dsn(make_database: Any) -> str:
+    """A fresh, empty database."""
+    return str(make_database("empty"))
+
+
+@pytest.fixture
+def dsn(make_database: Any) -> str:
+    """A fresh database with the built-in schema (``sql/schema``) created."""
+    return str(make_database("schema"))
+
+
+@pytest.fixture
+def db(dsn: str) -> Iterator[Any]:
+    """An ``SQLConnection`` connected to a fresh database with the built-in schema."""
+    from dbplugins import SQLConnection
+
+    conn = SQLConnection()
+    conn.connect(dsn=dsn, min_size=1, max_size=4, timeout=10)
+    try:
+        yield conn
+    finally:
+        conn.close()
