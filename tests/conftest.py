@@ -17,8 +17,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-EMPTY_TEMPLATE = "dbp_test_tpl_empty"
-SCHEMA_TEMPLATE = "dbp_test_tpl_schema"
+# Per-process template names: several pytest runs (or developers) may share one server.
+EMPTY_TEMPLATE = f"dbp_test_tpl_empty_{os.getpid()}"
+SCHEMA_TEMPLATE = f"dbp_test_tpl_schema_{os.getpid()}"
 
 
 def _server_dsn() -> str:
@@ -64,7 +65,7 @@ def server_dsn() -> str:
 
 
 @pytest.fixture(scope="session")
-def _templates(server_dsn: str) -> dict[str, str]:
+def _templates(server_dsn: str) -> Iterator[dict[str, str]]:
     from dbplugins.sqlfiles import schema_script
 
     with admin_connect(server_dsn) as admin:
@@ -75,7 +76,10 @@ def _templates(server_dsn: str) -> dict[str, str]:
             if script.strip():
                 conn.execute(script)  # type: ignore[arg-type]
             conn.commit()
-    return {"empty": EMPTY_TEMPLATE, "schema": SCHEMA_TEMPLATE}
+    yield {"empty": EMPTY_TEMPLATE, "schema": SCHEMA_TEMPLATE}
+    with admin_connect(server_dsn) as admin:
+        for name in (EMPTY_TEMPLATE, SCHEMA_TEMPLATE):
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture
@@ -119,3 +123,17 @@ def db(dsn: str) -> Iterator[Any]:
         yield conn
     finally:
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An embedded server of this test session's own, which fault tests may stop, kill and restart."""
+    from dbplugins.embedded import EmbeddedServer
+
+    server = EmbeddedServer(tmp_path_factory.mktemp("private-pg"))
+    server.start()
+    server.wait_ready()
+    try:
+        yield server
+    finally:
+        server.stop("immediate")

@@ -1,0 +1,67 @@
+"""Checking caller-supplied names and rows against a model, before any SQL is built.
+
+Every filter key, row key and update key goes through :func:`check_columns`, so a name that is not a column
+(a typo, or a hostile string with quotes and semicolons) raises ``UnknownColumnError`` and never reaches SQL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import DbpError, MissingValueError, UnknownColumnError
+from .schema import Table
+
+__all__ = ["check_columns", "as_mapping", "check_required"]
+
+
+def check_columns(table: Table, keys: Iterable[Any], *, what: str = "column", row: int | None = None) -> None:
+    """Raise ``UnknownColumnError`` for the first key that is not a column of ``table``."""
+    columns = table.columns
+    for key in keys:
+        if not isinstance(key, str) or key not in columns:
+            where = f" in row {row}" if row is not None else ""
+            raise UnknownColumnError(
+                f"unknown {what} {key!r} for model {table.name!r}{where} "
+                f"(columns: {', '.join(columns)})",
+                model=table.name,
+                column=str(key),
+                row=row,
+            )
+
+
+def as_mapping(table: Table, row: Any, *, index: int | None = None) -> Mapping[str, Any]:
+    """A row given as a dict or as an instance of a dataclass model, as a mapping of column -> value.
+
+    A dataclass instance of another model is refused: its fields would silently land in the wrong columns.
+    """
+    if isinstance(row, Mapping):
+        return row
+    if dataclasses.is_dataclass(row) and not isinstance(row, type):
+        if table.cls is not None and type(row) is not table.cls:
+            raise DbpError(
+                f"row {index} is a {type(row).__name__}, not a {table.cls.__name__} (model {table.name!r})",
+                model=table.name,
+                row=index,
+            )
+        return vars(row)
+    where = f"row {index}" if index is not None else "row"
+    raise DbpError(
+        f"{where} for model {table.name!r} must be a dict or a dataclass instance, got {type(row).__name__}",
+        model=table.name,
+        row=index,
+    )
+
+
+def check_required(table: Table, values: Mapping[str, Any], *, row: int | None = None) -> None:
+    """Raise ``MissingValueError`` naming the first NOT NULL column without a value (or with None)."""
+    for name, col in table.columns.items():
+        if not col.nullable and col.default is None and values.get(name) is None:
+            where = f" in row {row}" if row is not None else ""
+            raise MissingValueError(
+                f"missing value for NOT NULL column {name!r} of model {table.name!r}{where}",
+                model=table.name,
+                column=name,
+                row=row,
+            )

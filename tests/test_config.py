@@ -1,0 +1,164 @@
+"""Configuration: every source, precedence, escaping and password masking."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from dbplugins import ConfigurationError, SQLConnection
+from dbplugins.config import from_dsn, from_mapping, load_settings_module, resolve
+
+HOSTILE_PASSWORD = "p@ss/w:rd#%40 'x\"\\y"
+
+DB_CONFIG = {
+    "ENGINE": "postgresql",
+    "HOST": "db.example.org",
+    "USER": "alerce",
+    "PASSWORD": HOSTILE_PASSWORD,
+    "PORT": 5433,
+    "DB_NAME": "ztf",
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("DBP_DSN", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_dict_keys_build_escaped_dsn_without_mutating_the_dict() -> None:
+    original = copy.deepcopy(DB_CONFIG)
+    settings = resolve(DB_CONFIG)
+    assert DB_CONFIG == original  # db-plugins wrote SQLALCHEMY_DATABASE_URL into the caller's dict
+    params = conninfo_to_dict(settings.conninfo)
+    assert params == {
+        "host": "db.example.org",
+        "port": "5433",
+        "user": "alerce",
+        "dbname": "ztf",
+        "password": HOSTILE_PASSWORD,
+    }
+    # The URL form (for yoyo) round-trips every character of the password too.
+    assert from_dsn(settings.url()).params == settings.params
+
+
+@pytest.mark.parametrize(
+    "key", ["DSN", "SQLALCHEMY_DATABASE_URL"], ids=["DSN", "SQLALCHEMY_DATABASE_URL"]
+)
+def test_dict_with_a_url(key: str) -> None:
+    settings = resolve({key: "postgresql+psycopg2://u:s%40cret@h:6543/d"})
+    assert settings.params == {"user": "u", "password": "s@cret", "host": "h", "port": "6543", "dbname": "d"}
+
+
+def test_incomplete_dict_names_missing_keys() -> None:
+    with pytest.raises(ConfigurationError, match="missing DB_NAME, PORT"):
+        from_mapping({"ENGINE": "postgresql", "HOST": "h", "USER": "u", "PASSWORD": "p"})
+
+
+def test_non_postgres_engine_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="only postgresql"):
+        from_mapping({**DB_CONFIG, "ENGINE": "sqlite"})
+
+
+def test_invalid_dsn_does_not_echo_it() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        from_dsn("host=h password='unterminated")
+    assert "unterminated" not in str(info.value)
+
+
+def test_precedence_argument_over_env_over_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "settings.py").write_text(
+        "DB_CONFIG = {'SQL': {'ENGINE': 'postgresql', 'HOST': 'fromsettings', 'USER': 'u',"
+        " 'PASSWORD': 'p', 'PORT': 5432, 'DB_NAME': 'd'}}\n"
+    )
+    assert resolve().params["host"] == "fromsettings"
+    assert resolve().source.startswith("settings:")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@fromdatabaseurl/d")
+    assert resolve().params["host"] == "fromdatabaseurl"
+    monkeypatch.setenv("DBP_DSN", "host=fromenv dbname=d")
+    assert resolve().params["host"] == "fromenv"
+    assert resolve().source == "env:DBP_DSN"
+    assert resolve(dsn="host=fromarg").params["host"] == "fromarg"
+    assert resolve(DB_CONFIG).params["host"] == "db.example.org"
+
+
+def test_settings_path_does_not_leak_onto_sys_path(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "helper_mod.py").write_text("HOST = 'viahelper'\n")
+    (conf / "settings.py").write_text(
+        "from helper_mod import HOST\n"
+        "DB_CONFIG = {'SQL': {'DSN': f'postgresql://u@{HOST}/d'}}\n"
+    )
+    before = list(sys.path)
+    assert resolve(settings_path=str(conf)).params["host"] == "viahelper"
+    assert sys.path == before
+    assert "settings" not in sys.modules and "helper_mod" not in sys.modules
+
+
+def test_missing_settings_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="settings file not found"):
+        load_settings_module(tmp_path / "nowhere")
+
+
+def test_settings_without_db_config(tmp_path: Path) -> None:
+    (tmp_path / "settings.py").write_text("X = 1\n")
+    with pytest.raises(ConfigurationError, match="DB_CONFIG"):
+        resolve()
+
+
+def test_password_never_in_repr_or_str() -> None:
+    settings = resolve(DB_CONFIG)
+    for text in (repr(settings), str(settings), settings.safe_dsn):
+        assert HOSTILE_PASSWORD not in text
+        assert "p@ss" not in text
+    db = SQLConnection(DB_CONFIG)
+    assert "p@ss" not in repr(db)
+
+
+def test_embedded_is_the_last_resort(server_dsn: str) -> None:
+    if os.environ.get("DBP_TEST_DSN"):
+        pytest.skip("the suite runs against DBP_TEST_DSN, not the embedded server")
+    settings = resolve()
+    assert settings.source == "embedded"
+    with psycopg.connect(settings.conninfo) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_real_password_auth_with_hostile_password(server_dsn: str) -> None:
+    """A role whose password holds @ / : # % ' and a backslash connects through every config path."""
+    role = "dbp_cfg_user"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(HOSTILE_PASSWORD))
+        )
+    try:
+        server = conninfo_to_dict(server_dsn)
+        base = {**server, "user": role, "password": HOSTILE_PASSWORD}
+        cfg = {
+            "ENGINE": "postgresql",
+            "HOST": base.get("host", "localhost"),
+            "USER": role,
+            "PASSWORD": HOSTILE_PASSWORD,
+            "PORT": base.get("port", 5432),
+            "DB_NAME": base.get("dbname", "postgres"),
+        }
+        settings = resolve(cfg)
+        for target in (settings.conninfo, from_dsn(settings.url("postgresql")).conninfo):
+            with psycopg.connect(target) as conn:
+                assert conn.execute("select current_user").fetchone() == (role,)
+        wrong = resolve({**cfg, "PASSWORD": "wrong"})
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(wrong.conninfo).close()
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
