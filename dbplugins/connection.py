@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool
 from . import config as _config
 from .errors import ConfigurationError, DbpError, wrap_db_error
 from .session import ScopedSession, Session
+from .session import Session as _Session  # the name Session is shadowed by a db-plugins argument below
 
 if TYPE_CHECKING:
     from .query import Query
@@ -87,7 +88,7 @@ class SQLConnection:
         self.Base = Base
         self.settings: _config.ConnectionSettings | None = None
         self.pool: ConnectionPool[Any] | None = None
-        self.session: Session | ScopedSession | None = None
+        self.session: _Session | ScopedSession | None = None
         self.use_scoped = False
         self._session_options: dict[str, Any] = {}
 
@@ -226,7 +227,7 @@ class SQLConnection:
         session = self.current_session()
         try:
             with session.atomic() as conn:
-                conn.execute(script)  # type: ignore[arg-type] - our own files, not user data
+                conn.execute(script.encode())  # our own files, not user data
         except psycopg.Error as exc:
             raise wrap_db_error(exc, action="create_db") from exc
 

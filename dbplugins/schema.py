@@ -235,21 +235,39 @@ def registered_models() -> list[type]:
     return list(_REGISTRY.values())
 
 
+def _merge_columns(first: Column | None, second: Column) -> Column:
+    """Combine two ``Column`` options: what ``second`` sets (non-default) wins over ``first``."""
+    if first is None:
+        return second
+    changed = {
+        f.name: getattr(second, f.name)
+        for f in dataclasses.fields(Column)
+        if getattr(second, f.name) != f.default
+    }
+    return dataclasses.replace(first, **changed)
+
+
 def _unwrap(annotation: Any) -> tuple[Any, bool, Column | None]:
-    """Split an annotation into (python type, nullable, Column options)."""
+    """Split an annotation into (python type, nullable, Column options).
+
+    Accepts ``Annotated[T | None, Column(...)]`` as well as ``Annotated[T, Column(...)] | None`` (so an alias such
+    as ``big = Annotated[int, Column("bigint")]`` can be written ``big | None``), and merges several ``Column``
+    extras (``Annotated[big, Column(references=...)]`` keeps the bigint type).
+    """
     col: Column | None = None
-    if typing.get_origin(annotation) is typing.Annotated:
-        base, *extras = typing.get_args(annotation)
-        for extra in extras:
-            if isinstance(extra, Column):
-                col = extra
-        annotation = base
     nullable = False
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union or origin is types.UnionType:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        nullable = len(args) < len(typing.get_args(annotation))
-        annotation = args[0] if len(args) == 1 else annotation
+    for _ in range(2):  # Annotated outside, then possibly again inside Optional
+        if typing.get_origin(annotation) is typing.Annotated:
+            base, *extras = typing.get_args(annotation)
+            for extra in extras:
+                if isinstance(extra, Column):
+                    col = _merge_columns(col, extra)
+            annotation = base
+        origin = typing.get_origin(annotation)
+        if origin is typing.Union or origin is types.UnionType:
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            nullable = nullable or len(args) < len(typing.get_args(annotation))
+            annotation = args[0] if len(args) == 1 else annotation
     return annotation, nullable, col
 
 

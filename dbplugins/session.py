@@ -62,11 +62,12 @@ class Session:
         if self._closed:
             raise DbpError("this session was closed; call db.create_session() for a new one")
         try:
-            return self._pool.getconn()
+            conn: Conn = self._pool.getconn()
         except PoolTimeout as exc:
             raise PoolTimeoutError(f"no database connection became free: {exc}") from None
         except psycopg.Error as exc:
             raise wrap_db_error(exc, action="connecting") from exc
+        return conn
 
     def _release(self) -> None:
         conn, self._conn = self._conn, None

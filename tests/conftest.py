@@ -74,7 +74,7 @@ def _templates(server_dsn: str) -> Iterator[dict[str, str]]:
         with psycopg.connect(with_dbname(server_dsn, SCHEMA_TEMPLATE), autocommit=False) as conn:
             script = schema_script()
             if script.strip():
-                conn.execute(script)  # type: ignore[arg-type]
+                conn.execute(script.encode())  # our own files
             conn.commit()
     yield {"empty": EMPTY_TEMPLATE, "schema": SCHEMA_TEMPLATE}
     with admin_connect(server_dsn) as admin:
