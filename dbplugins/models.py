@@ -1,7 +1,7 @@
 """The built-in ZTF / ALeRCE models: the 17 tables of db-plugins 4.2.7, as plain dataclasses.
 
 Each class is a ``@dataclass(kw_only=True)`` declared with :func:`dbplugins.schema.model`, so the field order is
-the column order of the original schema (``/work/shared/reference/original-schema.md``) while instances are built
+the column order of the original schema (as db-plugins 4.2.7 created it) while instances are built
 by keyword in any order. Nullable columns default to ``None``; NOT NULL columns must be given::
 
     >>> Object(oid="ZTF20aaelulu", ndet=3)

@@ -177,6 +177,10 @@ class Table:
     indexes: list[Index] = field(default_factory=list)
     unique: list[tuple[str, ...]] = field(default_factory=list)
     cls: type | None = None
+    # Names the catalog reports (introspection fills them; declared tables use PostgreSQL's default names), so
+    # a generated migration drops a constraint under the name it really has.
+    pk_constraint: str | None = None
+    unique_names: dict[tuple[str, ...], str] = field(default_factory=dict)
 
     @property
     def column_names(self) -> list[str]:
@@ -184,7 +188,12 @@ class Table:
 
     @property
     def pk_name(self) -> str:
-        return f"{self.name}_pkey"
+        """The primary key constraint's name: as introspected, else PostgreSQL's default ``<table>_pkey``."""
+        return self.pk_constraint or f"{self.name}_pkey"
+
+    def unique_name(self, columns: tuple[str, ...]) -> str:
+        """The name of the unique constraint over ``columns`` (PostgreSQL's default ``<table>_<cols>_key``)."""
+        return self.unique_names.get(tuple(columns)) or f"{self.name}_{'_'.join(columns)}_key"
 
     def column(self, name: str) -> ColumnDef:
         return self.columns[name]

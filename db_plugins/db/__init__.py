@@ -1,0 +1,1 @@
+"""Compatibility alias: ``db_plugins.db`` holds the ``sql`` plugin (the Mongo plugin is not provided)."""

@@ -1,0 +1,33 @@
+-- ps1_ztf: the three nearest Pan-STARRS1 sources of an object, from a ZTF alert (class Ps1_ztf).
+-- objectidps1..3 are double precision, as the original created them.
+CREATE TABLE IF NOT EXISTS ps1_ztf (
+    oid character varying NOT NULL,
+    candid bigint NOT NULL,
+    objectidps1 double precision,
+    sgmag1 double precision,
+    srmag1 double precision,
+    simag1 double precision,
+    szmag1 double precision,
+    sgscore1 double precision,
+    distpsnr1 double precision,
+    objectidps2 double precision,
+    sgmag2 double precision,
+    srmag2 double precision,
+    simag2 double precision,
+    szmag2 double precision,
+    sgscore2 double precision,
+    distpsnr2 double precision,
+    objectidps3 double precision,
+    sgmag3 double precision,
+    srmag3 double precision,
+    simag3 double precision,
+    szmag3 double precision,
+    sgscore3 double precision,
+    distpsnr3 double precision,
+    nmtchps integer NOT NULL,
+    unique1 boolean NOT NULL,
+    unique2 boolean NOT NULL,
+    unique3 boolean NOT NULL,
+    CONSTRAINT ps1_ztf_pkey PRIMARY KEY (oid, candid),
+    CONSTRAINT ps1_ztf_oid_fkey FOREIGN KEY (oid) REFERENCES object (oid)
+);
