@@ -71,26 +71,39 @@ class ConnectionSettings:
         return self.params.get("password")
 
     def url(self, scheme: str = "postgresql+psycopg") -> str:
-        """A URL form (for yoyo): every part percent-escaped; other libpq keywords go in the query string."""
+        """A URL form (for yoyo): every part percent-escaped; other libpq keywords go in the query string.
+
+        yoyo's ``parse_uri`` unquotes user and password but neither the host nor the database path, and passes
+        query arguments to ``psycopg.connect`` as keywords. So a Unix-socket directory, a multi-host list, an
+        IPv6 address or a database name that needs escaping travel in the query string, where ``parse_qsl``
+        decodes them::
+
+            >>> ConnectionSettings({"host": "/run/pg", "port": "5432", "user": "u", "dbname": "d"}).url()
+            'postgresql+psycopg://u@/d?host=%2Frun%2Fpg&port=5432'
+        """
         p = dict(self.params)
         user = quote(p.pop("user", ""), safe="")
         password = p.pop("password", None)
         host = p.pop("host", "")
         port = p.pop("port", "")
-        dbname = quote(p.pop("dbname", ""), safe="")
+        dbname = p.pop("dbname", "")
         auth = user + (":" + quote(password, safe="") if password is not None else "")
-        netloc = (auth + "@" if auth else "")
+        netloc = auth + "@" if auth else ""
         query: dict[str, str] = dict(p)
-        if host.startswith("/") or "," in host:
+        if host and quote(host, safe="") != host:  # socket dir, "h1,h2", "::1": not a plain host name
             query["host"] = host
             host = ""
-        netloc += quote(host, safe="")
+        netloc += host
         if port and host:
             netloc += f":{port}"
         elif port:
             query["port"] = port
+        path = dbname
+        if quote(dbname, safe="") != dbname:
+            query["dbname"] = dbname  # overrides the (empty) path in yoyo's connect()
+            path = ""
         qs = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query.items())
-        return f"{scheme}://{netloc}/{dbname}" + (f"?{qs}" if qs else "")
+        return f"{scheme}://{netloc}/{path}" + (f"?{qs}" if qs else "")
 
     def with_dbname(self, dbname: str) -> ConnectionSettings:
         return ConnectionSettings({**self.params, "dbname": dbname}, self.source)

@@ -1,0 +1,258 @@
+"""Turn diff operations into a yoyo migration pair: ``<id>.sql`` and ``<id>.rollback.sql``.
+
+    >>> apply_sql, rollback_sql = render(ops, message="add watchlist", depends=["20250101_01_abcde-initial"])
+    ...                                                               # doctest: +SKIP
+
+The apply file starts with the message and ``-- depends:`` on the current heads (yoyo reads leading comment
+lines as the docstring and directives). Each statement is preceded by a comment saying what it does; a step
+that loses data is marked ``-- DESTRUCTIVE:`` and notes from the differ (possible renames, steps that fail on
+existing rows) are marked ``-- WARNING:``. The rollback file undoes the operations in reverse order; yoyo runs
+it top to bottom. Everything runs in one transaction (yoyo's default), so no ``CREATE INDEX CONCURRENTLY``.
+
+File ids follow ``yoyo new``: ``YYYYMMDD_NN_rand5-slug`` with ``NN`` counting up within the day.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import secrets
+import string
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ..schema import ColumnDef, ForeignKey, Index, Table
+from .diff import Operation, pg_identifier
+
+__all__ = ["quote_ident", "forward", "backward", "render", "migration_id", "slugify", "write_migration"]
+
+# PostgreSQL's reserved (R) and type/function-name (T) keywords: these cannot be bare column or table names.
+_KEYWORDS = frozenset(
+    """all analyse analyze and any array as asc asymmetric both case cast check collate column constraint create
+    current_catalog current_date current_role current_time current_timestamp current_user default deferrable desc
+    distinct do else end except false fetch for foreign from grant group having in initially intersect into
+    lateral leading limit localtime localtimestamp not null offset on only or order placing primary references
+    returning select session_user some symmetric system_user table then to trailing true union unique user using
+    variadic when where window with authorization binary collation concurrently cross current_schema freeze full
+    ilike inner is isnull join left like natural notnull outer overlaps right similar tablesample verbose""".split()
+)
+_PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as an SQL identifier: bare when PostgreSQL allows it, double-quoted otherwise.
+
+    >>> quote_ident("ndet"), quote_ident("user"), quote_ident("Weird name")
+    ('ndet', '"user"', '"Weird name"')
+    """
+    if _PLAIN.match(name) and name not in _KEYWORDS:
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _cols(names: Iterable[str]) -> str:
+    return ", ".join(quote_ident(n) for n in names)
+
+
+def _column_sql(col: ColumnDef) -> str:
+    text = f"{quote_ident(col.name)} {col.sql_type}"
+    if not col.nullable:
+        text += " NOT NULL"
+    if col.default is not None:
+        text += f" DEFAULT {col.default}"
+    return text
+
+
+def _create_index(table: str, ix: Index) -> str:
+    unique = "UNIQUE " if ix.unique else ""
+    where = f" WHERE {ix.where}" if ix.where else ""
+    return (
+        f"CREATE {unique}INDEX {quote_ident(pg_identifier(ix.name))} ON {quote_ident(table)} "
+        f"USING {ix.using} ({_cols(ix.columns)}){where}"
+    )
+
+
+def _create_table(t: Table) -> list[str]:
+    """CREATE TABLE with columns, primary key and unique constraints, then its indexes (no foreign keys: the
+    differ adds those as separate operations once every table exists)."""
+    parts = [_column_sql(c) for c in t.columns.values()]
+    if t.primary_key:
+        parts.append(
+            f"CONSTRAINT {quote_ident(pg_identifier(t.pk_name))} PRIMARY KEY ({_cols(t.primary_key)})"
+        )
+    for u in t.unique:
+        parts.append(f"CONSTRAINT {quote_ident(pg_identifier(t.unique_name(tuple(u))))} UNIQUE ({_cols(u)})")
+    body = ",\n    ".join(parts)
+    return [f"CREATE TABLE {quote_ident(t.name)} (\n    {body}\n)"] + [
+        _create_index(t.name, ix) for ix in t.indexes
+    ]
+
+
+def _alter(table: str, action: str) -> str:
+    return f"ALTER TABLE {quote_ident(table)} {action}"
+
+
+def _add_fk(table: str, fk: ForeignKey) -> str:
+    return _alter(
+        table,
+        f"ADD CONSTRAINT {quote_ident(pg_identifier(fk.name))} FOREIGN KEY ({_cols(fk.columns)}) "
+        f"REFERENCES {quote_ident(fk.ref_table)} ({_cols(fk.ref_columns)})",
+    )
+
+
+def forward(op: Operation) -> list[str]:
+    """The statements (without a trailing semicolon) that apply ``op``."""
+    k, t, n = op.kind, op.table, op.name or ""
+    if k == "add_table":
+        assert isinstance(op.new, Table)
+        return _create_table(op.new)
+    if k == "drop_table":
+        return [f"DROP TABLE {quote_ident(t)}"]
+    if k == "add_column":
+        assert isinstance(op.new, ColumnDef)
+        return [_alter(t, f"ADD COLUMN {_column_sql(op.new)}")]
+    if k == "drop_column":
+        return [_alter(t, f"DROP COLUMN {quote_ident(n)}")]
+    if k == "alter_type":
+        assert isinstance(op.new, ColumnDef)
+        ty = op.new.sql_type
+        return [_alter(t, f"ALTER COLUMN {quote_ident(n)} TYPE {ty} USING {quote_ident(n)}::{ty}")]
+    if k == "alter_nullable":
+        assert isinstance(op.new, ColumnDef)
+        return [_alter(t, f"ALTER COLUMN {quote_ident(n)} {'DROP' if op.new.nullable else 'SET'} NOT NULL")]
+    if k == "alter_default":
+        assert isinstance(op.new, ColumnDef)
+        if op.new.default is None:
+            return [_alter(t, f"ALTER COLUMN {quote_ident(n)} DROP DEFAULT")]
+        return [_alter(t, f"ALTER COLUMN {quote_ident(n)} SET DEFAULT {op.new.default}")]
+    if k == "add_pk":
+        assert isinstance(op.new, tuple)
+        return [_alter(t, f"ADD CONSTRAINT {quote_ident(n)} PRIMARY KEY ({_cols(op.new)})")]
+    if k == "add_unique":
+        assert isinstance(op.new, tuple)
+        return [_alter(t, f"ADD CONSTRAINT {quote_ident(n)} UNIQUE ({_cols(op.new)})")]
+    if k in ("drop_pk", "drop_unique", "drop_fk"):
+        return [_alter(t, f"DROP CONSTRAINT {quote_ident(n)}")]
+    if k == "add_index":
+        assert isinstance(op.new, Index)
+        return [_create_index(t, op.new)]
+    if k == "drop_index":
+        return [f"DROP INDEX {quote_ident(n)}"]
+    if k == "rename_index":
+        assert isinstance(op.old, Index) and isinstance(op.new, Index)
+        return [f"ALTER INDEX {quote_ident(op.old.name)} RENAME TO {quote_ident(pg_identifier(op.new.name))}"]
+    if k == "add_fk":
+        assert isinstance(op.new, ForeignKey)
+        return [_add_fk(t, op.new)]
+    raise AssertionError(k)  # pragma: no cover
+
+
+def _inverse(op: Operation) -> Operation:
+    """The operation that undoes ``op``."""
+    flip = {
+        "add_table": "drop_table", "drop_table": "add_table",
+        "add_column": "drop_column", "drop_column": "add_column",
+        "add_pk": "drop_pk", "drop_pk": "add_pk",
+        "add_unique": "drop_unique", "drop_unique": "add_unique",
+        "add_index": "drop_index", "drop_index": "add_index",
+        "add_fk": "drop_fk", "drop_fk": "add_fk",
+        "alter_type": "alter_type", "alter_nullable": "alter_nullable", "alter_default": "alter_default",
+        "rename_index": "rename_index",
+    }  # fmt: skip
+    kind = flip[op.kind]
+    name = op.name
+    if op.kind == "rename_index":
+        assert isinstance(op.old, Index)
+        name = op.old.name
+    return Operation(kind, op.table, name, old=op.new, new=op.old)  # type: ignore[arg-type]
+
+
+def backward(op: Operation) -> list[str]:
+    """The statements that undo ``op`` (a dropped table or column comes back empty: data is not restored)."""
+    return forward(_inverse(op))
+
+
+def _comment_lines(op: Operation, *, undo: bool = False) -> list[str]:
+    lines = [f"-- {'undo: ' if undo else ''}{op.describe()}"]
+    if not undo and op.destructive:
+        lines.append("-- DESTRUCTIVE: the data in it is lost; make sure this is what you want")
+    if undo and op.kind in ("drop_table", "drop_column"):
+        lines.append("-- NOTE: this re-creates the structure only; the dropped data does not come back")
+    if not undo and op.note:
+        lines.append(f"-- WARNING: {op.note}")
+    return lines
+
+
+def render(
+    ops: Sequence[Operation], *, message: str, depends: Iterable[str] = (), migration: str = ""
+) -> tuple[str, str]:
+    """The text of the apply file and of the rollback file for ``ops``."""
+    heads = " ".join(sorted(depends))
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = [f"-- {message}", f"-- Generated by dbp make_migrations on {stamp}: review it before applying."]
+    if any(op.destructive for op in ops):
+        header.append("-- This migration contains DESTRUCTIVE steps (marked below).")
+    header.append(f"-- depends: {heads}" if heads else "-- depends:")
+    chunks: list[str] = ["\n".join(header)]
+    for op in ops:
+        for i, stmt in enumerate(forward(op)):
+            comment = _comment_lines(op) if i == 0 else []
+            chunks.append("\n".join([*comment, stmt + ";"]))
+    apply_text = "\n\n".join(chunks) + "\n"
+
+    rb_header = f"-- Rollback of {migration or message}: undoes the steps above in reverse order."
+    rb_chunks: list[str] = [rb_header]
+    for op in reversed(ops):
+        for i, stmt in enumerate(backward(op)):
+            comment = _comment_lines(op, undo=True) if i == 0 else []
+            rb_chunks.append("\n".join([*comment, stmt + ";"]))
+    rollback_text = "\n\n".join(rb_chunks) + "\n"
+    return apply_text, rollback_text
+
+
+def slugify(text: str, *, limit: int = 48) -> str:
+    """``yoyo new``'s slug: lower case, runs of other characters become ``-``."""
+    s = re.sub(r"[^-a-z0-9]+", "-", text.lower())
+    s = re.sub(r"-{2,}", "-", s).strip("-")
+    return s[:limit].rstrip("-")
+
+
+def auto_message(ops: Sequence[Operation]) -> str:
+    """A short message naming the change: the first operation, and how many more there are."""
+    if not ops:
+        return "no changes"
+    first = ops[0].describe()
+    first = re.sub(r" \(.*", "", first)
+    return first if len(ops) == 1 else f"{first} and {len(ops) - 1} more"
+
+
+def migration_id(directory: Path, slug: str, *, today: datetime.date | None = None) -> str:
+    """A new id ``YYYYMMDD_NN_rand5-slug`` for ``directory``, as ``yoyo new`` makes them."""
+    datestr = (today or datetime.date.today()).strftime("%Y%m%d")
+    number = 1
+    if directory.is_dir():
+        for p in directory.glob(f"{datestr}_*"):
+            n = p.name[len(datestr) + 1 :].split("_")[0]
+            if n.isdigit():
+                number = max(number, int(n) + 1)
+    rand = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
+    return f"{datestr}_{number:02d}_{rand}" + (f"-{slug}" if slug else "")
+
+
+def write_migration(
+    directory: Path,
+    ops: Sequence[Operation],
+    *,
+    depends: Iterable[str] = (),
+    name: str | None = None,
+) -> tuple[Path, Path]:
+    """Write ``<id>.sql`` and ``<id>.rollback.sql`` for ``ops`` into ``directory`` (created if needed)."""
+    message = name or auto_message(ops)
+    directory.mkdir(parents=True, exist_ok=True)
+    mid = migration_id(directory, slugify(message))
+    apply_text, rollback_text = render(ops, message=message, depends=depends, migration=mid)
+    path = directory / f"{mid}.sql"
+    rollback = directory / f"{mid}.rollback.sql"
+    rollback.write_text(rollback_text, encoding="utf-8")
+    path.write_text(apply_text, encoding="utf-8")  # last: yoyo only sees the pair once the apply file exists
+    return path, rollback

@@ -1,0 +1,294 @@
+"""The differ and the renderer: operations, their order, the SQL pair, and migra's convergence check.
+
+The convergence cases build schema A in a fresh database from the models (through the differ itself), generate
+the A -> B migration, apply it with yoyo, and check that a second diff against B is empty; then they roll it
+back and check the database is A again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import psycopg
+import pytest
+from yoyo.migrations import read_sql_migration
+
+from dbplugins.config import from_dsn
+from dbplugins.migrations import canonicalize, diff, introspect
+from dbplugins.migrations.diff import PHASES, Operation, pg_identifier
+from dbplugins.migrations.render import backward, forward, migration_id, quote_ident, render, write_migration
+from dbplugins.migrations.runner import apply, heads, rollback
+from dbplugins.models import ALL_MODELS
+from dbplugins.schema import Column, ColumnDef, ForeignKey, Index, Schema, Table, model, table_of
+
+# -- two versions of a small user schema ------------------------------------------------------------------------
+
+
+@model("w_owner", primary_key=["oid"])
+@dataclass
+class OwnerA:
+    oid: str
+    label: str | None = None
+
+
+@model("w_list", primary_key=["wid"], indexes=[Index("ix_w_list_name", ["name"])])
+@dataclass
+class ListA:
+    wid: Annotated[int, Column("bigint")]
+    name: str
+    note: str | None = None
+    score: float | None = None
+
+
+@model("w_target", primary_key=["wid", "oid"])
+@dataclass
+class TargetA:
+    wid: Annotated[int, Column("bigint", references="w_list.wid")]
+    oid: str
+    added: datetime | None = None
+
+
+@model("w_owner", primary_key=["oid"], unique=[["label"]])
+@dataclass
+class OwnerB:
+    oid: str
+    label: str | None = None
+
+
+@model(
+    "w_list",
+    primary_key=["wid"],
+    indexes=[
+        Index("ix_w_list_name", ["name", "owner"]),  # changed columns
+        Index("ix_w_list_owner", ["owner"], using="hash"),  # new
+        Index("ix_w_list_hot", ["priority"], where="priority > 5"),  # new, partial
+    ],
+)
+@dataclass
+class ListB:
+    wid: Annotated[int, Column("bigint")]
+    name: str
+    note: str  # now NOT NULL
+    rating: float | None = None  # score dropped, rating added: a possible rename
+    owner: Annotated[str | None, Column(references="w_owner.oid")] = None  # new column with a new FK
+    priority: Annotated[int, Column(default="0")] = 0
+    tags: list[str] | None = None
+
+
+@model("w_event", primary_key=["eid"], indexes=[Index("ix_w_event_kind", ["kind"], where="kind = 'alert'")])
+@dataclass
+class EventB:
+    eid: Annotated[int, Column("bigint")]
+    wid: Annotated[int, Column("bigint", references="w_list.wid")]
+    kind: str
+    at: datetime
+
+
+SCHEMA_A = Schema.from_models([OwnerA, ListA, TargetA])
+SCHEMA_B = Schema.from_models([OwnerB, ListB, EventB])
+
+
+def _with_builtin(schema: Schema) -> Schema:
+    """``schema`` plus the built-in tables, which ``apply`` always brings first."""
+    return Schema({**Schema.from_models(ALL_MODELS).tables, **schema.tables})
+
+
+def _kinds(ops: list[Operation]) -> list[tuple[str, str, str | None]]:
+    return [(op.kind, op.table, op.name) for op in ops]
+
+
+# -- pure diff ---------------------------------------------------------------------------------------------------
+
+
+def test_identical_schemas_give_no_operations() -> None:
+    assert diff(SCHEMA_A, SCHEMA_A) == []
+    assert diff(Schema(), Schema()) == []
+
+
+def test_operations_from_a_to_b() -> None:
+    ops = diff(SCHEMA_A, SCHEMA_B)
+    kinds = _kinds(ops)
+    assert ("drop_table", "w_target", None) in kinds
+    assert ("add_table", "w_event", None) in kinds
+    assert ("drop_column", "w_list", "score") in kinds
+    assert ("add_column", "w_list", "rating") in kinds
+    assert ("add_column", "w_list", "tags") in kinds
+    assert ("alter_nullable", "w_list", "note") in kinds
+    assert ("drop_index", "w_list", "ix_w_list_name") in kinds and (
+        "add_index",
+        "w_list",
+        "ix_w_list_name",
+    ) in kinds
+    assert ("add_index", "w_list", "ix_w_list_owner") in kinds
+    assert ("add_fk", "w_list", "w_list_owner_fkey") in kinds
+    assert ("add_fk", "w_event", "w_event_wid_fkey") in kinds
+    assert ("drop_fk", "w_target", "w_target_wid_fkey") in kinds  # explicit, so the rollback can restore it
+    assert ("add_unique", "w_owner", "w_owner_label_key") in kinds
+    # migra's order: every drop before every create, foreign keys dropped first and added last
+    phases = [PHASES.index(op.kind) for op in ops]
+    assert phases == sorted(phases)
+    assert ops[0].kind == "drop_fk" and ops[-1].kind == "add_fk"
+
+
+def test_drop_and_add_of_the_same_type_is_flagged_as_a_possible_rename() -> None:
+    ops = {(op.kind, op.name): op for op in diff(SCHEMA_A, SCHEMA_B)}
+    note = ops[("drop_column", "score")].note or ""
+    assert "possible rename" in note and "RENAME COLUMN score TO rating" in note
+    assert ops[("drop_column", "score")].destructive
+    assert "possible rename" in (ops[("add_column", "rating")].note or "")
+    # a new NOT NULL column without default is flagged: it fails on a table with rows
+    plain = Table("t", {"a": ColumnDef("a", "integer", False)}, ("a",))
+    grown = Table("t", {"a": ColumnDef("a", "integer", False), "b": ColumnDef("b", "text", False)}, ("a",))
+    (op,) = diff(Schema({"t": plain}), Schema({"t": grown}))
+    assert op.kind == "add_column" and "fails if the table has rows" in (op.note or "")
+
+
+def test_table_rename_is_flagged() -> None:
+    t = table_of(OwnerA)
+    renamed = Table("w_owner2", dict(t.columns), ("oid",))
+    ops = diff(Schema({"w_owner": t}), Schema({"w_owner2": renamed}))
+    assert "ALTER TABLE w_owner RENAME TO w_owner2" in (ops[0].note or "")
+
+
+def test_type_default_and_primary_key_changes() -> None:
+    a = Table("t", {"a": ColumnDef("a", "integer", False), "b": ColumnDef("b", "integer", True)}, ("a",))
+    b = Table(
+        "t",
+        {"a": ColumnDef("a", "bigint", False), "b": ColumnDef("b", "integer", False, default="1")},
+        ("a", "b"),
+    )
+    ref = Table(
+        "r",
+        {"a": ColumnDef("a", "integer", False)},
+        ("a",),
+        foreign_keys=[ForeignKey("r_a_fkey", ("a",), "t", ("a",))],
+    )
+    ops = diff(Schema({"t": a, "r": ref}), Schema({"t": b, "r": ref}))
+    kinds = _kinds(ops)
+    assert ("alter_type", "t", "a") in kinds and ("alter_default", "t", "b") in kinds
+    assert ("drop_pk", "t", "t_pkey") in kinds and ("add_pk", "t", "t_pkey") in kinds
+    # the foreign key that depends on the old primary key is dropped before it and re-created after
+    assert kinds.index(("drop_fk", "r", "r_a_fkey")) < kinds.index(("drop_pk", "t", "t_pkey"))
+    assert kinds.index(("add_fk", "r", "r_a_fkey")) > kinds.index(("add_pk", "t", "t_pkey"))
+
+
+def test_index_with_a_new_name_only_is_renamed() -> None:
+    a = Table("t", {"a": ColumnDef("a", "integer", False)}, ("a",), indexes=[Index("ix_old", ["a"])])
+    b = Table("t", {"a": ColumnDef("a", "integer", False)}, ("a",), indexes=[Index("ix_new", ["a"])])
+    (op,) = diff(Schema({"t": a}), Schema({"t": b}))
+    assert op.kind == "rename_index"
+    assert forward(op) == ["ALTER INDEX ix_old RENAME TO ix_new"]
+    assert backward(op) == ["ALTER INDEX ix_new RENAME TO ix_old"]
+
+
+def test_long_names_compare_as_postgresql_truncates_them() -> None:
+    long = "ix_" + "x" * 80
+    assert len(pg_identifier(long).encode()) == 63
+    a = Table(
+        "t", {"a": ColumnDef("a", "integer", False)}, ("a",), indexes=[Index(pg_identifier(long), ["a"])]
+    )
+    b = Table("t", {"a": ColumnDef("a", "integer", False)}, ("a",), indexes=[Index(long, ["a"])])
+    assert diff(Schema({"t": a}), Schema({"t": b})) == []
+
+
+# -- rendering ---------------------------------------------------------------------------------------------------
+
+
+def test_quote_ident() -> None:
+    assert quote_ident("dec") == "dec"
+    assert quote_ident("user") == '"user"'
+    assert quote_ident('we"ird') == '"we""ird"'
+
+
+def test_render_pair_is_a_valid_yoyo_migration(tmp_path: Path) -> None:
+    ops = diff(SCHEMA_A, SCHEMA_B)
+    path, rb = write_migration(tmp_path, ops, depends=["20250101_01_aaaaa-base"], name="Watchlist v2!")
+    assert re.fullmatch(r"\d{8}_01_[a-z0-9]{5}-watchlist-v2\.sql", path.name)
+    assert rb.name == path.name.replace(".sql", ".rollback.sql")
+    directives, doc, statements = read_sql_migration(str(path))
+    assert directives["depends"].split() == ["20250101_01_aaaaa-base"]
+    assert doc.startswith("Watchlist v2!")
+    text = path.read_text()
+    assert "-- DESTRUCTIVE:" in text and "-- WARNING: possible rename" in text
+    assert "CONCURRENTLY" not in text
+    assert len(statements) == sum(len(forward(op)) for op in ops)
+    _, _, rb_statements = read_sql_migration(str(rb))
+    assert rb_statements[0].strip().splitlines()[-1].startswith("ALTER TABLE w_event DROP CONSTRAINT")
+    # the next id of the day counts up, as yoyo new does
+    assert migration_id(tmp_path, "x").split("_")[1] == "02"
+
+
+def test_render_without_depends() -> None:
+    apply_text, rollback_text = render(diff(Schema(), SCHEMA_A), message="init", depends=[])
+    assert "-- depends:\n" in apply_text
+    assert "CREATE TABLE w_list" in apply_text and "DROP TABLE w_list" in rollback_text
+
+
+# -- convergence against a real database -------------------------------------------------------------------------
+
+
+def _migrate_to(dsn: str, desired: Schema, directory: Path, name: str) -> list[Operation]:
+    """Generate the migration current -> desired into ``directory`` and apply it with yoyo; return its ops."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        current = introspect(conn)
+        target = canonicalize(conn, desired, current)
+    ops = diff(current, target)
+    write_migration(directory, ops, depends=heads(directory), name=name)
+    apply(from_dsn(dsn), directory)
+    return ops
+
+
+def _remaining(dsn: str, desired: Schema) -> list[Operation]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        current = introspect(conn)
+        return diff(current, canonicalize(conn, desired, current))
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        pytest.param(Schema(), SCHEMA_A, id="empty-to-a"),
+        pytest.param(SCHEMA_A, SCHEMA_B, id="a-to-b"),
+        pytest.param(SCHEMA_B, SCHEMA_A, id="b-to-a"),
+    ],
+)
+def test_generated_migrations_converge_and_roll_back(
+    empty_dsn: str, tmp_path: Path, before: Schema, after: Schema
+) -> None:
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    apply(from_dsn(empty_dsn), migrations)  # the built-in schema
+    before, after = _with_builtin(before), _with_builtin(after)
+    if before.tables:
+        _migrate_to(empty_dsn, before, migrations, "before")
+        assert _remaining(empty_dsn, before) == []
+    ops = _migrate_to(empty_dsn, after, migrations, "after")
+    assert ops
+    assert _remaining(empty_dsn, after) == []  # no further statements to apply (migra's check)
+    # the rollback file takes the database back to where it was
+    rollback(from_dsn(empty_dsn), migrations, count=1)
+    assert _remaining(empty_dsn, before) == []
+
+
+def test_rows_survive_a_non_destructive_migration(empty_dsn: str, tmp_path: Path) -> None:
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    apply(from_dsn(empty_dsn), migrations)
+    _migrate_to(empty_dsn, _with_builtin(SCHEMA_A), migrations, "a")
+    with psycopg.connect(empty_dsn) as conn:
+        conn.execute("INSERT INTO w_list (wid, name, note) VALUES (1, 'n', 'kept')")
+    grown = Schema.from_models([OwnerA, TargetA])
+    t = table_of(ListA)
+    grown.tables["w_list"] = Table(
+        "w_list",
+        {**t.columns, "extra": ColumnDef("extra", "integer", True)},
+        t.primary_key,
+        indexes=[*t.indexes, Index("ix_w_list_extra", ["extra"])],
+    )
+    _migrate_to(empty_dsn, _with_builtin(grown), migrations, "grow")
+    with psycopg.connect(empty_dsn) as conn:
+        assert conn.execute("SELECT wid, note, extra FROM w_list").fetchall() == [(1, "kept", None)]
