@@ -157,6 +157,14 @@ class Session:
         if self._explicit:
             raise DbpError("commit() inside 'with db.transaction()': the block commits when it ends")
         conn = self._conn
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            # PostgreSQL answers COMMIT of a failed transaction with ROLLBACK and no error: the writes made
+            # before the failure would vanish silently. Say so instead.
+            self.rollback()
+            raise DbpError(
+                "commit(): a statement in this transaction failed earlier, so nothing was committed "
+                "(the transaction has been rolled back)"
+            )
         try:
             conn.execute("COMMIT")
         except psycopg.Error as exc:

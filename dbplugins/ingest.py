@@ -1,0 +1,494 @@
+"""get_or_create and get_or_create_many: race-safe "insert unless it exists" for the ingestion hot path.
+
+Both rest on ``INSERT ... ON CONFLICT (<key>) DO NOTHING RETURNING``, which inserts a new row in one round trip and
+returns nothing for a key that exists. Only then a separate SELECT fetches the existing row. A separate statement,
+because under READ COMMITTED the INSERT may skip a row committed by a concurrent transaction *after* the
+statement's snapshot was taken: the same statement could not see it, the next one can (PostgreSQL manual,
+"INSERT ... ON CONFLICT DO NOTHING"; a single-statement CTE can return zero rows under concurrency). If that
+SELECT still finds nothing (the other row was deleted meanwhile) we try again, at most ``MAX_TRIES`` times.
+
+Outside a transaction each statement runs in autocommit: a new row is durable when the INSERT returns, and no
+BEGIN / COMMIT round trips are spent. Inside a session transaction the call runs in a savepoint
+(``session.atomic()``): it commits an implicit transaction afterwards (db-plugins' get_or_create committed the
+session), and leaves an explicit ``with db.transaction():`` block to commit.
+
+    >>> plan = _one_plan(Watchlist, ("wid", "name"), (("wid", False),))
+    >>> plan.insert
+    'INSERT INTO "watchlist" ("wid", "name") VALUES (%s, %s) ON CONFLICT ("wid") DO NOTHING RETURNING "wid", "name", "score"'
+    >>> plan.select
+    'SELECT "wid", "name", "score" FROM "watchlist" WHERE "wid" = %s LIMIT 1'
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import psycopg
+from psycopg import errors as pge
+from psycopg import sql
+
+from .errors import ConstraintError, DbpError, MissingValueError, QueryError
+from .query import _class_row, adapt, cast_type, column_list, render, translate_error, value_adapter
+from .rows import as_mapping, check_columns, check_required
+from .schema import Table, table_of
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["get_or_create", "get_or_create_many", "MAX_TRIES"]
+
+log = logging.getLogger("dbplugins.ingest")
+
+T = TypeVar("T")
+
+#: Attempts at "insert, else select" before giving up. A second attempt is needed only when a conflicting row is
+#: deleted between our INSERT and our SELECT; ten in a row means something keeps deleting it.
+MAX_TRIES = 10
+
+#: PostgreSQL binds at most 65535 parameters per statement; the VALUES form (tables with array columns) needs
+#: one per value, so its batches are cut to fit.
+_MAX_PARAMS = 65535
+
+_ORD = "_dbp_ord_"  # ordinality column of the batched statements; not a valid model field name by convention
+
+
+def conflict_target(table: Table, keys: Iterable[str]) -> tuple[str, ...] | None:
+    """The unique key of ``table`` (primary key first, then unique constraints/indexes) within ``keys``."""
+    present = set(keys)
+    candidates: list[tuple[str, ...]] = []
+    if table.primary_key:
+        candidates.append(tuple(table.primary_key))
+    candidates.extend(tuple(u) for u in table.unique)
+    candidates.extend(tuple(ix.columns) for ix in table.indexes if ix.unique and ix.where is None)
+    for cand in candidates:
+        if cand and set(cand) <= present:
+            return cand
+    return None
+
+
+def _session_scope(session: Session) -> AbstractContextManager[psycopg.Connection[Any]]:
+    """Autocommit statements outside a transaction; a savepoint (then commit if implicit) inside one."""
+    if session.in_transaction:
+        return session.atomic()
+    return session.connection()
+
+
+# -- get_or_create -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _OnePlan:
+    """The statements of one get_or_create shape (which columns are given, which filter values are NULL)."""
+
+    insert: str
+    insert_cols: tuple[str, ...]
+    select: str
+    select_cols: tuple[str, ...]  # filter columns bound in ``select`` (those not NULL), in order
+    target: tuple[str, ...] | None
+    insert_first: bool
+    check: str | None  # SELECT 1 by the conflict target, when the filter is not that key
+
+
+@functools.lru_cache(maxsize=2048)
+def _one_plan(model: Any, row_cols: tuple[str, ...], filter_spec: tuple[tuple[str, bool], ...]) -> _OnePlan:
+    table = table_of(model)
+    filter_cols = tuple(c for c, _ in filter_spec)
+    target = conflict_target(table, filter_cols)
+    insert_first = target is not None
+    if target is None:
+        # The filter does not name a unique key: look first, as db-plugins did, and let the primary key (if the
+        # row carries one) arbitrate a concurrent insert.
+        target = conflict_target(table, row_cols)
+    tname = sql.Identifier(table.name)
+    cols = tuple(c for c in table.columns if c in row_cols) + tuple(
+        c for c in row_cols if c not in table.columns
+    )
+    conflict = (
+        sql.SQL("ON CONFLICT ({}) DO NOTHING").format(column_list(target))
+        if target
+        else sql.SQL("ON CONFLICT DO NOTHING")
+    )
+    insert = sql.SQL("INSERT INTO {} ({}) VALUES ({}) {} RETURNING {}").format(
+        tname,
+        column_list(cols),
+        sql.SQL(", ").join(sql.Placeholder() for _ in cols),
+        conflict,
+        column_list(table.columns),
+    )
+    conds = [
+        sql.SQL("{} IS NULL").format(sql.Identifier(c))
+        if is_null
+        else sql.SQL("{} = %s").format(sql.Identifier(c))
+        for c, is_null in filter_spec
+    ]
+    select = sql.SQL("SELECT {} FROM {} WHERE {} LIMIT 1").format(
+        column_list(table.columns), tname, sql.SQL(" AND ").join(conds)
+    )
+    check = None
+    bound_filter = {c for c, is_null in filter_spec if not is_null}
+    if target and set(target) != bound_filter:
+        check = render(
+            sql.SQL("SELECT 1 FROM {} WHERE {}").format(
+                tname, sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in target)
+            )
+        )
+    return _OnePlan(
+        insert=render(insert),
+        insert_cols=cols,
+        select=render(select),
+        select_cols=tuple(c for c, is_null in filter_spec if not is_null),
+        target=target,
+        insert_first=insert_first,
+        check=check,
+    )
+
+
+def get_or_create(
+    session: Session, model: type[T], filter_by: Mapping[str, Any] | None, values: Mapping[str, Any]
+) -> tuple[T, bool]:
+    """``(instance, created)``: the row of ``model`` matching ``filter_by``, inserted from ``values`` if missing.
+
+    The row inserted is ``{**values, **filter_by}``. When ``filter_by`` names the primary key (or a unique key)
+    a new key costs one round trip (the INSERT) and an existing one two (INSERT, then SELECT); otherwise the
+    SELECT runs first, as in db-plugins. Exactly one of any number of concurrent callers gets ``created=True``.
+
+    Raises ``MissingValueError`` naming the column when a NOT NULL value is missing and the row does not exist
+    (with values missing, the row is looked up first and returned if it exists, as db-plugins did),
+    ``UnknownColumnError`` for a key that is not a column, and ``ConstraintError`` when the key exists with values that ``filter_by`` does
+    not match (db-plugins returned ``(None, False)`` in these cases).
+    """
+    table = table_of(model)
+    if filter_by is None or not isinstance(filter_by, Mapping) or not filter_by:
+        raise QueryError(
+            "get_or_create() needs filter_by, a non-empty dict of column -> value "
+            f"(got {type(filter_by).__name__ if filter_by is not None else None})",
+            model=table.name,
+        )
+    check_columns(table, filter_by, what="filter_by column")
+    check_columns(table, values, what="column")
+    row = {**values, **filter_by}
+    missing: MissingValueError | None = None
+    try:
+        check_required(table, row)
+    except MissingValueError as exc:
+        missing = exc  # cannot insert; the row may still exist (db-plugins returned it): look it up first
+    plan = _one_plan(cast(Any, model), tuple(row), tuple((c, v is None) for c, v in filter_by.items()))
+    insert_params = [adapt(table, c, row[c]) for c in plan.insert_cols]
+    select_params = [adapt(table, c, filter_by[c]) for c in plan.select_cols]
+    try:
+        with _session_scope(session) as conn, conn.cursor(row_factory=_class_row(cast(Any, model))) as cur:
+            if not plan.insert_first or missing is not None:
+                cur.execute(plan.select, select_params)
+                found = cur.fetchone()
+                if found is not None:
+                    return found, False
+                if missing is not None:
+                    raise missing
+            for _ in range(MAX_TRIES):
+                cur.execute(plan.insert, insert_params)
+                created = cur.fetchone()
+                if created is not None:
+                    return created, True
+                cur.execute(plan.select, select_params)
+                found = cur.fetchone()
+                if found is not None:
+                    return found, False
+                if plan.check is not None and plan.target is not None:
+                    key = [adapt(table, c, row[c]) for c in plan.target]
+                    if conn.execute(plan.check, key).fetchone() is not None:
+                        raise _mismatch(table, plan.target, row, filter_by)
+                # The conflicting row is gone (deleted, or its insert rolled back): insert again.
+    except psycopg.Error as exc:
+        raise translate_error(exc, table, [row], action="get_or_create") from exc
+    raise DbpError(
+        f"get_or_create: gave up after {MAX_TRIES} attempts on model {table.name!r}: the row matching "
+        f"{dict(filter_by)!r} kept conflicting on insert and vanishing before it could be read",
+        model=table.name,
+    )
+
+
+def _mismatch(
+    table: Table,
+    target: Sequence[str],
+    row: Mapping[str, Any],
+    filter_by: Mapping[str, Any],
+    index: int | None = None,
+) -> ConstraintError:
+    key = ", ".join(f"{c}={row[c]!r}" for c in target)
+    where = f" (row {index})" if index is not None else ""
+    return ConstraintError(
+        f"get_or_create: a row of model {table.name!r} with {key} exists but does not match "
+        f"{dict(filter_by)!r}{where}; fetch it by its key, or update it",
+        model=table.name,
+        row=index,
+        constraint=table.pk_name if tuple(target) == tuple(table.primary_key) else None,
+    )
+
+
+# -- get_or_create_many -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ManyPlan:
+    """The statements of one get_or_create_many shape (model, columns given, key)."""
+
+    cols: tuple[str, ...]  # inserted columns, table order
+    key: tuple[str, ...]
+    target: tuple[str, ...]
+    returning: tuple[str, ...]  # every column, table order
+    insert: str | None  # the unnest form; None when an array column needs the VALUES form
+    select: str  # existing rows by key
+    check: str | None  # existing keys by target, when the key is more than the target
+
+
+def _unnest(cols: Sequence[str], types: Sequence[str], alias: str) -> sql.Composable:
+    arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(cast_type(t)) for t in types)
+    return sql.SQL("unnest({}) WITH ORDINALITY AS {}({}, {})").format(
+        arrays, sql.Identifier(alias), column_list(cols), sql.Identifier(_ORD)
+    )
+
+
+def _insert_tail(
+    table: Table, cols: Sequence[str], key: Sequence[str], target: Sequence[str]
+) -> sql.Composable:
+    """``dbp_ins AS (INSERT ... SELECT ... FROM dbp_src) SELECT ord, row ... JOIN dbp_src`` after ``dbp_src``."""
+    # Inserting in key order makes concurrent batches lock keys in one order, so they queue instead of
+    # deadlocking; the ordinality breaks ties, so the first occurrence of a key in the input is the one inserted.
+    order = sql.SQL(", ").join([*(sql.Identifier(c) for c in target), sql.Identifier(_ORD)])
+    join = sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier("dbp_src", c), sql.Identifier("dbp_ins", c)) for c in key
+    )
+    return sql.SQL(
+        ", dbp_ins AS (INSERT INTO {t} ({cols}) SELECT {cols} FROM dbp_src ORDER BY {order} "
+        "ON CONFLICT ({target}) DO NOTHING RETURNING {ret}) "
+        "SELECT {ord}, {ret_q} FROM dbp_ins JOIN dbp_src ON {join}"
+    ).format(
+        t=sql.Identifier(table.name),
+        cols=column_list(cols),
+        order=order,
+        target=column_list(target),
+        ret=column_list(table.columns),
+        ord=sql.Identifier("dbp_src", _ORD),
+        ret_q=column_list(table.columns, "dbp_ins"),
+        join=join,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _many_plan(model: Any, cols: tuple[str, ...], key: tuple[str, ...]) -> _ManyPlan:
+    table = table_of(model)
+    target = conflict_target(table, key)
+    if target is None:
+        raise QueryError(
+            f"get_or_create_many: key {list(key)} of model {table.name!r} must contain the primary key "
+            f"{list(table.primary_key)} or a unique constraint",
+            model=table.name,
+        )
+    for c in key:
+        if table.columns[c].is_array:
+            raise QueryError(f"get_or_create_many: key column {c!r} is an array", model=table.name, column=c)
+    types = [table.columns[c].sql_type for c in cols]
+    insert: str | None = None
+    if not any(table.columns[c].is_array for c in cols):
+        # unnest() flattens arrays of arrays, so array columns take the VALUES form instead.
+        src = sql.SQL("WITH dbp_src AS MATERIALIZED (SELECT * FROM {})").format(_unnest(cols, types, "dbp_s"))
+        insert = render(src + _insert_tail(table, cols, key, target))
+    select = sql.SQL("SELECT {}, {} FROM {} JOIN {} ON {}").format(
+        sql.Identifier("dbp_k", _ORD),
+        column_list(table.columns, "dbp_t"),
+        _unnest(key, [table.columns[c].sql_type for c in key], "dbp_k"),
+        sql.SQL("{} AS dbp_t").format(sql.Identifier(table.name)),
+        sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(sql.Identifier("dbp_t", c), sql.Identifier("dbp_k", c)) for c in key
+        ),
+    )
+    check = None
+    if set(target) != set(key):
+        check = render(
+            sql.SQL("SELECT {} FROM {} JOIN {} ON {}").format(
+                sql.Identifier("dbp_k", _ORD),
+                _unnest(target, [table.columns[c].sql_type for c in target], "dbp_k"),
+                sql.SQL("{} AS dbp_t").format(sql.Identifier(table.name)),
+                sql.SQL(" AND ").join(
+                    sql.SQL("{} = {}").format(sql.Identifier("dbp_t", c), sql.Identifier("dbp_k", c))
+                    for c in target
+                ),
+            )
+        )
+    return _ManyPlan(cols, key, target, tuple(table.columns), insert, render(select), check)
+
+
+@functools.lru_cache(maxsize=256)
+def _values_insert(model: Any, cols: tuple[str, ...], key: tuple[str, ...], n: int) -> str:
+    """The VALUES form of the batched insert, for ``n`` rows (tables with array columns)."""
+    table = table_of(model)
+    target = conflict_target(table, key)
+    assert target is not None
+    casts = [cast_type(table.columns[c].sql_type) for c in cols]
+    one = sql.SQL(", ").join([*(sql.SQL("%s::{}").format(t) for t in casts), sql.SQL("%s::bigint")])
+    rows = sql.SQL(", ").join(sql.SQL("({})").format(one) for _ in range(n))
+    src = sql.SQL("WITH dbp_src ({}, {}) AS MATERIALIZED (VALUES {})").format(
+        column_list(cols), sql.Identifier(_ORD), rows
+    )
+    return render(src + _insert_tail(table, cols, key, target))
+
+
+def get_or_create_many(
+    session: Session,
+    model: type[T],
+    rows: Iterable[Any],
+    *,
+    key: Sequence[str] | None = None,
+    batch_size: int = 10_000,
+) -> list[tuple[T, bool]]:
+    """``[(instance, created), ...]`` for ``rows`` (dicts or model instances), in input order.
+
+    Each row is looked up by its ``key`` columns (default: the primary key, which ``key`` must contain, or a
+    unique constraint). Per batch of ``batch_size`` rows it runs one statement (an ``INSERT ... SELECT FROM
+    unnest(...) ON CONFLICT DO NOTHING RETURNING``) and, when some keys existed, a second one that selects them.
+    Duplicate keys in the input: the first occurrence is inserted, later ones get the same row and
+    ``created=False``. A column that a row leaves out is NULL (rows may differ in the columns they give). Concurrent callers never both create a key. Outside a transaction each batch is atomic on
+    its own; inside ``db.transaction()`` the whole call belongs to the transaction.
+    """
+    table = table_of(model)
+    if batch_size < 1:
+        raise QueryError(f"batch_size must be >= 1, got {batch_size}")
+    key_cols = tuple(key) if key is not None else tuple(table.primary_key)
+    if not key_cols:
+        raise QueryError(
+            f"get_or_create_many: model {table.name!r} has no primary key; pass key=", model=table.name
+        )
+    if isinstance(key, str):
+        raise QueryError("get_or_create_many: key must be a list of column names, not a string")
+    check_columns(table, key_cols, what="key column")
+    # Check every row before anything is written. A column a row leaves out is NULL, unless the column has a
+    # server default: rows are grouped by the defaulted columns they give (one group, without such columns).
+    defaulted = frozenset(c for c, col in table.columns.items() if col.default is not None)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    given: dict[tuple[str, ...], set[str]] = {}
+    maps: list[Mapping[str, Any]] = []
+    for i, item in enumerate(rows):
+        m = as_mapping(table, item, index=i)
+        check_columns(table, m, row=i)
+        check_required(table, m, row=i)
+        for c in key_cols:
+            if m.get(c) is None:
+                raise MissingValueError(
+                    f"get_or_create_many: row {i} has no value for key column {c!r} of model {table.name!r}",
+                    model=table.name,
+                    column=c,
+                    row=i,
+                )
+        maps.append(m)
+        group = tuple(c for c in m if c in defaulted) if defaulted else ()
+        groups.setdefault(group, []).append(i)
+        given.setdefault(group, set()).update(m)
+    out: list[tuple[T, bool] | None] = [None] * len(maps)
+    if not maps:
+        return []
+    with _session_scope(session) as conn:
+        for group, indices in groups.items():
+            cols = tuple(c for c in table.columns if c in given[group])
+            plan = _many_plan(cast(Any, model), cols, key_cols)
+            size = (
+                batch_size
+                if plan.insert is not None
+                else max(1, min(batch_size, _MAX_PARAMS // (len(cols) + 1)))
+            )
+            for start in range(0, len(indices), size):
+                chunk = indices[start : start + size]
+                try:
+                    _many_batch(conn, session, model, table, plan, [maps[i] for i in chunk], chunk, out)
+                except psycopg.Error as exc:
+                    raise translate_error(
+                        exc, table, [maps[i] for i in chunk], action="get_or_create_many", row_numbers=chunk
+                    ) from exc
+    assert all(r is not None for r in out)
+    return out  # type: ignore[return-value]
+
+
+def _many_batch(
+    conn: psycopg.Connection[Any],
+    session: Session,
+    model: Any,
+    table: Table,
+    plan: _ManyPlan,
+    batch: list[Mapping[str, Any]],
+    numbers: list[int],
+    out: list[Any],
+) -> None:
+    """Resolve one batch into ``out`` (indexed by input row number)."""
+    adapters = [value_adapter(table.columns[c].sql_type) for c in plan.cols]
+    names = plan.returning
+    target_pos = [names.index(c) for c in plan.target]
+    pending = list(range(len(batch)))  # positions in ``batch`` still without a result
+    autocommit = not session.in_transaction
+    for _attempt in range(MAX_TRIES):
+        rows = [batch[p] for p in pending]
+        try:
+            inserted = conn.execute(*_insert_call(model, plan, adapters, rows)).fetchall()
+        except pge.DeadlockDetected:
+            # Our statement was the victim and rolled back; in autocommit nothing else is held, so retry.
+            if not autocommit:
+                raise
+            log.info("get_or_create_many: deadlock on model %r, retrying the batch", table.name)
+            continue
+        first_seen: set[tuple[Any, ...]] = set()
+        done: set[int] = set()
+        for ordinal, *values in sorted(inserted, key=lambda r: r[0]):
+            pos = pending[ordinal - 1]
+            ident = tuple(values[j] for j in target_pos)
+            created = ident not in first_seen
+            first_seen.add(ident)
+            out[numbers[pos]] = (model(**dict(zip(names, values, strict=True))), created)
+            done.add(pos)
+        missing = [p for p in pending if p not in done]
+        if not missing:
+            return
+        found = conn.execute(
+            plan.select, [[adapt(table, c, batch[p][c]) for p in missing] for c in plan.key]
+        ).fetchall()
+        for ordinal, *values in found:
+            pos = missing[ordinal - 1]
+            out[numbers[pos]] = (model(**dict(zip(names, values, strict=True))), False)
+            done.add(pos)
+        still = [p for p in missing if p not in done]
+        if not still:
+            return
+        if plan.check is not None:
+            clash = conn.execute(
+                plan.check, [[adapt(table, c, batch[p][c]) for p in still] for c in plan.target]
+            ).fetchall()
+            if clash:
+                pos = still[min(r[0] for r in clash) - 1]
+                row = batch[pos]
+                raise _mismatch(table, plan.target, row, {c: row[c] for c in plan.key}, index=numbers[pos])
+        pending = still  # their conflicting rows vanished before we could read them: insert again
+    raise DbpError(
+        f"get_or_create_many: gave up after {MAX_TRIES} attempts on model {table.name!r}: rows kept conflicting "
+        "on insert and vanishing before they could be read",
+        model=table.name,
+    )
+
+
+def _insert_call(
+    model: Any, plan: _ManyPlan, adapters: list[Any], rows: list[Mapping[str, Any]]
+) -> tuple[str, list[Any]]:
+    if plan.insert is not None:
+        arrays: list[Any] = []
+        for c, adapter in zip(plan.cols, adapters, strict=True):
+            column = [r.get(c) for r in rows]
+            arrays.append(column if adapter is None else [adapter(v) for v in column])
+        return plan.insert, arrays
+    params: list[Any] = []
+    for n, r in enumerate(rows, start=1):
+        for c, adapter in zip(plan.cols, adapters, strict=True):
+            value = r.get(c)
+            params.append(value if adapter is None else adapter(value))
+        params.append(n)
+    return _values_insert(model, plan.cols, plan.key, len(rows)), params
