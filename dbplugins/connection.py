@@ -13,7 +13,6 @@ embedded server. Pool options (``min_size``, ``max_size``, ``timeout``, ``max_li
 from __future__ import annotations
 
 import logging
-import select
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,7 @@ from .session import Session as _Session  # the name Session is shadowed by a db
 if TYPE_CHECKING:
     from .query import Query
 
-__all__ = ["SQLConnection", "quick_check"]
+__all__ = ["SQLConnection"]
 
 log = logging.getLogger("dbplugins")
 
@@ -44,20 +43,6 @@ DEFAULT_POOL = {
     "max_idle": 600.0,
     "reconnect_timeout": 300.0,
 }
-
-
-def quick_check(conn: psycopg.Connection[Any]) -> None:
-    """Pool checkout check that costs no round trip in the common case.
-
-    A connection whose server went away (restart, ``pg_terminate_backend``, idle timeout) has a FATAL message
-    or EOF waiting on its socket. Only when the socket is readable do we run psycopg's real check (an empty
-    query), which raises on a dead connection so the pool discards it and hands out another.
-    """
-    if conn.closed or conn.broken:
-        raise psycopg.OperationalError("connection is closed")
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
-        ConnectionPool.check_connection(conn)
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -121,7 +106,6 @@ class SQLConnection:
             self.Base = base
         self._session_options = dict(session_options or {})
         options = {**DEFAULT_POOL, **pool_options}
-        options.setdefault("check", quick_check)
         options.setdefault("configure", _configure)
         unknown = set(options) - _POOL_ARGS
         if unknown:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,24 @@ __all__ = ["Session", "ScopedSession"]
 log = logging.getLogger("dbplugins.session")
 
 Conn = psycopg.Connection[Any]
+
+
+def is_alive(conn: Conn) -> bool:
+    """Whether an idle pooled connection still works, usually without a round trip.
+
+    A connection whose server went away (restart, ``pg_terminate_backend``, idle timeout) has a FATAL message
+    or EOF waiting on its socket; an idle healthy one has nothing to read. Only when the socket is readable do
+    we pay for a real check (an empty query).
+    """
+    if conn.closed or conn.broken:
+        return False
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if readable:
+            conn.execute("")
+    except (psycopg.Error, OSError, ValueError):
+        return False
+    return True
 
 
 class Session:
@@ -61,13 +80,22 @@ class Session:
     def _acquire(self) -> Conn:
         if self._closed:
             raise DbpError("this session was closed; call db.create_session() for a new one")
-        try:
-            conn: Conn = self._pool.getconn()
-        except PoolTimeout as exc:
-            raise PoolTimeoutError(f"no database connection became free: {exc}") from None
-        except psycopg.Error as exc:
-            raise wrap_db_error(exc, action="connecting") from exc
-        return conn
+        # Each dead connection is found without a round trip and handed back closed, so the pool replaces it;
+        # after a server restart every idle connection may be dead, hence up to max_size + 1 tries. (The pool's
+        # own check= hook backs off 1 s, 2 s, 4 s... between failed checks, which exhausts its timeout.)
+        for _ in range(self._pool.max_size + 1):
+            try:
+                conn: Conn = self._pool.getconn()
+            except PoolTimeout as exc:
+                raise PoolTimeoutError(f"no database connection became free: {exc}") from None
+            except psycopg.Error as exc:
+                raise wrap_db_error(exc, action="connecting") from exc
+            if is_alive(conn):
+                return conn
+            log.info("discarding a pooled connection that the server closed")
+            conn.close()
+            self._pool.putconn(conn)
+        raise PoolTimeoutError("every pooled connection was dead and no new one could be made")
 
     def _release(self) -> None:
         conn, self._conn = self._conn, None
