@@ -17,7 +17,8 @@ install: $(STAMP)
 
 ## make run: start the embedded PostgreSQL, create the schema and ingest a night of ZTF alerts.
 run: $(STAMP)
-	$(PY) -m dbplugins.cli run $(ARGS)
+	$(VENV)/bin/dbp initdb
+	$(PY) -m bench.ingest $(ARGS)
 
 ## make test: the whole test suite against the embedded PostgreSQL (or DBP_TEST_DSN).
 test: $(STAMP)
