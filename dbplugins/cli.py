@@ -35,6 +35,7 @@ from .config import (
     settings_from_module,
 )
 from .errors import ConfigurationError, DbpError
+from .loadfile import load_command
 
 if TYPE_CHECKING:
     from .migrations.diff import Operation
@@ -522,20 +523,9 @@ def embedded_stop() -> None:
     click.echo("stopped" if was_running else "not running")
 
 
-# -- run --------------------------------------------------------------------------------------------------------
+# -- load -------------------------------------------------------------------------------------------------------
 
-
-@cli.command()
-@_db_options
-@click.pass_context
-def run(ctx: click.Context, settings_path: str | None, dsn: str | None) -> None:
-    """Start the database (embedded unless configured), create the schema, and report ready.
-
-    Example: make run
-    """
-    env = _env(ctx, settings_path, dsn)
-    click.echo(_initdb(env))
-    click.echo(f"ready: {env.settings.safe_dsn}")
+cli.add_command(load_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
