@@ -170,7 +170,7 @@ def wrap_db_error(
     cls: type[DbpError]
     if isinstance(exc, pge.IntegrityError):
         cls = MissingValueError if isinstance(exc, pge.NotNullViolation) else ConstraintError
-    elif isinstance(exc, psycopg.DataError):
+    elif isinstance(exc, (psycopg.DataError, UnicodeEncodeError)):
         cls = DataError
     elif isinstance(exc, (pge.UndefinedColumn,)):
         cls = UnknownColumnError

@@ -203,7 +203,7 @@ def get_or_create(
                     if conn.execute(plan.check, key).fetchone() is not None:
                         raise _mismatch(table, plan.target, row, filter_by)
                 # The conflicting row is gone (deleted, or its insert rolled back): insert again.
-    except psycopg.Error as exc:
+    except (psycopg.Error, UnicodeEncodeError) as exc:
         raise translate_error(exc, table, [row], action="get_or_create") from exc
     raise DbpError(
         f"get_or_create: gave up after {MAX_TRIES} attempts on model {table.name!r}: the row matching "
@@ -404,7 +404,7 @@ def get_or_create_many(
                 chunk = indices[start : start + size]
                 try:
                     _many_batch(conn, session, model, table, plan, [maps[i] for i in chunk], chunk, out)
-                except psycopg.Error as exc:
+                except (psycopg.Error, UnicodeEncodeError) as exc:
                     raise translate_error(
                         exc, table, [maps[i] for i in chunk], action="get_or_create_many", row_numbers=chunk
                     ) from exc

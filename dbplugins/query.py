@@ -247,6 +247,8 @@ def value_problem(sql_type: str, value: Any) -> str | None:
     for item in items:
         if isinstance(item, str) and "\x00" in item:
             return "contains a NUL (0x00) character, which PostgreSQL text cannot store"
+        if isinstance(item, str) and not _encodable(item):
+            return "contains a lone surrogate (not valid Unicode), which UTF-8 cannot encode"
         if isinstance(item, int) and not isinstance(item, bool) and base in _INT_RANGES:
             low, high = _INT_RANGES[base]
             if not low <= item <= high:
@@ -254,8 +256,16 @@ def value_problem(sql_type: str, value: Any) -> str | None:
     return None
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def translate_error(
-    exc: psycopg.Error,
+    exc: psycopg.Error | UnicodeEncodeError,
     table: Table,
     rows: Sequence[Mapping[str, Any]] = (),
     *,
@@ -269,7 +279,7 @@ def translate_error(
     batch (``row_numbers[i]`` for ``rows[i]``, else ``i``).
     """
     err = wrap_db_error(exc, model=table.name, action=action)
-    if isinstance(exc, psycopg.DataError) and err.column is None:
+    if isinstance(exc, (psycopg.DataError, UnicodeEncodeError)) and err.column is None:
         for i, values in enumerate(rows):
             for column, value in values.items():
                 col = table.columns.get(column)
@@ -644,7 +654,7 @@ class Query(Generic[T]):
             with session.connection() as conn, conn.cursor(row_factory=self._row_factory()) as cur:
                 cur.execute(stmt, params)
                 return cur.fetchall()
-        except psycopg.Error as exc:
+        except (psycopg.Error, UnicodeEncodeError) as exc:
             raise translate_error(exc, table, [self._values()], action=action) from exc
 
     def _scalar(self, stmt: str, params: Sequence[Any], action: str) -> Any:
@@ -653,7 +663,7 @@ class Query(Generic[T]):
         try:
             with session.connection() as conn:
                 row = conn.execute(stmt, params).fetchone()
-        except psycopg.Error as exc:
+        except (psycopg.Error, UnicodeEncodeError) as exc:
             raise translate_error(exc, table, [self._values()], action=action) from exc
         return row[0] if row else None
 
@@ -755,7 +765,7 @@ class Query(Generic[T]):
         conn = session.begin()
         try:
             cur = conn.execute(stmt, params)
-        except psycopg.Error as exc:
+        except (psycopg.Error, UnicodeEncodeError) as exc:
             raise translate_error(exc, table, [self._values()], action="delete") from exc
         return cur.rowcount
 
@@ -934,7 +944,7 @@ class Query(Generic[T]):
             with conn.cursor(row_factory=_class_row(cast(Any, cls))) as cur:
                 cur.execute(stmt, params)
                 row = cur.fetchone()
-        except psycopg.Error as exc:
+        except (psycopg.Error, UnicodeEncodeError) as exc:
             raise translate_error(exc, table, [values], action="update") from exc
         if row is None:
             where = ", ".join(f"{c}={v!r}" for c, v in zip(table.primary_key, key, strict=True))

@@ -6,14 +6,12 @@ import datetime
 import decimal
 import math
 import os
-import re
 import subprocess
 import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
 import psycopg
@@ -574,28 +572,3 @@ def test_a_million_rows_from_a_generator_in_constant_memory(objects: Any, dsn: s
     assert inserted == n
     assert count(objects, "detection") == n
     assert growth_mb < 100
-
-
-# -- the documentation's examples --------------------------------------------------------------------------------
-
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "bulk_insert.md"
-_BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
-
-
-def test_docs_examples_run(dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """docs/bulk_insert.md continues the README's Quick start: ``db`` connected, the schema created."""
-    text = DOCS.read_text()
-    blocks = [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in _BLOCK.finditer(text)]
-    assert len(blocks) >= 3
-    monkeypatch.setenv("DBP_DSN", dsn)
-    from dbplugins import SQLConnection
-
-    db = SQLConnection()
-    db.connect()
-    namespace: dict[str, Any] = {"__name__": "docs", "db": db}
-    try:
-        db.create_db()
-        for line, source in blocks:
-            exec(compile("\n" * (line - 1) + source, str(DOCS), "exec"), namespace)  # noqa: S102 - our docs
-    finally:
-        db.close()

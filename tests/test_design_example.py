@@ -1,4 +1,5 @@
-"""The documented usage runs verbatim: DESIGN.md §3's example with the built-in models, and docs/queries.md."""
+"""The documented usage runs verbatim: DESIGN.md §3's example with the built-in models (README.md's examples run
+in tests/test_readme.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 # DESIGN.md §3, character for character (db-plugins' documented usage).
@@ -118,26 +118,3 @@ def test_design_example_runs_verbatim(dsn: str) -> None:
         assert not created and obj.lastmjd == 12345
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM detection").fetchone() == (4,)
-
-
-def python_blocks() -> list[tuple[int, str]]:
-    text = DOCS.read_text()
-    return [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in _BLOCK.finditer(text)]
-
-
-def test_docs_queries_examples_run(dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """docs/queries.md continues the README's Quick start: ``db`` connected, the schema created."""
-    blocks = python_blocks()
-    assert len(blocks) >= 4
-    monkeypatch.setenv("DBP_DSN", dsn)
-    from db_plugins.db.sql import SQLConnection
-
-    db = SQLConnection()
-    db.connect()
-    namespace: dict[str, Any] = {"__name__": "docs", "db": db}
-    try:
-        db.create_db()
-        for line, source in blocks:
-            exec(compile("\n" * (line - 1) + source, str(DOCS), "exec"), namespace)  # noqa: S102 - our docs
-    finally:
-        db.close()

@@ -21,7 +21,7 @@ from dbplugins.models import ALL_MODELS
 from dbplugins.schema import Schema
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "migrations.md"
+DOC = ROOT / "README.md"
 
 
 def dbp(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -49,11 +49,10 @@ def ok(result: subprocess.CompletedProcess[str], code: int = 0) -> str:
 def _doc_example() -> tuple[dict[str, str], list[tuple[str, int]]]:
     """The files (python blocks headed ``# <name>.py``) and commands (the ``sh`` block) of the migrations guide.
 
-    The guide is docs/migrations.md, or its copy in README.md once merged there: the section that starts at
-    "## Schema and migrations" and ends at the next level-2 heading.
+    The guide is README.md's section that starts at "## Schema and migrations" and ends at the next level-2
+    heading.
     """
-    source = DOC if DOC.exists() else ROOT / "README.md"
-    full = source.read_text()
+    full = DOC.read_text()
     start = full.index("## Schema and migrations")
     end = full.find("\n## ", start + 1)
     text = full[start : end if end != -1 else len(full)]

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import doctest
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Optional
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 import dbplugins.ingest
 import dbplugins.query
@@ -78,36 +75,10 @@ STARS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def mdsn(server_dsn: str, _templates: dict[str, str]) -> Iterator[str]:
-    """One database with the built-in schema and the test tables for the whole module (fresh ones cost ~1 s)."""
-    name = f"dbp_tq_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_dsn, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(_templates["schema"])
-            )
-        )
-    dsn = make_conninfo(server_dsn, dbname=name)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(DDL)
-    yield dsn
-    with psycopg.connect(server_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture(scope="module")
-def mdb(mdsn: str) -> Iterator[SQLConnection]:
-    db = SQLConnection()
-    db.connect(dsn=mdsn, min_size=1, max_size=4, timeout=10)
-    yield db
-    db.close()
-
-
 @pytest.fixture
-def tdb(mdb: SQLConnection, mdsn: str) -> Iterator[SQLConnection]:
+def tdb(module_db: SQLConnection, module_dsn: str) -> Iterator[SQLConnection]:
     """The module's connection with a fresh session and freshly seeded tables: 25 stars, 12 observations."""
-    with psycopg.connect(mdsn, autocommit=True) as conn, conn.cursor() as cur:
+    with psycopg.connect(module_dsn, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE tq_star, tq_obs")
         cur.executemany(
             "INSERT INTO tq_star (sid, name, mag, ndet, tags) VALUES (%(sid)s, %(name)s, %(mag)s, %(ndet)s, %(tags)s)",
@@ -117,9 +88,9 @@ def tdb(mdb: SQLConnection, mdsn: str) -> Iterator[SQLConnection]:
             "INSERT INTO tq_obs (oid, fid, mjd, flux) VALUES (%s, %s, %s, %s)",
             [(f"ZTF{o}", f, 59000.0 + m, float(m)) for o in "ab" for f in (1, 2) for m in range(3)],
         )
-    mdb.create_session()
-    yield mdb
-    mdb.end_session()
+    module_db.create_session()
+    yield module_db
+    module_db.end_session()
 
 
 def sids(rows: list[Star]) -> list[int]:
@@ -331,16 +302,16 @@ def test_count(tdb: SQLConnection) -> None:
     assert q.order_by("-sid").limit(30).offset(3).count() == 22
 
 
-def test_delete_runs_in_the_session_transaction(tdb: SQLConnection, mdsn: str) -> None:
+def test_delete_runs_in_the_session_transaction(tdb: SQLConnection, module_dsn: str) -> None:
     assert tdb.query(Star).filter("sid", ">", 20).delete() == 5
     assert tdb.query(Star).count() == 20  # the session sees its own deletion
-    with psycopg.connect(mdsn) as other:
+    with psycopg.connect(module_dsn) as other:
         assert other.execute("SELECT count(*) FROM tq_star").fetchone() == (25,)
     tdb.session.rollback()  # type: ignore[union-attr]
     assert tdb.query(Star).count() == 25
     assert tdb.query(Star).filter_by(ndet=0).delete() == 5
     tdb.session.commit()  # type: ignore[union-attr]
-    with psycopg.connect(mdsn) as other:
+    with psycopg.connect(module_dsn) as other:
         assert other.execute("SELECT count(*) FROM tq_star").fetchone() == (20,)
     with pytest.raises(QueryError, match="delete"):
         tdb.query(Star).limit(1).delete()
@@ -573,21 +544,21 @@ def test_nul_in_a_filter_value_is_a_data_error(tdb: SQLConnection) -> None:
 # -- sessions ----------------------------------------------------------------------------------------------------
 
 
-def test_reads_see_the_sessions_uncommitted_writes(tdb: SQLConnection, mdsn: str) -> None:
+def test_reads_see_the_sessions_uncommitted_writes(tdb: SQLConnection, module_dsn: str) -> None:
     star = tdb.query(Star).get(1)
     tdb.query().update(star, {"mag": 99.0})
     assert tdb.query(Star).filter("mag", ">", 50).count() == 1
-    with psycopg.connect(mdsn) as other:
+    with psycopg.connect(module_dsn) as other:
         assert other.execute("SELECT mag FROM tq_star WHERE sid = 1").fetchone() == (0.5,)
     tdb.session.rollback()  # type: ignore[union-attr]
     assert tdb.query(Star).filter("mag", ">", 50).count() == 0
 
 
-def test_scoped_sessions_query_per_thread(tdb: SQLConnection, mdsn: str) -> None:
+def test_scoped_sessions_query_per_thread(tdb: SQLConnection, module_dsn: str) -> None:
     import threading
 
     db = SQLConnection()
-    db.connect(dsn=mdsn, create_session=False, min_size=1, max_size=4)
+    db.connect(dsn=module_dsn, create_session=False, min_size=1, max_size=4)
     try:
         db.create_session(use_scoped=True)
         db.query(Star).filter_by(sid=1).delete()

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import FrozenInstanceError, dataclass
 from typing import Any, Optional
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from dbplugins import (
     DataError,
@@ -54,41 +51,15 @@ CREATE TABLE tu_nopk (x integer);
 """
 
 
-@pytest.fixture(scope="module")
-def mdsn(server_dsn: str, _templates: dict[str, str]) -> Iterator[str]:
-    """One database for the module (a fresh one per test costs ~1 s); rows are reset before each test."""
-    name = f"dbp_tu_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_dsn, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(_templates["schema"])
-            )
-        )
-    dsn = make_conninfo(server_dsn, dbname=name)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(DDL)
-    yield dsn
-    with psycopg.connect(server_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture(scope="module")
-def mdb(mdsn: str) -> Iterator[SQLConnection]:
-    db = SQLConnection()
-    db.connect(dsn=mdsn, min_size=1, max_size=4, timeout=10)
-    yield db
-    db.close()
-
-
 @pytest.fixture
-def tdb(mdb: SQLConnection, mdsn: str) -> Iterator[SQLConnection]:
-    with psycopg.connect(mdsn, autocommit=True) as conn:
+def tdb(module_db: SQLConnection, module_dsn: str) -> Iterator[SQLConnection]:
+    with psycopg.connect(module_dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE tu_obj, tu_pair, tu_nopk")
         conn.execute("INSERT INTO tu_obj (oid, ndet) VALUES ('a', 1), ('b', 2)")
         conn.execute("INSERT INTO tu_pair (a, b, v) VALUES ('a', 1, 'x')")
-    mdb.create_session()
-    yield mdb
-    mdb.end_session()
+    module_db.create_session()
+    yield module_db
+    module_db.end_session()
 
 
 def committed(dsn: str, query: str) -> Any:
@@ -111,39 +82,39 @@ def test_update_returns_the_instance_refreshed_in_place(tdb: SQLConnection) -> N
     assert isinstance(obj.lastmjd, float)  # refreshed from RETURNING: the stored value and type
 
 
-def test_update_is_durable_on_commit(tdb: SQLConnection, mdsn: str) -> None:
+def test_update_is_durable_on_commit(tdb: SQLConnection, module_dsn: str) -> None:
     obj = tdb.query(UObj).update(get(tdb, "a"), {"lastmjd": 1.5})
     assert tdb.session.in_transaction  # type: ignore[union-attr]
-    assert committed(mdsn, "SELECT lastmjd FROM tu_obj WHERE oid = 'a'") is None  # not yet
+    assert committed(module_dsn, "SELECT lastmjd FROM tu_obj WHERE oid = 'a'") is None  # not yet
     assert get(tdb, "a").lastmjd == 1.5  # the session reads its own write
     tdb.session.commit()  # type: ignore[union-attr]
     assert not tdb.session.in_transaction  # type: ignore[union-attr]
-    assert committed(mdsn, "SELECT lastmjd FROM tu_obj WHERE oid = 'a'") == 1.5
+    assert committed(module_dsn, "SELECT lastmjd FROM tu_obj WHERE oid = 'a'") == 1.5
     assert obj.lastmjd == 1.5
 
 
-def test_rollback_undoes_it(tdb: SQLConnection, mdsn: str) -> None:
+def test_rollback_undoes_it(tdb: SQLConnection, module_dsn: str) -> None:
     tdb.query().update(get(tdb, "a"), {"ndet": 10})
     tdb.query().update(get(tdb, "b"), {"ndet": 20})
     tdb.session.rollback()  # type: ignore[union-attr]
     assert get(tdb, "a").ndet == 1 and get(tdb, "b").ndet == 2
-    assert committed(mdsn, "SELECT sum(ndet) FROM tu_obj") == 3
+    assert committed(module_dsn, "SELECT sum(ndet) FROM tu_obj") == 3
 
 
-def test_update_inside_an_explicit_transaction(tdb: SQLConnection, mdsn: str) -> None:
+def test_update_inside_an_explicit_transaction(tdb: SQLConnection, module_dsn: str) -> None:
     with tdb.transaction():
         tdb.query().update(get(tdb, "a"), {"ndet": 5})
         with pytest.raises(DbpError, match="inside 'with db.transaction\\(\\)'"):
             tdb.session.commit()  # type: ignore[union-attr]
-    assert committed(mdsn, "SELECT ndet FROM tu_obj WHERE oid = 'a'") == 5
+    assert committed(module_dsn, "SELECT ndet FROM tu_obj WHERE oid = 'a'") == 5
     with pytest.raises(RuntimeError):
         with tdb.transaction():
             tdb.query().update(get(tdb, "a"), {"ndet": 6})
             raise RuntimeError
-    assert committed(mdsn, "SELECT ndet FROM tu_obj WHERE oid = 'a'") == 5
+    assert committed(module_dsn, "SELECT ndet FROM tu_obj WHERE oid = 'a'") == 5
 
 
-def test_unknown_columns_raise_before_any_sql(tdb: SQLConnection, mdsn: str) -> None:
+def test_unknown_columns_raise_before_any_sql(tdb: SQLConnection, module_dsn: str) -> None:
     obj = get(tdb, "a")
     with pytest.raises(UnknownColumnError, match="'ndett'") as info:
         tdb.query().update(obj, {"ndet": 3, "ndett": 4})
@@ -152,7 +123,7 @@ def test_unknown_columns_raise_before_any_sql(tdb: SQLConnection, mdsn: str) -> 
         tdb.query().update(obj, {"ndet = 0; DROP TABLE tu_obj; --": 1})
     assert not tdb.session.in_transaction  # type: ignore[union-attr]
     assert obj.ndet == 1
-    assert committed(mdsn, "SELECT count(*) FROM tu_obj") == 2
+    assert committed(module_dsn, "SELECT count(*) FROM tu_obj") == 2
 
 
 def test_a_row_that_does_not_exist_raises(tdb: SQLConnection) -> None:
@@ -206,7 +177,7 @@ def test_bad_arguments(tdb: SQLConnection) -> None:
         tdb.query().update({"oid": "a"}, {"ndet": 1})
 
 
-def test_a_failed_update_makes_commit_raise_not_lose_silently(tdb: SQLConnection, mdsn: str) -> None:
+def test_a_failed_update_makes_commit_raise_not_lose_silently(tdb: SQLConnection, module_dsn: str) -> None:
     tdb.query().update(get(tdb, "a"), {"ndet": 100})
     with pytest.raises(DataError, match="out of range"):
         tdb.query().update(get(tdb, "b"), {"ndet": 2**40})
@@ -214,15 +185,15 @@ def test_a_failed_update_makes_commit_raise_not_lose_silently(tdb: SQLConnection
     with pytest.raises(DbpError, match="nothing was committed"):
         tdb.session.commit()  # type: ignore[union-attr]
     assert not tdb.session.in_transaction  # type: ignore[union-attr]
-    assert committed(mdsn, "SELECT ndet FROM tu_obj WHERE oid = 'a'") == 1
+    assert committed(module_dsn, "SELECT ndet FROM tu_obj WHERE oid = 'a'") == 1
     tdb.query().update(get(tdb, "a"), {"ndet": 101})  # the session works again
     tdb.session.commit()  # type: ignore[union-attr]
-    assert committed(mdsn, "SELECT ndet FROM tu_obj WHERE oid = 'a'") == 101
+    assert committed(module_dsn, "SELECT ndet FROM tu_obj WHERE oid = 'a'") == 101
 
 
-def test_db_plugins_documented_flow(tdb: SQLConnection, mdsn: str) -> None:
+def test_db_plugins_documented_flow(tdb: SQLConnection, module_dsn: str) -> None:
     obj, created = tdb.query(UObj).get_or_create(filter_by={"oid": "new"}, ndet=1)
     assert created
     obj = tdb.query().update(obj, {"lastmjd": 12345})
     tdb.session.commit()  # type: ignore[union-attr]
-    assert committed(mdsn, "SELECT lastmjd FROM tu_obj WHERE oid = 'new'") == 12345.0
+    assert committed(module_dsn, "SELECT lastmjd FROM tu_obj WHERE oid = 'new'") == 12345.0

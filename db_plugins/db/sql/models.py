@@ -5,44 +5,5 @@ The classes are the very same objects as in :mod:`dbplugins.models` (dataclasses
 
 from __future__ import annotations
 
-from dbplugins.models import (
-    ALL_MODELS,
-    Allwise,
-    Dataquality,
-    Detection,
-    Feature,
-    FeatureVersion,
-    Gaia_ztf,
-    MagStats,
-    NonDetection,
-    Object,
-    Pipeline,
-    Probability,
-    Ps1_ztf,
-    Reference,
-    Ss_ztf,
-    Step,
-    Taxonomy,
-    Xmatch,
-)
-
-__all__ = [
-    "ALL_MODELS",
-    "Object",
-    "Step",
-    "Pipeline",
-    "Taxonomy",
-    "Probability",
-    "FeatureVersion",
-    "Feature",
-    "Xmatch",
-    "Allwise",
-    "MagStats",
-    "NonDetection",
-    "Detection",
-    "Dataquality",
-    "Gaia_ztf",
-    "Ss_ztf",
-    "Ps1_ztf",
-    "Reference",
-]
+from dbplugins.models import *  # noqa: F403 - the alias re-exports exactly dbplugins.models' public names
+from dbplugins.models import __all__ as __all__
