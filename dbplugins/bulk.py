@@ -34,8 +34,10 @@ import hashlib
 import itertools
 import numbers
 import operator
+import random
 import re
 import struct
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -76,6 +78,9 @@ DEFAULT_CHUNK_SIZE = 20_000
 # Signatures (tuples of value types) cached per table. Real inputs have a handful (which optional columns are
 # None); the cap keeps memory constant against adversarial input.
 _MAX_SIGNATURES = 4096
+
+# Tries of a staged INSERT that the server aborted to break a deadlock (see _Loader._insert_from_stage).
+_DEADLOCK_RETRIES = 5
 
 _BINARY_TRAILER = b"\xff\xff"
 _END: Any = object()
@@ -536,9 +541,12 @@ class _Statements:
         self.truncate_stage = sql.SQL("TRUNCATE {}").format(stage)
         pk = table.primary_key
         target = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, pk))) if pk else sql.SQL("")
+        # ORDER BY the key: concurrent callers then take row locks in the same order and cannot deadlock on
+        # each other's uncommitted keys within a chunk (racing re-deliveries of one batch in other orders).
+        order = sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(map(sql.Identifier, pk))) if pk else sql.SQL("")
         self.insert_ignore = sql.SQL(
-            "INSERT INTO {t} ({c}) SELECT {c} FROM {s} ON CONFLICT{k} DO NOTHING"
-        ).format(t=t, c=cols, s=stage, k=target)
+            "INSERT INTO {t} ({c}) SELECT {c} FROM {s}{o} ON CONFLICT{k} DO NOTHING"
+        ).format(t=t, c=cols, s=stage, o=order, k=target)
         self.insert_update: sql.Composed | None = None
         if pk:
             pkcols = sql.SQL(", ").join(map(sql.Identifier, pk))
@@ -640,7 +648,9 @@ class _Loader:
                     copy.set_types(self.check.pg_types)
                     _write_rows(copy, self.check, self.feed, limit)
                     writer.ending = True
-        except pge.UniqueViolation:
+        except (pge.UniqueViolation, pge.DeadlockDetected):
+            # A key that exists, or one that a concurrent caller holds uncommitted while waiting for one of
+            # ours: redo the chunk through staging, which locks keys in order.
             return writer.blocks
         return None
 
@@ -662,8 +672,25 @@ class _Loader:
                 copy.write(_BINARY_TRAILER)  # replayed rows lost theirs and no written row follows to add it
         insert = stmts.insert_update if mode == "update" else stmts.insert_ignore
         assert insert is not None
-        self.cur.execute(insert)
-        return max(self.cur.rowcount, 0)
+        return self._insert_from_stage(insert)
+
+    def _insert_from_stage(self, insert: sql.Composed) -> int:
+        """Run the staged INSERT in a savepoint, retried when the server breaks a deadlock by aborting it.
+
+        Ordered inserts cannot deadlock with each other inside one chunk, but they can with a concurrent direct
+        COPY (input order) or across chunks of two multi-chunk calls; the other side usually finishes within
+        the back-off. After the last try the DeadlockDetected propagates and the whole call is rolled back.
+        """
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                with self.conn.transaction():
+                    self.cur.execute(insert)
+                return max(self.cur.rowcount, 0)
+            except pge.DeadlockDetected:
+                if attempt == _DEADLOCK_RETRIES - 1:
+                    raise
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter, not crypto
+        raise AssertionError("unreachable")
 
 
 # -- errors from the server ---------------------------------------------------------------------------------
