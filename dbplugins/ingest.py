@@ -92,6 +92,9 @@ class _OnePlan:
     target: tuple[str, ...] | None
     insert_first: bool
     check: str | None  # SELECT 1 by the conflict target, when the filter is not that key
+    # INSERT-or-SELECT in one statement (one round trip for new and existing keys alike), when insert_first:
+    # its first column says whether the row was created.
+    combined: str | None
 
 
 @functools.lru_cache(maxsize=2048)
@@ -137,7 +140,24 @@ def _one_plan(model: Any, row_cols: tuple[str, ...], filter_spec: tuple[tuple[st
                 tname, sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in target)
             )
         )
+    combined = None
+    if insert_first:
+        # Both branches share the statement's snapshot, so a row committed by a concurrent caller after it was
+        # taken is invisible to the SELECT branch (the INSERT saw it and did nothing): the statement then returns
+        # no row, and the caller falls back to separate statements (postgres-notes §6).
+        combined = render(
+            sql.SQL(
+                "WITH ins AS ({insert}) SELECT true, {cols} FROM ins UNION ALL "
+                "SELECT false, {cols} FROM {t} WHERE {conds} AND NOT EXISTS (SELECT 1 FROM ins) LIMIT 1"
+            ).format(
+                insert=insert,
+                cols=column_list(table.columns),
+                t=tname,
+                conds=sql.SQL(" AND ").join(conds),
+            )
+        )
     return _OnePlan(
+        combined=combined,
         insert=render(insert),
         insert_cols=cols,
         select=render(select),
@@ -154,8 +174,9 @@ def get_or_create(
     """``(instance, created)``: the row of ``model`` matching ``filter_by``, inserted from ``values`` if missing.
 
     The row inserted is ``{**values, **filter_by}``. When ``filter_by`` names the primary key (or a unique key)
-    a new key costs one round trip (the INSERT) and an existing one two (INSERT, then SELECT); otherwise the
-    SELECT runs first, as in db-plugins. Exactly one of any number of concurrent callers gets ``created=True``.
+    one statement inserts the row or reads the existing one: one round trip either way (separate INSERT and
+    SELECT statements follow only when a concurrent insert hid the row from that statement's snapshot);
+    otherwise the SELECT runs first, as in db-plugins. Exactly one of any number of concurrent callers gets ``created=True``.
 
     Raises ``MissingValueError`` naming the column when a NOT NULL value is missing and the row does not exist
     (with values missing, the row is looked up first and returned if it exists, as db-plugins did),
@@ -189,6 +210,10 @@ def get_or_create(
                     return found, False
                 if missing is not None:
                     raise missing
+            elif plan.combined is not None:
+                first = conn.execute(plan.combined, [*insert_params, *select_params]).fetchone()
+                if first is not None:
+                    return model(**dict(zip(table.columns, first[1:], strict=True))), bool(first[0])
             for _ in range(MAX_TRIES):
                 cur.execute(plan.insert, insert_params)
                 created = cur.fetchone()
