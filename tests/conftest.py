@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,6 +19,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 # Per-process template names: several pytest runs (or developers) may share one server.
+# Tests that change directory (settings.py lookups, the CLI) must still find the one embedded server of this
+# checkout, not start another under their temporary directory.
+os.environ.setdefault("DBP_EMBEDDED_DIR", str(Path(__file__).resolve().parents[1] / ".dbp"))
+
 EMPTY_TEMPLATE = f"dbp_test_tpl_empty_{os.getpid()}"
 SCHEMA_TEMPLATE = f"dbp_test_tpl_schema_{os.getpid()}"
 
