@@ -45,9 +45,19 @@ DEFAULT_POOL = {
 }
 
 
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    # Statements outside a session transaction are single round trips that commit themselves.
-    conn.autocommit = True
+def _configurer(user: Callable[[psycopg.Connection[Any]], None] | None) -> Callable[[psycopg.Connection[Any]], None]:
+    """The pool's ``configure``: autocommit (which sessions rely on), then the caller's own ``configure=``."""
+
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        # Statements outside a session transaction are single round trips that commit themselves.
+        conn.autocommit = True
+        if user is not None:
+            user(conn)
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.commit()
+            conn.autocommit = True
+
+    return configure
 
 
 class SQLConnection:
@@ -106,7 +116,7 @@ class SQLConnection:
             self.Base = base
         self._session_options = dict(session_options or {})
         options = {**DEFAULT_POOL, **pool_options}
-        options.setdefault("configure", _configure)
+        options["configure"] = _configurer(options.get("configure"))
         unknown = set(options) - _POOL_ARGS
         if unknown:
             raise ConfigurationError(f"unknown pool option(s): {', '.join(sorted(unknown))}")

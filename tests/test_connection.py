@@ -250,3 +250,22 @@ def test_pool_recovers_after_server_restart(private_server: Any) -> None:
     finally:
         db.close()
         private_server.start()
+
+
+def test_callers_configure_runs_and_sessions_keep_working(tdsn: str) -> None:
+    seen: list[int] = []
+
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        conn.autocommit = False  # a careless callback must not break the sessions' transaction handling
+        conn.execute("SET application_name = 'dbp-configured'")
+        seen.append(1)
+
+    db = SQLConnection()
+    db.connect(dsn=tdsn, configure=configure, min_size=1, max_size=1)
+    try:
+        assert db.execute("show application_name") == [("dbp-configured",)]
+        with db.transaction():
+            db.execute("insert into t values (1, 'a')")
+        assert count(tdsn) == 1 and seen
+    finally:
+        db.close()

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from ..schema import ColumnDef, ForeignKey, Index, Schema, Table, canonical_type
 from .introspect import loose_form
 
 __all__ = ["Operation", "OpKind", "diff", "PHASES", "pg_identifier"]
 
+# The order of the kinds is their execution order (migra's: drop dependants first, create in dependency order).
 OpKind = Literal[
     "drop_fk",
     "drop_index",
@@ -48,25 +49,8 @@ OpKind = Literal[
     "add_fk",
 ]
 
-#: Execution order of the operation kinds (migra's: drop dependants first, create in dependency order).
-PHASES: tuple[OpKind, ...] = (
-    "drop_fk",
-    "drop_index",
-    "drop_unique",
-    "drop_pk",
-    "drop_column",
-    "drop_table",
-    "add_table",
-    "add_column",
-    "alter_type",
-    "alter_nullable",
-    "alter_default",
-    "add_pk",
-    "add_unique",
-    "rename_index",
-    "add_index",
-    "add_fk",
-)
+#: Execution order of the operation kinds.
+PHASES: tuple[OpKind, ...] = get_args(OpKind)
 
 Payload = Table | ColumnDef | Index | ForeignKey | tuple[str, ...] | None
 
