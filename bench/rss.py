@@ -4,7 +4,7 @@
 
 The rows are detection dicts made one at a time from a few templates (a new ``candid`` each), so the input costs
 no memory: whatever the resident set grows by during the call is the library's. The growth is the peak resident
-set during the load (sampled every 5 ms, and the kernel's ``ru_maxrss`` when the load raised it) minus the
+set during the load (sampled every 5 ms, and the kernel's high-water mark ``VmHWM`` when the load raised it) minus the
 resident set just before. The objects the rows refer to must exist. Prints one JSON object.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import threading
 import time
@@ -33,8 +32,17 @@ def rss_kib() -> int:
 
 
 def max_rss_kib() -> int:
-    """The peak resident set size of this process so far, in KiB (Linux reports ``ru_maxrss`` in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """The peak resident set size of this process so far, in KiB.
+
+    ``VmHWM``, not ``getrusage().ru_maxrss``: after fork + exec, Linux carries the parent's high-water mark
+    into the child's ``ru_maxrss``, so a child of a large process (pytest after many tests) reports the
+    parent's peak.
+    """
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 class PeakSampler:
