@@ -33,9 +33,10 @@ from psycopg import errors as pge
 from psycopg import sql
 
 from .errors import ConstraintError, DbpError, MissingValueError, QueryError
-from .query import _class_row, adapt, cast_type, column_list, render, translate_error, value_adapter
 from .rows import as_mapping, check_columns, check_required
 from .schema import Table, table_of
+from .statements import cast_type, class_row_for, column_list, render
+from .values import adapt, translate_error, value_adapter
 
 if TYPE_CHECKING:
     from .session import Session
@@ -202,7 +203,7 @@ def get_or_create(
     insert_params = [adapt(table, c, row[c]) for c in plan.insert_cols]
     select_params = [adapt(table, c, filter_by[c]) for c in plan.select_cols]
     try:
-        with _session_scope(session) as conn, conn.cursor(row_factory=_class_row(cast(Any, model))) as cur:
+        with _session_scope(session) as conn, conn.cursor(row_factory=class_row_for(cast(Any, model))) as cur:
             if not plan.insert_first or missing is not None:
                 cur.execute(plan.select, select_params)
                 found = cur.fetchone()

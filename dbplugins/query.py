@@ -23,30 +23,30 @@ cached, so a hot loop only binds values; psycopg prepares statements run more th
 
 from __future__ import annotations
 
-import functools
-import math
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 import psycopg
-from psycopg import sql
-from psycopg.rows import RowFactory, class_row, tuple_row
-from psycopg.types.json import Json, Jsonb
+from psycopg.rows import RowFactory, tuple_row
 
 from .errors import (
-    ConfigurationError,
-    DataError,
     DbpError,
     MissingValueError,
     MultipleResultsFound,
     NoResultFound,
     QueryError,
-    wrap_db_error,
 )
+from .pagination import KeysetPage, Pagination
 from .rows import check_columns
 from .schema import Table, table_of
+from .statements import (
+    OrderSpec,
+    WhereSpec,
+    class_row_for,
+    statement,
+    update_statement,
+)
+from .values import adapt, translate_error
 
 if TYPE_CHECKING:
     from .connection import SQLConnection
@@ -79,225 +79,8 @@ OPERATORS: dict[str, str] = {
     "ilike": "ilike",
 }
 
-# Canonical operator -> SQL of a binary comparison.
-_BINARY_SQL = {
-    "=": "=",
-    "!=": "<>",
-    "<": "<",
-    "<=": "<=",
-    ">": ">",
-    ">=": ">=",
-    "like": "LIKE",
-    "ilike": "ILIKE",
-}
-
-# A type name as the model declares it (format_type spelling): what may follow "::" in a cast.
-_TYPE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?(\[\])*$")
-
 Cond = tuple[str, str, Any]
 """A filter condition: (column, canonical operator, value)."""
-WhereSpec = tuple[tuple[str, str, str], ...]
-"""The shape of a WHERE clause: (column, operator, column type) per condition, values left out."""
-OrderSpec = tuple[tuple[str, bool], ...]
-"""ORDER BY as (column, descending) pairs."""
-
-
-# -- composing SQL ----------------------------------------------------------------------------------------------
-
-
-def cast_type(sql_type: str) -> sql.SQL:
-    """The column type ``sql_type`` for a ``::type`` cast, checked to be a plain type name."""
-    if not _TYPE_RE.match(sql_type):
-        raise ConfigurationError(f"column type {sql_type!r} cannot be used in a cast")
-    # Validated above; the type comes from the model declaration, never from data.
-    return sql.SQL(sql_type)
-
-
-def column_list(names: Iterable[str], qualifier: str | None = None) -> sql.Composed:
-    """``"a", "b"`` (or ``"q"."a", "q"."b"``) for ``names``."""
-    if qualifier is None:
-        return sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    return sql.SQL(", ").join(sql.Identifier(qualifier, n) for n in names)
-
-
-def render(statement: sql.Composable) -> str:
-    """The text of a composed statement (identifiers quoted, ``%s`` placeholders kept)."""
-    return statement.as_string(None)
-
-
-def _where_sql(where: WhereSpec) -> sql.Composable:
-    parts: list[sql.Composable] = []
-    for column, op, sql_type in where:
-        ident = sql.Identifier(column)
-        if op == "is null":
-            parts.append(sql.SQL("{} IS NULL").format(ident))
-        elif op == "is not null":
-            parts.append(sql.SQL("{} IS NOT NULL").format(ident))
-        elif op == "in":
-            parts.append(sql.SQL("{} = ANY(%s::{}[])").format(ident, cast_type(sql_type)))
-        elif op == "not in":
-            parts.append(sql.SQL("{} <> ALL(%s::{}[])").format(ident, cast_type(sql_type)))
-        elif op == "between":
-            parts.append(sql.SQL("{} BETWEEN %s AND %s").format(ident))
-        else:
-            parts.append(sql.SQL("{} {} %s").format(ident, sql.SQL(_BINARY_SQL[op])))
-    if not parts:
-        return sql.SQL("")
-    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts)
-
-
-def _order_sql(order: OrderSpec) -> sql.Composable:
-    if not order:
-        return sql.SQL("")
-    items = [sql.SQL("{} DESC").format(sql.Identifier(c)) if desc else sql.Identifier(c) for c, desc in order]
-    return sql.SQL(" ORDER BY ") + sql.SQL(", ").join(items)
-
-
-@functools.lru_cache(maxsize=4096)
-def _statement(
-    kind: str,
-    table: str,
-    columns: tuple[str, ...],
-    where: WhereSpec,
-    order: OrderSpec,
-    limit: bool,
-    offset: bool,
-    keyset: tuple[str, ...] = (),
-) -> str:
-    """The SQL text of one query shape; cached, so repeated shapes cost a dict lookup."""
-    tail: sql.Composable = sql.SQL("")
-    if keyset:
-        # Row comparison (a, b) > (x, y) walks the primary key index from the last key seen.
-        if len(keyset) == 1:
-            cond = sql.SQL("{} > %s").format(sql.Identifier(keyset[0]))
-        else:
-            marks = sql.SQL(", ").join(sql.Placeholder() for _ in keyset)
-            cond = sql.SQL("({}) > ({})").format(column_list(keyset), marks)
-        tail = (sql.SQL(" AND ") if where else sql.SQL(" WHERE ")) + cond
-    where_sql = _where_sql(where) + tail
-    limit_sql = sql.SQL(" LIMIT %s") if limit else sql.SQL("")
-    offset_sql = sql.SQL(" OFFSET %s") if offset else sql.SQL("")
-    tname = sql.Identifier(table)
-    stmt: sql.Composable
-    if kind == "rows":
-        stmt = sql.SQL("SELECT {} FROM {}").format(column_list(columns), tname)
-        stmt = stmt + where_sql + _order_sql(order) + limit_sql + offset_sql
-    elif kind == "count":
-        if limit or offset:
-            inner = sql.SQL("SELECT 1 FROM {}").format(tname) + where_sql + _order_sql(order) + limit_sql
-            stmt = sql.SQL("SELECT count(*) FROM (") + inner + offset_sql + sql.SQL(") AS dbp_count")
-        else:
-            stmt = sql.SQL("SELECT count(*) FROM {}").format(tname) + where_sql
-    elif kind == "exists":
-        stmt = sql.SQL("SELECT EXISTS (SELECT 1 FROM {}").format(tname) + where_sql + sql.SQL(")")
-    elif kind == "delete":
-        stmt = sql.SQL("DELETE FROM {}").format(tname) + where_sql
-    else:  # pragma: no cover - internal
-        raise ValueError(kind)
-    return render(stmt)
-
-
-# -- values -------------------------------------------------------------------------------------------------------
-
-
-def value_adapter(sql_type: str) -> Callable[[Any], Any] | None:
-    """How to bind a Python value to a column of ``sql_type``, or None when psycopg's default fits.
-
-    json/jsonb columns take any JSON-able value (``dict`` included), which psycopg only dumps when wrapped.
-    """
-    if sql_type == "jsonb":
-        return _wrap_json(Jsonb)
-    if sql_type == "json":
-        return _wrap_json(Json)
-    if sql_type in ("jsonb[]", "json[]"):
-        inner = _wrap_json(Jsonb if sql_type == "jsonb[]" else Json)
-        return lambda v: v if v is None else [inner(x) for x in v]
-    return None
-
-
-def _wrap_json(wrapper: type[Json] | type[Jsonb]) -> Callable[[Any], Any]:
-    def adapt(value: Any) -> Any:
-        if value is None or isinstance(value, (Json, Jsonb)):
-            return value
-        return wrapper(value)
-
-    return adapt
-
-
-def adapt(table: Table, column: str, value: Any) -> Any:
-    """``value`` ready to bind to ``table.column`` (see :func:`value_adapter`)."""
-    adapter = value_adapter(table.columns[column].sql_type)
-    return value if adapter is None else adapter(value)
-
-
-_INT_RANGES = {
-    "smallint": (-(2**15), 2**15 - 1),
-    "integer": (-(2**31), 2**31 - 1),
-    "bigint": (-(2**63), 2**63 - 1),
-}
-
-
-def value_problem(sql_type: str, value: Any) -> str | None:
-    """Why ``value`` cannot be stored in a column of ``sql_type`` (a NUL in text, an int out of range), or None.
-
-    Used only after the server or psycopg refused a statement, to say which value it was.
-    """
-    base = sql_type[:-2] if sql_type.endswith("[]") else sql_type
-    items = value if sql_type.endswith("[]") and isinstance(value, (list, tuple)) else (value,)
-    for item in items:
-        if isinstance(item, str) and "\x00" in item:
-            return "contains a NUL (0x00) character, which PostgreSQL text cannot store"
-        if isinstance(item, str) and not _encodable(item):
-            return "contains a lone surrogate (not valid Unicode), which UTF-8 cannot encode"
-        if isinstance(item, int) and not isinstance(item, bool) and base in _INT_RANGES:
-            low, high = _INT_RANGES[base]
-            if not low <= item <= high:
-                return f"has the value {item!r}, out of range for {base} [{low}, {high}]"
-    return None
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def translate_error(
-    exc: psycopg.Error | UnicodeEncodeError,
-    table: Table,
-    rows: Sequence[Mapping[str, Any]] = (),
-    *,
-    action: str,
-    row_numbers: Sequence[int] | None = None,
-) -> DbpError:
-    """The ``DbpError`` for a psycopg error raised while running a statement on ``table``.
-
-    A value psycopg or the server refuses (a NUL byte in text, an integer out of range) comes back with a message
-    that names no column: find it in ``rows`` (the values bound) and name its column, and its row number in a
-    batch (``row_numbers[i]`` for ``rows[i]``, else ``i``).
-    """
-    err = wrap_db_error(exc, model=table.name, action=action)
-    if isinstance(exc, (psycopg.DataError, UnicodeEncodeError)) and err.column is None:
-        for i, values in enumerate(rows):
-            for column, value in values.items():
-                col = table.columns.get(column)
-                problem = value_problem(col.sql_type, value) if col is not None else None
-                if problem is None:
-                    continue
-                row = row_numbers[i] if row_numbers is not None else (i if len(rows) > 1 else None)
-                where = f" in row {row}" if row is not None else ""
-                return DataError(
-                    f"{action}: column {column!r} of model {table.name!r}{where} {problem}",
-                    model=table.name,
-                    column=column,
-                    row=row,
-                    sqlstate=err.sqlstate,
-                )
-    return err
-
-
 # -- conditions ------------------------------------------------------------------------------------------------
 
 
@@ -364,97 +147,6 @@ def _parse_order(item: str) -> tuple[str, bool]:
     if len(words) == 2 and words[1].lower() in ("asc", "desc"):
         return words[0], words[1].lower() == "desc"
     return text, False
-
-
-# -- results ----------------------------------------------------------------------------------------------------
-
-
-class Pagination(Generic[T]):
-    """One page of results, with db-plugins' fields and navigation.
-
-    ``total`` counts at most ``max_results + 1`` rows (the count stops there), or is None with ``count=False``.
-    """
-
-    def __init__(
-        self,
-        query: Query[T] | None,
-        page: int,
-        per_page: int,
-        total: int | None,
-        items: list[T],
-        *,
-        max_results: int = 50000,
-    ) -> None:
-        self.query = query
-        self.page = page
-        self.per_page = per_page
-        self.total = total
-        self.items = items
-        self.max_results = max_results
-
-    @property
-    def pages(self) -> int:
-        """The number of pages (0 with ``per_page == 0`` or an unknown total)."""
-        if self.per_page == 0 or self.total is None:
-            return 0
-        return int(math.ceil(self.total / float(self.per_page)))
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def prev_num(self) -> int | None:
-        return self.page - 1 if self.has_prev else None
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-    @property
-    def next_num(self) -> int | None:
-        return self.page + 1 if self.has_next else None
-
-    def prev(self) -> Pagination[T]:
-        """The previous page (counted again)."""
-        assert self.query is not None, "a page without its query cannot navigate"
-        return self.query.paginate(self.page - 1, self.per_page, max_results=self.max_results)
-
-    def next(self) -> Pagination[T]:
-        """The next page (counted again)."""
-        assert self.query is not None, "a page without its query cannot navigate"
-        return self.query.paginate(self.page + 1, self.per_page, max_results=self.max_results)
-
-    def __repr__(self) -> str:
-        return f"<Pagination page={self.page} per_page={self.per_page} total={self.total} items={len(self.items)}>"
-
-
-@dataclass
-class KeysetPage(Generic[T]):
-    """One page of a keyset (seek) pagination, ordered by the primary key.
-
-    ``next_after`` is the key of the last item: pass it as ``after=`` (or call :meth:`next`) for the next page.
-    Unlike OFFSET paging, the cost of a page does not grow with its depth.
-    """
-
-    query: Query[T]
-    items: list[T]
-    per_page: int
-    after: tuple[Any, ...] | None
-    next_after: tuple[Any, ...] | None
-    has_next: bool
-
-    def next(self) -> KeysetPage[T]:
-        """The following page (empty when there is none)."""
-        if not self.has_next:
-            return KeysetPage(self.query, [], self.per_page, self.next_after, self.next_after, False)
-        return self.query.keyset(self.per_page, after=self.next_after)
-
-    def __iter__(self) -> Iterator[T]:
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
 
 
 # -- the query -----------------------------------------------------------------------------------------------
@@ -625,7 +317,7 @@ class Query(Generic[T]):
         where, params = self._where(table)
         lim = self._limit if limit is _MISSING else limit
         params.extend(after)
-        stmt = _statement(
+        stmt = statement(
             "rows", table.name, columns, where, self._order, lim is not None, self._offset is not None, keyset
         )
         if lim is not None:
@@ -645,7 +337,7 @@ class Query(Generic[T]):
     def _row_factory(self) -> RowFactory[Any]:
         if self._columns is not None:
             return tuple_row
-        return _class_row(cast(Any, self._model))
+        return class_row_for(cast(Any, self._model))
 
     def _fetch(self, stmt: str, params: Sequence[Any], action: str) -> list[Any]:
         table = self._table()
@@ -731,7 +423,7 @@ class Query(Generic[T]):
         check_columns(table, (c for c, _ in self._order), what="order_by column")
         where, params = self._where(table)
         has_limit, has_offset = self._limit is not None, self._offset is not None
-        stmt = _statement("count", table.name, (), where, self._order, has_limit, has_offset)
+        stmt = statement("count", table.name, (), where, self._order, has_limit, has_offset)
         if has_limit:
             params.append(self._limit)
         if has_offset:
@@ -745,7 +437,7 @@ class Query(Generic[T]):
         """Whether any row matches (``SELECT EXISTS (...)``)."""
         table = self._table()
         where, params = self._where(table)
-        stmt = _statement("exists", table.name, (), where, (), False, False)
+        stmt = statement("exists", table.name, (), where, (), False, False)
         return bool(self._scalar(stmt, params, "exists"))
 
     def delete(self) -> int:
@@ -760,7 +452,7 @@ class Query(Generic[T]):
                 "delete() does not take limit(), offset() or order_by(); filter the rows instead"
             )
         where, params = self._where(table)
-        stmt = _statement("delete", table.name, (), where, (), False, False)
+        stmt = statement("delete", table.name, (), where, (), False, False)
         session = self._session()
         conn = session.begin()
         try:
@@ -936,12 +628,12 @@ class Query(Generic[T]):
                 )
         if not values:
             return instance
-        stmt = _update_statement(table.name, tuple(values), table.primary_key, tuple(table.columns))
+        stmt = update_statement(table.name, tuple(values), table.primary_key, tuple(table.columns))
         params = [adapt(table, c, v) for c, v in values.items()] + key
         session = query._session()
         conn = session.begin()
         try:
-            with conn.cursor(row_factory=_class_row(cast(Any, cls))) as cur:
+            with conn.cursor(row_factory=class_row_for(cast(Any, cls))) as cur:
                 cur.execute(stmt, params)
                 row = cur.fetchone()
         except (psycopg.Error, UnicodeEncodeError) as exc:
@@ -983,25 +675,6 @@ class Query(Generic[T]):
             return f"<dbplugins.Query {self.as_sql()}>"
         except DbpError as exc:
             return f"<dbplugins.Query on {self._model.__name__} (invalid: {exc})>"
-
-
-@functools.lru_cache(maxsize=1024)
-def _update_statement(
-    table: str, columns: tuple[str, ...], pk: tuple[str, ...], returning: tuple[str, ...]
-) -> str:
-    """``UPDATE t SET a = %s, ... WHERE pk = %s ... RETURNING cols``."""
-    sets = sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns)
-    where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in pk)
-    return render(
-        sql.SQL("UPDATE {} SET {} WHERE {} RETURNING {}").format(
-            sql.Identifier(table), sets, where, column_list(returning)
-        )
-    )
-
-
-@functools.lru_cache(maxsize=1024)
-def _class_row(cls: Any) -> RowFactory[Any]:
-    return class_row(cls)
 
 
 def _key_values(table: Table, columns: Sequence[str], key: Any) -> list[Any]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
@@ -307,10 +308,18 @@ def model(
     ``Optional[...]`` allows NULL). Primary key columns are always NOT NULL.
     """
 
+    # The names visible where the model is declared, so string annotations (``from __future__ import
+    # annotations``) resolve for models declared inside functions, tests and doctests too.
+    caller = sys._getframe(1)
+    namespace = {**caller.f_globals, **caller.f_locals}
+
     def decorate(cls: type[T]) -> type[T]:
         if not dataclasses.is_dataclass(cls):
             raise ConfigurationError(f"@model({name!r}) must wrap a @dataclass (put @dataclass below @model)")
-        hints = typing.get_type_hints(cls, include_extras=True)
+        module = sys.modules.get(cls.__module__)
+        hints = typing.get_type_hints(
+            cls, globalns=vars(module) if module else None, localns=namespace, include_extras=True
+        )
         columns: dict[str, ColumnDef] = {}
         idx = list(indexes)
         fks = list(foreign_keys)

@@ -12,6 +12,7 @@ import pytest
 
 import dbplugins.ingest
 import dbplugins.query
+import dbplugins.statements
 from dbplugins import (
     Column,
     DbpError,
@@ -592,10 +593,10 @@ def test_repr(tdb: SQLConnection) -> None:
 def test_statement_shapes_are_cached(tdb: SQLConnection) -> None:
     q = tdb.query(Star).filter("sid", ">", 1).order_by("-sid").limit(3)
     q.all()
-    before = dbplugins.query._statement.cache_info()
+    before = dbplugins.statements.statement.cache_info()
     for i in range(5):
         tdb.query(Star).filter("sid", ">", i).order_by("-sid").limit(3).all()
-    after = dbplugins.query._statement.cache_info()
+    after = dbplugins.statements.statement.cache_info()
     assert after.hits - before.hits >= 5 and after.misses == before.misses
 
 
