@@ -812,6 +812,12 @@ def bulk_insert(
     head = next(rest, _END)
     if head is _END:
         return 0
+    # The first row is checked before any connection is borrowed, so input that is wrong from the start
+    # (an unknown or hostile key, a missing column, a wrong type) runs no SQL at all. Later rows are checked
+    # as they stream, inside the transaction that their error rolls back.
+    error = check.diagnose(check.values_slow(head, 0), 0)
+    if error is not None:
+        raise error
     feed = _Feed(head, rest)
     try:
         try:

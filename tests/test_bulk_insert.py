@@ -576,3 +576,19 @@ def test_a_million_rows_from_a_generator_in_constant_memory(objects: Any, dsn: s
     assert inserted == n
     assert count(objects, "detection") == n
     assert growth_mb < 100
+
+
+@pytest.mark.parametrize(
+    "row",
+    [{"oid": "x", "no such; column": 1}, {"oid": None}, {"oid": "x", "ndet": "three"}],
+    ids=["unknown-key", "missing-not-null", "wrong-type"],
+)
+def test_a_bad_first_row_runs_no_sql(db: Any, row: dict[str, Any]) -> None:
+    from dbplugins.models import Object
+
+    assert db.pool is not None
+    before = db.pool.get_stats().get("requests_num", 0)
+    with pytest.raises(DbpError) as info:
+        db.query(Object).bulk_insert([row, {"oid": "fine"}])
+    assert info.value.row == 0 and info.value.model == "object"
+    assert db.pool.get_stats().get("requests_num", 0) == before  # no connection was even borrowed
