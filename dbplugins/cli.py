@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from . import loadfile
 from .config import (
     ConnectionSettings,
     _importable_from,
@@ -35,7 +36,6 @@ from .config import (
     settings_from_module,
 )
 from .errors import ConfigurationError, DbpError
-from .loadfile import load_command
 
 if TYPE_CHECKING:
     from .migrations.diff import Operation
@@ -525,7 +525,61 @@ def embedded_stop() -> None:
 
 # -- load -------------------------------------------------------------------------------------------------------
 
-cli.add_command(load_command)
+
+@cli.command("load")
+@click.argument("table")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl"]),
+    default=None,
+    help="File format. Default: from the extension (.csv, .jsonl/.ndjson/.json, optionally .gz).",
+)
+@click.option(
+    "--on-conflict",
+    "--on_conflict",
+    "on_conflict",
+    type=click.Choice(["ignore", "error", "update"]),
+    default="ignore",
+    show_default=True,
+    help="Rows whose key exists: skip them, fail, or update their other columns.",
+)
+@click.option(
+    "--chunk-size",
+    "--chunk_size",
+    "chunk_size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows per COPY statement (default: bulk_insert's).",
+)
+@click.option("--silent", is_flag=True, help="No progress bar.")
+@_db_options
+@click.pass_context
+def load(
+    ctx: click.Context,
+    table: str,
+    file: str,
+    fmt: str | None,
+    on_conflict: str,
+    chunk_size: int | None,
+    silent: bool,
+    dsn: str | None,
+    settings_path: str | None,
+) -> None:
+    """Load a CSV (with a header row) or JSON-lines FILE into TABLE, with COPY.
+
+    Example: dbp load detection detections.csv --on-conflict ignore
+
+    FILE may be - for stdin, and may be gzipped (.gz). Rows whose key already exists are skipped by default, so
+    loading the same file twice is harmless. The whole file is one transaction: on any error nothing is loaded.
+    """
+    fmt = fmt or loadfile.guess_format(file)
+    if fmt is None:
+        raise click.UsageError(f"cannot tell the format of {file!r} from its name: give --format csv|jsonl")
+    env = _env(ctx, settings_path, dsn)
+    target = loadfile.find_table(table, env.models())
+    loadfile.load_file(target, file, fmt, on_conflict, chunk_size, silent, env.settings.conninfo)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -23,7 +23,6 @@ import json
 import os
 import sys
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from typing import IO, Any, cast
@@ -33,7 +32,7 @@ import click
 from .errors import DataError, DbpError, UnknownColumnError
 from .schema import ColumnDef, Table, table_of
 
-__all__ = ["load_command"]
+__all__ = ["load_file", "find_table", "guess_format"]
 
 Converter = Callable[[str], Any]
 
@@ -338,7 +337,7 @@ def _stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
-def _find_table(name: str, models: list[type]) -> Table:
+def find_table(name: str, models: list[type]) -> Table:
     """The table ``name`` among ``models`` then every model registered in this process (first one wins)."""
     from . import models as _builtin  # noqa: F401 - registers the built-in models
     from .schema import registered_models
@@ -351,7 +350,8 @@ def _find_table(name: str, models: list[type]) -> Table:
     return tables[name]
 
 
-def _guess_format(path: str) -> str | None:
+def guess_format(path: str) -> str | None:
+    """"csv" or "jsonl" from the file name (``.gz`` allowed), or None."""
     name = path.lower().removesuffix(".gz")
     if name.endswith((".csv", ".tsv")):
         return "csv"
@@ -372,96 +372,13 @@ def _open(path: str) -> tuple[IO[bytes], IO[bytes], int | None]:
     return raw, raw, size
 
 
-@click.command("load")
-@click.argument("table")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["csv", "jsonl"]),
-    default=None,
-    help="File format. Default: from the extension (.csv, .jsonl/.ndjson/.json, optionally .gz).",
-)
-@click.option(
-    "--on-conflict",
-    "--on_conflict",
-    "on_conflict",
-    type=click.Choice(["ignore", "error", "update"]),
-    default="ignore",
-    show_default=True,
-    help="Rows whose key exists: skip them, fail, or update their other columns.",
-)
-@click.option(
-    "--chunk-size",
-    "--chunk_size",
-    "chunk_size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Rows per COPY statement (default: bulk_insert's).",
-)
-@click.option("--silent", is_flag=True, help="No progress bar.")
-@click.option(
-    "--dsn",
-    default=None,
-    metavar="DSN",
-    help="Database to use (libpq DSN or postgresql:// URL); overrides DBP_DSN and settings.py.",
-)
-@click.option(
-    "--settings_path",
-    "--settings-path",
-    "settings_path",
-    default=None,
-    metavar="DIR",
-    help="Directory holding settings.py (DB_CONFIG['SQL'], optional MODELS). Default: current directory.",
-)
-@click.option("-v", "--verbose", is_flag=True, help="Show the full traceback when something fails.")
-@click.pass_context
-def load_command(
-    ctx: click.Context,
-    table: str,
-    file: str,
-    fmt: str | None,
-    on_conflict: str,
-    chunk_size: int | None,
-    silent: bool,
-    dsn: str | None,
-    settings_path: str | None,
-    verbose: bool,
-) -> None:
-    """Load a CSV (with a header row) or JSON-lines FILE into TABLE, with COPY.
-
-    Example: dbp load detection detections.csv --on-conflict ignore
-
-    FILE may be - for stdin, and may be gzipped (.gz). Rows whose key already exists are skipped by default, so
-    loading the same file twice is harmless. The whole file is one transaction: on any error nothing is loaded.
-    """
-    fmt = fmt or _guess_format(file)
-    if fmt is None:
-        raise click.UsageError(f"cannot tell the format of {file!r} from its name: give --format csv|jsonl")
-    password: str | None = None
-    try:
-        from .cli import _Env  # the CLI's settings and model plumbing, imported late (cli.py registers us)
-
-        env = _Env(ctx, settings_path, dsn)
-        target = _find_table(table, env.models())
-        settings = env.settings
-        password = settings.password
-        _load(target, file, fmt, on_conflict, chunk_size, silent, settings.conninfo)
-    except (click.exceptions.Exit, click.Abort, click.ClickException):
-        raise
-    except Exception as exc:
-        from .config import mask_dsn
-
-        password = password or ctx.meta.get("dbp.password")
-        if verbose or ctx.meta.get("dbp.verbose"):  # ours, or `dbp -v load ...` on the group
-            click.echo(mask_dsn(traceback.format_exc(), password), err=True)
-        message = str(exc) if isinstance(exc, DbpError) else f"{type(exc).__name__}: {exc}"
-        raise click.ClickException(mask_dsn(" ".join(message.split()), password)) from None
-
-
-def _load(
+def load_file(
     table: Table, file: str, fmt: str, on_conflict: Any, chunk_size: int | None, silent: bool, conninfo: str
 ) -> None:
+    """Stream ``file`` (CSV or JSON lines, ``-`` for stdin) into ``table`` with one ``bulk_insert`` call.
+
+    A progress bar goes to stderr on a terminal unless ``silent``; a one-line summary goes to stdout.
+    """
     from .connection import SQLConnection
 
     source = "stdin" if file == "-" else os.path.basename(file)

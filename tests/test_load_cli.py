@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from dbplugins import loadfile
-from dbplugins.loadfile import load_command
+from dbplugins.cli import cli
 
 DET_HEADER = (
     "candid,oid,mjd,fid,pid,isdiffpos,ra,dec,magpsf,sigmapsf,corrected,dubious,has_stamp,step_id_corr,rb,nid"
@@ -25,7 +25,7 @@ def det_line(candid: int, oid: str = "ZTF20a", rb: str = "0.5", nid: str = "7") 
 
 
 def run(dsn: str, *args: str, input: str | bytes | None = None) -> Any:
-    result = CliRunner().invoke(load_command, [*args, "--dsn", dsn], input=input)
+    result = CliRunner().invoke(cli, ["load", *args, "--dsn", dsn], input=input)
     return result
 
 
@@ -214,7 +214,7 @@ def test_unknown_table_and_usage_errors(db: Any, dsn: str, tmp_path: Path) -> No
 
 
 def test_help_has_an_example() -> None:
-    result = CliRunner().invoke(load_command, ["--help"])
+    result = CliRunner().invoke(cli, ["load", "--help"])
     assert result.exit_code == 0
     assert "Example: dbp load detection detections.csv" in result.output
 
@@ -284,12 +284,10 @@ def test_verbose_adds_the_traceback(db: Any, dsn: str, tmp_path: Path) -> None:
     assert result.stderr.rstrip().splitlines()[-1].startswith("Error: cannot read 'many' as integer")
 
 
-def test_as_a_subcommand_of_a_group(db: Any, dsn: str, tmp_path: Path) -> None:
-    import click
-
-    group = click.Group("dbp", commands={"load": load_command})
+def test_verbose_given_to_the_group(db: Any, dsn: str, tmp_path: Path) -> None:
     path = tmp_path / "o.csv"
-    path.write_text("oid\nZTF20a\n")
-    result = CliRunner().invoke(group, ["load", "object", str(path), "--dsn", dsn])
-    assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("1 row loaded into object from o.csv")
+    path.write_text("oid,ndet\nZTF20a,many\n")
+    result = CliRunner().invoke(cli, ["-v", "load", "object", str(path), "--dsn", dsn])
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert db.execute("SELECT count(*) FROM object") == [(0,)]
