@@ -7,6 +7,7 @@ the built-in schema of ``sql/schema`` already created, ``db`` an ``SQLConnection
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -48,8 +49,12 @@ def admin_connect(dsn: str) -> psycopg.Connection[Any]:
     return psycopg.connect(dsn, autocommit=True)
 
 
-def _recreate(admin: psycopg.Connection[Any], name: str, template: str | None = None) -> None:
+def _drop(admin: psycopg.Connection[Any], name: str) -> None:
     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _recreate(admin: psycopg.Connection[Any], name: str, template: str | None = None) -> None:
+    _drop(admin, name)
     if template:
         # FILE_COPY clones a small template ~25% faster than the default WAL_LOG (0.24 s vs 0.32 s here).
         strategy = sql.SQL(" STRATEGY FILE_COPY" if admin.info.server_version >= 150000 else "")
@@ -88,7 +93,7 @@ def _templates(server_dsn: str) -> Iterator[dict[str, str]]:
     yield {"empty": EMPTY_TEMPLATE, "schema": SCHEMA_TEMPLATE}
     with admin_connect(server_dsn) as admin:
         for name in (EMPTY_TEMPLATE, SCHEMA_TEMPLATE):
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            _drop(admin, name)
 
 
 @pytest.fixture
@@ -106,7 +111,7 @@ def make_database(server_dsn: str, _templates: dict[str, str]) -> Iterator[Any]:
     yield make
     with admin_connect(server_dsn) as admin:
         for name in created:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            _drop(admin, name)
 
 
 @pytest.fixture(scope="module")
@@ -126,20 +131,26 @@ def module_dsn(request: pytest.FixtureRequest, server_dsn: str, _templates: dict
             conn.execute(ddl)
     yield dsn
     with admin_connect(server_dsn) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        _drop(admin, name)
+
+
+@contextlib.contextmanager
+def _connected(dsn: str) -> Iterator[Any]:
+    from dbplugins import SQLConnection
+
+    conn = SQLConnection()
+    conn.connect(dsn=dsn, min_size=1, max_size=4, timeout=10)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="module")
 def module_db(module_dsn: str) -> Iterator[Any]:
     """An ``SQLConnection`` on ``module_dsn``, shared by the module's tests."""
-    from dbplugins import SQLConnection
-
-    conn = SQLConnection()
-    conn.connect(dsn=module_dsn, min_size=1, max_size=4, timeout=10)
-    try:
+    with _connected(module_dsn) as conn:
         yield conn
-    finally:
-        conn.close()
 
 
 @pytest.fixture
@@ -157,14 +168,8 @@ def dsn(make_database: Any) -> str:
 @pytest.fixture
 def db(dsn: str) -> Iterator[Any]:
     """An ``SQLConnection`` connected to a fresh database with the built-in schema."""
-    from dbplugins import SQLConnection
-
-    conn = SQLConnection()
-    conn.connect(dsn=dsn, min_size=1, max_size=4, timeout=10)
-    try:
+    with _connected(dsn) as conn:
         yield conn
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="session")
