@@ -11,6 +11,7 @@ best and the median of the repetitions are printed, with the ratio to raw COPY.
 from __future__ import annotations
 
 import argparse
+import gc
 import operator
 import os
 import random
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--staging", action="store_true", help="also time the always-staging strategy")
     parser.add_argument("--error-mode", action="store_true", help='also time on_conflict="error"')
     parser.add_argument("--generator", action="store_true", help="feed bulk_insert from a generator")
+    parser.add_argument("--night", action="store_true", help="the rows of make bench (the synthetic night)")
     args = parser.parse_args()
 
     server = ensure_server(announce=False)
@@ -130,13 +132,22 @@ def main() -> None:
     try:
         with psycopg.connect(dsn) as conn:
             conn.execute(schema_script())
-        rows = make_rows(args.rows, args.objects)
+        if args.night:
+            from .run import bench_data
+
+            rows, objects = bench_data(args.rows)
+            oids = [o["oid"] for o in objects]
+        else:
+            rows = make_rows(args.rows, args.objects)
+            oids = [f"ZTF20obj{i:06d}" for i in range(args.objects)]
+        signatures = {tuple(type(r.get(c)) for c in COLUMNS) for r in rows}
+        print(f"{len(signatures)} value-type signatures in {len(rows):,} rows", flush=True)
         db = SQLConnection()
         db.connect(dsn=dsn, min_size=1, max_size=1)  # one backend, whose CPU time we read
         raw_conn = psycopg.connect(dsn)
         pids = {"raw": raw_conn.info.backend_pid, "ours": int(db.execute("SELECT pg_backend_pid()")[0][0])}
         session = db.current_session()
-        B.bulk_insert(session, table_of(Object), ({"oid": f"ZTF20obj{i:06d}"} for i in range(args.objects)))
+        B.bulk_insert(session, table_of(Object), ({"oid": oid} for oid in oids))
         db.execute("VACUUM ANALYZE object")
 
         methods: dict[str, Callable[[], int]] = {"raw COPY": lambda: raw_copy(raw_conn, rows)}
@@ -158,6 +169,8 @@ def main() -> None:
         times: dict[str, list[float]] = {m: [] for m in methods}
         cpu: dict[str, list[float]] = {m: [] for m in methods}
         server_cpu: dict[str, list[float]] = {m: [] for m in methods}
+        # garbage collections per generation during each load
+        collections: dict[str, list[list[int]]] = {m: [] for m in methods}
         for round_ in range(args.repeat):
             order = list(methods.items())
             if round_ % 2:  # alternate the order so neither side always runs right after a checkpoint
@@ -166,8 +179,10 @@ def main() -> None:
                 db.execute("TRUNCATE detection CASCADE")
                 db.execute("CHECKPOINT")
                 pid = pids["raw"] if label == "raw COPY" else pids["ours"]
+                g0 = [g["collections"] for g in gc.get_stats()]
                 s0, c0, t0 = backend_cpu(pid), time.process_time(), time.perf_counter()
                 n = fn()
+                collections[label].append([g["collections"] - g0[i] for i, g in enumerate(gc.get_stats())])
                 times[label].append(time.perf_counter() - t0)
                 cpu[label].append(time.process_time() - c0)
                 server_cpu[label].append(backend_cpu(pid) - s0)
@@ -178,7 +193,7 @@ def main() -> None:
         print(f"{args.rows:,} detection rows, {args.repeat} rounds, chunk default {B.DEFAULT_CHUNK_SIZE:,}")
         print(
             f"  {'method':34s} {'best rows/s':>12s} {'median':>9s} {'ratio/round (median)':>22s}"
-            f" {'CPU/row: client':>16s} {'server':>7s}"
+            f" {'CPU/row: client':>16s} {'server':>7s}  GC runs gen0/1/2"
         )
         for label, ts in times.items():
             ratios = [r / t for r, t in zip(raw, ts, strict=True)]
@@ -187,6 +202,7 @@ def main() -> None:
                 f" {statistics.median(ratios):15.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
                 f" {statistics.median(cpu[label]) / args.rows * 1e6:13.1f} us"
                 f" {statistics.median(server_cpu[label]) / args.rows * 1e6:5.1f} us"
+                f"  {'/'.join(str(round(statistics.median(c[g] for c in collections[label]))) for g in range(3))}"
             )
     finally:
         with psycopg.connect(base, autocommit=True) as admin:

@@ -10,10 +10,12 @@ column and row.
 Conflict modes:
 
 ``"ignore"`` (default)
-    Rows whose primary key exists are skipped, so a re-delivered batch lands exactly once. Each chunk is first
-    COPYed straight into the table (the fast path: no duplicates is the common case); if the server reports a
-    unique violation, the chunk is replayed into a temporary staging table and moved over with
-    ``INSERT ... SELECT ... ON CONFLICT (pk) DO NOTHING``, and the rest of the call goes the same way.
+    Rows whose primary key exists are skipped, so a re-delivered batch lands exactly once. The input is first
+    COPYed straight into the table in one COPY (the fast path: no duplicates is the common case), and the
+    encoded rows are recorded as they go (in memory up to 16 MiB, then in a temporary file). If the server
+    reports a unique violation, the call starts over in a new atomic scope: the recorded rows are replayed into a
+    temporary staging table and moved over with ``INSERT ... SELECT ... ORDER BY pk ON CONFLICT (pk) DO
+    NOTHING``, and the rest of the input follows the same way, ``chunk_size`` rows per flush.
 ``"error"``
     One plain COPY: a duplicate raises ``ConstraintError`` naming the constraint.
 ``"update"``
@@ -21,12 +23,12 @@ Conflict modes:
     *last* row with that key in the call (rows equal to what is stored are left alone).
 
 The call runs inside ``session.atomic()``: a savepoint of the caller's ``db.transaction()`` if one is open, its
-own transaction (committed on return) otherwise. Memory stays bounded by one chunk, whatever the input size.
+own transaction (committed on return) otherwise. Memory stays bounded whatever the input size: one staging chunk,
+or the 16 MiB in-memory part of the fast path's record.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import decimal
@@ -37,10 +39,11 @@ import operator
 import random
 import re
 import struct
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import IO, TYPE_CHECKING, Any, Literal, get_args
 
 import psycopg
 from psycopg import errors as pge
@@ -61,23 +64,24 @@ __all__ = ["bulk_insert", "OnConflict", "DEFAULT_CHUNK_SIZE"]
 OnConflict = Literal["ignore", "error", "update"]
 _MODES: tuple[str, ...] = get_args(OnConflict)
 
-# Rows per COPY statement in "ignore" mode and per staging flush in "update" mode. A chunk in flight is kept in its
-# binary encoding (about 0.31 kB per detection row) so that it can be replayed into staging on a conflict; each
-# chunk after the first is a savepoint, and each COPY end waits for the server to catch up. Measured with
-# bench/bulk_vs_copy.py: 100k detection rows (30 columns, PK + hash index + FK) into the embedded PostgreSQL 18 on
-# the 2-core machine, 7 rounds alternating with a hand-written binary COPY of the same rows; median of the
-# per-round ratios bulk_insert / raw COPY, two runs (the machine was shared, single rounds ranged 0.5x-1.9x):
-#     chunk   1,000: 0.69x, 0.66x   ~0.3 MB held   (server CPU 10.8 us/row against 8.2: per-COPY costs)
-#     chunk   5,000: 0.86x, 0.89x   ~1.5 MB
-#     chunk  20,000: 1.01x, 0.83x   ~6 MB     <- default
-#     chunk 100,000: 0.92x, 0.86x   ~31 MB
-# Re-measured with the two-signature memo of _write_rows (one run, 7 rounds, rounds spread 0.70x-1.11x):
-#     chunk 20,000: 0.99x, 50,000: 0.95x, 100,000: 1.02x; on_conflict="error" (one COPY): 0.91x.
-# The client mostly waits in LibpqWriter for the server (py-spy), whose ~8-9 us/row of CPU sets the pace, so the
-# per-chunk costs (savepoint, COPY end) no longer show above the noise.
-# From 5,000 up the differences are within the noise; 20,000 keeps the memory small and a 1M-row call at 49
-# savepoints, under PostgreSQL's 64 cached subtransactions per backend (more make every snapshot slower).
+# Rows per staging flush: in "update" mode, and in "ignore" mode once a key turned out to exist (each flush is a
+# TRUNCATE, a COPY into the staging table and an INSERT ... SELECT in a savepoint). The fast path of "ignore" mode
+# is not chunked: it sends the whole input as one COPY straight into the table, like "error" mode, and records it
+# (_Spool) for the replay. It used to send chunks of this size, each after the first in a savepoint; measured with
+# bench/bulk_vs_copy.py (100k rows of the synthetic night, 7-9 rounds alternating with a hand-written binary COPY
+# of the same rows, median of the per-round ratios, five runs on the shared 2-core machine):
+#     chunks of 20,000:  0.80x 0.87x 0.87x 0.88x 0.92x     one COPY ("error" mode): 0.91x 0.92x 0.99x 1.02x 1.04x
+#     one COPY, spooled: 0.93x (night rows), 1.03x (bench/bulk_vs_copy.py's own rows; "error" 0.92x, 1.00x)
+# Each chunk end drains the pipeline (the client waits for the server to finish the COPY, then a round trip for
+# the savepoint and one for the next COPY), and the client's CPU competes with the server's on two cores.
+# 20,000 rows keep a flush's staging table small and a 1M-row call at 50 savepoints, under PostgreSQL's 64 cached
+# subtransactions per backend (more make every snapshot slower).
 DEFAULT_CHUNK_SIZE = 20_000
+
+# The fast path's record of the rows it sent (see _Spool): in memory up to this many bytes (about 50,000 detection
+# rows), then in a temporary file read back in pieces of _SPOOL_READ bytes on a replay.
+_SPOOL_MEMORY = 16 * 1024 * 1024
+_SPOOL_READ = 1024 * 1024
 
 # Signatures (tuples of value types) cached per table. Real inputs have a handful (which optional columns are
 # None); the cap keeps memory constant against adversarial input.
@@ -530,23 +534,58 @@ def _unencodable_column(check: _RowChecker, values: tuple[Any, ...]) -> str | No
     return None
 
 
-class _RecordingWriter(LibpqWriter):
-    """Sends COPY data to the server and keeps it, so a chunk that hit a duplicate can be replayed into staging.
+class _Spool:
+    """The encoded rows of the fast path's COPY, kept to replay them into staging if a key turns out to exist.
 
-    The blocks are the formatter's own buffers (no copy). The binary trailer written when the COPY ends is left
-    out of the record (``ending`` is set just before), so rows can be appended after a replay.
+    The first ``_SPOOL_MEMORY`` bytes stay in memory as the formatter's own buffers (no copy); the rest goes to an
+    anonymous temporary file, so the memory of a call stays bounded whatever its size.
     """
 
-    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
-        super().__init__(cursor)
+    def __init__(self) -> None:
         self.blocks: list[Buffer] = []
+        self.nbytes = 0
+        self.file: IO[bytes] | None = None
+
+    def add(self, data: Buffer) -> None:
+        if self.file is None and self.nbytes < _SPOOL_MEMORY:
+            self.blocks.append(data)
+        else:
+            if self.file is None:
+                self.file = tempfile.TemporaryFile(prefix="dbp-bulk-")
+            self.file.write(data)
+        self.nbytes += len(data)
+
+    def replay(self) -> Iterator[Buffer]:
+        yield from self.blocks
+        if self.file is not None:
+            self.file.seek(0)
+            while block := self.file.read(_SPOOL_READ):
+                yield block
+
+    def close(self) -> None:
+        self.blocks = []
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class _RecordingWriter(LibpqWriter):
+    """Sends COPY data to the server and keeps it in a spool, for a replay into staging after a duplicate.
+
+    The binary trailer written when the COPY ends is left out of the record (``ending`` is set just before), so
+    rows can be appended after a replay.
+    """
+
+    def __init__(self, cursor: psycopg.Cursor[Any], spool: _Spool) -> None:
+        super().__init__(cursor)
+        self.spool = spool
         self.ending = False
 
     def write(self, data: Buffer) -> None:
         if self.ending:
-            self.blocks.append(memoryview(data)[: len(data) - len(_BINARY_TRAILER)])
+            self.spool.add(memoryview(data)[: len(data) - len(_BINARY_TRAILER)])
         else:
-            self.blocks.append(data)
+            self.spool.add(data)
         super().write(data)
 
 
@@ -574,7 +613,9 @@ class _Statements:
         target = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, pk))) if pk else sql.SQL("")
         # ORDER BY the key: concurrent callers then take row locks in the same order and cannot deadlock on
         # each other's uncommitted keys within a chunk (racing re-deliveries of one batch in other orders).
-        order = sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(map(sql.Identifier, pk))) if pk else sql.SQL("")
+        order = (
+            sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(map(sql.Identifier, pk))) if pk else sql.SQL("")
+        )
         self.insert_ignore = sql.SQL(
             "INSERT INTO {t} ({c}) SELECT {c} FROM {s}{o} ON CONFLICT{k} DO NOTHING"
         ).format(t=t, c=cols, s=stage, o=order, k=target)
@@ -613,11 +654,11 @@ def _statements(table: Table, check: _RowChecker) -> _Statements:
 
 
 class _Restart(Exception):
-    """The first chunk hit a duplicate: roll the atomic scope back and redo that chunk through staging."""
+    """The direct COPY hit a duplicate: roll the atomic scope back and redo its rows through staging."""
 
-    def __init__(self, blocks: list[Buffer], rows: int) -> None:
+    def __init__(self, spool: _Spool, rows: int) -> None:
         super().__init__("restart through staging")
-        self.blocks = blocks
+        self.spool = spool
         self.rows = rows
 
 
@@ -642,50 +683,48 @@ class _Loader:
             _write_rows(copy, self.check, self.feed, None)
         return self.feed.index - start
 
-    def optimistic(self, chunk: int) -> int:
-        """ "ignore" mode: chunks straight into the table until a duplicate shows up, then through staging.
+    def optimistic(self) -> int:
+        """ "ignore" mode: the whole input as one COPY into the table, recorded; on a duplicate, ``_Restart``.
 
-        The first chunk runs without a savepoint: on a duplicate nothing else is lost by aborting the scope, and
-        the caller (``bulk_insert``) restarts it with ``_Restart``. Later chunks each get a savepoint.
+        No savepoint: a duplicate aborts the atomic scope, and the caller (``bulk_insert``) opens a new one and
+        replays the recorded rows through staging. Also on a deadlock: a key that a concurrent caller holds
+        uncommitted while waiting for one of ours; staging locks keys in order.
+        """
+        start = self.feed.copy_start = self.feed.index
+        spool = _Spool()
+        writer = _RecordingWriter(self.cur, spool)
+        try:
+            with self.cur.copy(self.stmts.copy_target, writer=writer) as copy:
+                copy.set_types(self.check.pg_types)
+                _write_rows(copy, self.check, self.feed, None)
+                writer.ending = True
+        except (pge.UniqueViolation, pge.DeadlockDetected):
+            raise _Restart(spool, self.feed.index - start) from None
+        except BaseException:
+            spool.close()
+            raise
+        spool.close()
+        return self.feed.index - start
+
+    def staged(self, chunk: int, mode: str, replay: _Spool | None = None, replay_rows: int = 0) -> int:
+        """The rest of the input through the staging table, ``chunk`` rows per flush; rows written.
+
+        ``replay`` (the rows of a failed direct COPY, ``replay_rows`` of them) goes first, in one flush with the
+        rows that fill it up to ``chunk``.
         """
         total = 0
-        first = True
-        while not self.feed.done:
-            start = self.feed.index
-            blocks = self._direct(chunk, savepoint=not first)
-            if blocks is not None:
-                if first:
-                    raise _Restart(blocks, self.feed.index - start)
-                return total + self.staged(chunk, "ignore", blocks, self.feed.index - start)
-            total += self.feed.index - start
-            first = False
-        return total
-
-    def staged(self, chunk: int, mode: str, replay: list[Buffer] | None = None, replay_rows: int = 0) -> int:
-        """The rest of the input through the staging table, ``chunk`` rows per flush; rows written."""
-        total = 0
-        while not self.feed.done or replay:
-            total += self._stage_chunk(chunk, mode, replay, replay_rows)
-            replay, replay_rows = None, 0
-        return total
-
-    def _direct(self, limit: int, *, savepoint: bool) -> list[Buffer] | None:
-        """COPY one chunk into the table. None when done; the chunk's encoded rows if a key already existed."""
-        self.feed.copy_start = self.feed.index
-        writer = _RecordingWriter(self.cur)
         try:
-            with self.conn.transaction() if savepoint else contextlib.nullcontext():
-                with self.cur.copy(self.stmts.copy_target, writer=writer) as copy:
-                    copy.set_types(self.check.pg_types)
-                    _write_rows(copy, self.check, self.feed, limit)
-                    writer.ending = True
-        except (pge.UniqueViolation, pge.DeadlockDetected):
-            # A key that exists, or one that a concurrent caller holds uncommitted while waiting for one of
-            # ours: redo the chunk through staging, which locks keys in order.
-            return writer.blocks
-        return None
+            while not self.feed.done or replay is not None:
+                total += self._stage_chunk(chunk, mode, replay, replay_rows)
+                if replay is not None:
+                    replay.close()
+                replay, replay_rows = None, 0
+        finally:
+            if replay is not None:
+                replay.close()
+        return total
 
-    def _stage_chunk(self, limit: int, mode: str, replay: list[Buffer] | None, replay_rows: int) -> int:
+    def _stage_chunk(self, limit: int, mode: str, replay: _Spool | None, replay_rows: int) -> int:
         stmts = self.stmts
         if not self.stage_ready:
             self.cur.execute(stmts.create_stage)
@@ -694,12 +733,13 @@ class _Loader:
         self.feed.copy_start = self.feed.index - replay_rows
         with self.cur.copy(stmts.copy_stage) as copy:
             copy.set_types(self.check.pg_types)
-            for block in replay or ():
-                copy.write(block)
+            if replay is not None:
+                for block in replay.replay():
+                    copy.write(block)
             remaining = limit - replay_rows
             if remaining > 0 and not self.feed.done:
                 _write_rows(copy, self.check, self.feed, remaining)
-            elif replay:
+            elif replay is not None:
                 copy.write(_BINARY_TRAILER)  # replayed rows lost theirs and no written row follows to add it
         insert = stmts.insert_update if mode == "update" else stmts.insert_ignore
         assert insert is not None
@@ -776,9 +816,11 @@ def bulk_insert(
     the rows inserted plus the rows whose stored values changed (a key given twice in one call counts once
     per chunk it appears in).
 
-    ``chunk_size`` (default :data:`DEFAULT_CHUNK_SIZE`) is the number of rows per COPY statement in ``"ignore"``
-    mode and per staging flush in ``"update"`` mode; ``"error"`` mode sends everything in one COPY. Memory use
-    is bounded by one chunk.
+    ``chunk_size`` (default :data:`DEFAULT_CHUNK_SIZE`) is the number of rows per staging flush: in ``"update"``
+    mode, and in ``"ignore"`` mode after a key turned out to exist. Without duplicates, ``"ignore"`` and
+    ``"error"`` send everything in one COPY. Memory use stays bounded (see the module documentation); the
+    ``"ignore"`` fast path keeps a copy of what it sent, beyond 16 MiB in a temporary file (about 0.3 kB per
+    30-column row), to replay it if a duplicate shows up.
 
     Raises ``UnknownColumnError`` (a key that is not a column), ``MissingValueError`` (no value for a NOT NULL
     column), ``DataError`` (a value of the wrong type or out of range, a NUL byte in text), each naming the
@@ -827,10 +869,10 @@ def bulk_insert(
                     return loader.plain()
                 if on_conflict == "update":
                     return loader.staged(chunk, "update")
-                return loader.optimistic(chunk)
+                return loader.optimistic()
         except _Restart as restart:
             with session.atomic() as conn:
                 loader = _Loader(conn, check, stmts, feed)
-                return loader.staged(chunk, "ignore", restart.blocks, restart.rows)
+                return loader.staged(chunk, "ignore", restart.spool, restart.rows)
     except psycopg.Error as exc:
         raise _server_error(exc, check, feed) from exc

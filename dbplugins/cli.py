@@ -551,7 +551,7 @@ def embedded_stop() -> None:
     "chunk_size",
     type=click.IntRange(min=1),
     default=None,
-    help="Rows per COPY statement (default: bulk_insert's).",
+    help="Rows per staging flush, for --on-conflict update and after a duplicate (default: bulk_insert's).",
 )
 @click.option("--silent", is_flag=True, help="No progress bar.")
 @_db_options

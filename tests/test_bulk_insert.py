@@ -213,25 +213,29 @@ def test_ignore_duplicates_reported_while_streaming(objects: Any, chunk_size: in
     ]
 
 
-@pytest.mark.parametrize("failing_copy", [0, 1], ids=["first chunk", "second chunk"])
-def test_a_conflict_reported_mid_chunk_replays_what_was_sent(
-    objects: Any, monkeypatch: pytest.MonkeyPatch, failing_copy: int
+@pytest.mark.parametrize(
+    "spool_memory", [16 * 1024 * 1024, 64 * 1024], ids=["in memory", "spilled to a file"]
+)
+def test_a_conflict_reported_mid_stream_replays_what_was_sent(
+    objects: Any, monkeypatch: pytest.MonkeyPatch, spool_memory: int
 ) -> None:
     """The server may report a duplicate while rows still stream: the rows sent so far are replayed into staging
-    and the rest of the chunk follows them. Forced here by failing the third block of one COPY."""
-    writers: list[Any] = []
+    and the rest of the input follows them. Forced here by failing the sixth block of the direct COPY; with a
+    small spool the replay reads most of the rows back from the temporary file."""
+    monkeypatch.setattr(bulk_module, "_SPOOL_MEMORY", spool_memory)
     original = bulk_module._RecordingWriter.write
+    blocks: list[int] = []
 
     def write(self: Any, data: Any) -> None:
-        if self not in writers:
-            writers.append(self)
         original(self, data)
-        if writers.index(self) == failing_copy and len(self.blocks) == 3:
+        blocks.append(len(data))
+        if len(blocks) == 6:
             raise psycopg.errors.UniqueViolation("forced")
 
     monkeypatch.setattr(bulk_module._RecordingWriter, "write", write)
     n = objects.query(Detection).bulk_insert((det(i) for i in range(30_000)), chunk_size=12_000)
     assert n == 30_000
+    assert len(blocks) == 6  # the failure came mid-stream; the rest went through staging
     assert objects.execute("SELECT count(*), count(DISTINCT candid), sum(candid) FROM detection") == [
         (30_000, 30_000, sum(range(30_000)))
     ]
