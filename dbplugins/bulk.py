@@ -13,7 +13,8 @@ Conflict modes:
     Rows whose primary key exists are skipped, so a re-delivered batch lands exactly once. The input is first
     COPYed straight into the table in one COPY (the fast path: no duplicates is the common case), and the
     encoded rows are recorded as they go (in memory up to 16 MiB, then in a temporary file). If the server
-    reports a unique violation, the call starts over in a new atomic scope: the recorded rows are replayed into a
+    reports a unique violation (looked for every ``_PEEK_ROWS`` rows while streaming, so that a re-delivered batch
+    is not sent in full first), the call starts over in a new atomic scope: the recorded rows are replayed into a
     temporary staging table and moved over with ``INSERT ... SELECT ... ORDER BY pk ON CONFLICT (pk) DO
     NOTHING``, and the rest of the input follows the same way, ``chunk_size`` rows per flush.
 ``"error"``
@@ -38,6 +39,7 @@ import numbers
 import operator
 import random
 import re
+import select
 import struct
 import tempfile
 import time
@@ -82,6 +84,8 @@ DEFAULT_CHUNK_SIZE = 20_000
 # rows), then in a temporary file read back in pieces of _SPOOL_READ bytes on a replay.
 _SPOOL_MEMORY = 16 * 1024 * 1024
 _SPOOL_READ = 1024 * 1024
+# Rows between two looks for an early answer of the server during the fast path's COPY (see _Loader.optimistic).
+_PEEK_ROWS = 2048
 
 # Signatures (tuples of value types) cached per table. Real inputs have a handful (which optional columns are
 # None); the cap keeps memory constant against adversarial input.
@@ -689,19 +693,32 @@ class _Loader:
         No savepoint: a duplicate aborts the atomic scope, and the caller (``bulk_insert``) opens a new one and
         replays the recorded rows through staging. Also on a deadlock: a key that a concurrent caller holds
         uncommitted while waiting for one of ours; staging locks keys in order.
+
+        A server that rejected a row discards the rest of the COPY as fast as it arrives, so the client would send
+        the whole input before reading the error. Every ``_PEEK_ROWS`` rows the socket is checked for an answer (a
+        COPY in progress gets none): when one is there the COPY is ended, and the server's error is raised.
         """
         start = self.feed.copy_start = self.feed.index
         spool = _Spool()
         writer = _RecordingWriter(self.cur, spool)
+        fileno = self.conn.fileno()
         try:
             with self.cur.copy(self.stmts.copy_target, writer=writer) as copy:
                 copy.set_types(self.check.pg_types)
-                _write_rows(copy, self.check, self.feed, None)
+                while not self.feed.done:
+                    _write_rows(copy, self.check, self.feed, _PEEK_ROWS)
+                    if select.select([fileno], [], [], 0)[0]:
+                        break
                 writer.ending = True
+            if not self.feed.done:
+                # The server's message was not an error (a NOTICE from a trigger) and the COPY went through: the
+                # rest of the input is not in it, so start over through staging, which takes all of it.
+                raise _Restart(spool, self.feed.index - start)
         except (pge.UniqueViolation, pge.DeadlockDetected):
             raise _Restart(spool, self.feed.index - start) from None
-        except BaseException:
-            spool.close()
+        except BaseException as exc:
+            if not isinstance(exc, _Restart):
+                spool.close()
             raise
         spool.close()
         return self.feed.index - start

@@ -202,14 +202,54 @@ def test_ignore_first_chunk_clean_then_duplicates_later(objects: Any) -> None:
     assert count(objects, "detection") == 10
 
 
+def record_restarts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The row counts of the fast path's restarts through staging, as they happen."""
+    restarts: list[int] = []
+    original = bulk_module._Restart.__init__
+
+    def record(self: Any, spool: Any, rows: int) -> None:
+        restarts.append(rows)
+        original(self, spool, rows)
+
+    monkeypatch.setattr(bulk_module._Restart, "__init__", record)
+    return restarts
+
+
 @pytest.mark.parametrize("chunk_size", [None, 7_000], ids=lambda c: f"chunk={c}")
-def test_ignore_duplicates_reported_while_streaming(objects: Any, chunk_size: int | None) -> None:
-    """Existing keys early in big chunks: the server's error arrives mid-stream; the sent part is replayed."""
+def test_ignore_duplicates_reported_while_streaming(
+    objects: Any, monkeypatch: pytest.MonkeyPatch, chunk_size: int | None
+) -> None:
+    """An existing key at the start of a big input: the server's error is read while rows still stream, so only
+    the rows sent until then are replayed; the rest goes to staging once. Keys existing later land once too."""
+    restarts = record_restarts(monkeypatch)
     q = objects.query(Detection)
     q.bulk_insert([det(0), det(7_001), det(25_000), det(44_999)])
     assert q.bulk_insert((det(i) for i in range(45_000)), chunk_size=chunk_size) == 45_000 - 4
     assert objects.execute("SELECT count(*), count(DISTINCT candid), sum(candid) FROM detection") == [
         (45_000, 45_000, sum(range(45_000)))
+    ]
+    assert len(restarts) == 1
+    assert restarts[0] < 45_000 // 2  # stopped early: the server's answer was read mid-stream
+
+
+def test_a_notice_from_the_server_during_the_copy_loses_no_row(objects: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trigger that raises a NOTICE makes the server answer during the COPY without an error: the call must
+    still insert every row exactly once (it finishes through staging)."""
+    monkeypatch.setattr(bulk_module, "_PEEK_ROWS", 100)
+    restarts = record_restarts(monkeypatch)
+    objects.execute(
+        """
+        CREATE FUNCTION noisy() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN IF NEW.candid % 250 = 0 THEN RAISE NOTICE 'seen %', NEW.candid; END IF; RETURN NEW; END $$;
+        CREATE TRIGGER noisy BEFORE INSERT ON detection FOR EACH ROW EXECUTE FUNCTION noisy();
+        """
+    )
+    q = objects.query(Detection)
+    assert q.bulk_insert(det(i) for i in range(1_000)) == 1_000
+    assert restarts and restarts[0] < 1_000  # the notice was read mid-stream
+    assert q.bulk_insert(det(i) for i in range(500, 1_500)) == 500
+    assert objects.execute("SELECT count(*), count(DISTINCT candid), sum(candid) FROM detection") == [
+        (1_500, 1_500, sum(range(1_500)))
     ]
 
 
