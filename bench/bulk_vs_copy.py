@@ -110,6 +110,16 @@ def staged_ignore(db: SQLConnection, rows: list[dict[str, Any]], chunk: int) -> 
         return B._Loader(conn, check, stmts, feed).staged(chunk, "ignore")
 
 
+def with_spool(nbytes: int, load: Callable[[], int]) -> int:
+    """Run ``load`` with the fast path's record kept in memory up to ``nbytes`` (then in a temporary file)."""
+    saved = B._SPOOL_MEMORY
+    B._SPOOL_MEMORY = nbytes
+    try:
+        return load()
+    finally:
+        B._SPOOL_MEMORY = saved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -120,6 +130,9 @@ def main() -> None:
     parser.add_argument("--error-mode", action="store_true", help='also time on_conflict="error"')
     parser.add_argument("--generator", action="store_true", help="feed bulk_insert from a generator")
     parser.add_argument("--night", action="store_true", help="the rows of make bench (the synthetic night)")
+    parser.add_argument(
+        "--spool-mb", default="", help="comma-separated in-memory sizes of the fast path's record to compare"
+    )
     args = parser.parse_args()
 
     server = ensure_server(announce=False)
@@ -159,6 +172,10 @@ def main() -> None:
             size = int(chunk)
             methods[f"bulk_insert chunk={size}"] = lambda size=size: B.bulk_insert(  # type: ignore[misc]
                 session, table_of(Detection), rows, chunk_size=size
+            )
+        for mb in filter(None, args.spool_mb.split(",")):
+            methods[f"bulk_insert spool={mb} MB"] = lambda mb=mb: with_spool(  # type: ignore[misc]
+                int(float(mb) * 2**20), lambda: B.bulk_insert(session, table_of(Detection), rows)
             )
         if args.error_mode:
             methods['bulk_insert on_conflict="error"'] = lambda: B.bulk_insert(
