@@ -174,7 +174,8 @@ def report(
         "# Benchmark results",
         "",
         f"Written by `make bench` (`python -m bench.run`) in {total_seconds / 60:.1f} minutes. "
-        f"**{passed} of {len(results)} targets pass.**",
+        f"**{passed} of {len(results)} targets pass.** What the profiles showed and what changed: "
+        "[PROFILE.md](PROFILE.md).",
         "",
         "## Targets (DESIGN.md §5)",
         "",

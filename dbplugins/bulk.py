@@ -542,10 +542,11 @@ class _Spool:
     """The encoded rows of the fast path's COPY, kept to replay them into staging if a key turns out to exist.
 
     The first ``_SPOOL_MEMORY`` bytes stay in memory as the formatter's own buffers (no copy); the rest goes to an
-    anonymous temporary file, so the memory of a call stays bounded whatever its size.
+    anonymous temporary file (in ``$TMPDIR``), so the memory of a call stays bounded whatever its size.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, model: str) -> None:
+        self.model = model
         self.blocks: list[Buffer] = []
         self.nbytes = 0
         self.file: IO[bytes] | None = None
@@ -554,9 +555,17 @@ class _Spool:
         if self.file is None and self.nbytes < _SPOOL_MEMORY:
             self.blocks.append(data)
         else:
-            if self.file is None:
-                self.file = tempfile.TemporaryFile(prefix="dbp-bulk-")
-            self.file.write(data)
+            try:
+                if self.file is None:
+                    self.file = tempfile.TemporaryFile(prefix="dbp-bulk-")
+                self.file.write(data)
+            except OSError as exc:
+                raise DbpError(
+                    f"bulk_insert into {self.model!r} keeps the rows it sends in a temporary file, to replay them "
+                    f"if a key exists, and could not write it ({exc}); point TMPDIR at a directory with room "
+                    f"(about 0.3 kB per 30-column row), or send smaller batches",
+                    model=self.model,
+                ) from exc
         self.nbytes += len(data)
 
     def replay(self) -> Iterator[Buffer]:
@@ -699,7 +708,7 @@ class _Loader:
         COPY in progress gets none): when one is there the COPY is ended, and the server's error is raised.
         """
         start = self.feed.copy_start = self.feed.index
-        spool = _Spool()
+        spool = _Spool(self.check.table.name)
         writer = _RecordingWriter(self.cur, spool)
         fileno = self.conn.fileno()
         try:

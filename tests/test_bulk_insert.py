@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -279,6 +280,21 @@ def test_a_conflict_reported_mid_stream_replays_what_was_sent(
     assert objects.execute("SELECT count(*), count(DISTINCT candid), sum(candid) FROM detection") == [
         (30_000, 30_000, sum(range(30_000)))
     ]
+
+
+def test_no_room_for_the_record_is_a_clear_error_and_writes_nothing(
+    objects: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The fast path's record spills to $TMPDIR beyond 16 MiB; a temporary directory it cannot write to gives a
+    DbpError saying so, and no row."""
+    monkeypatch.setattr(bulk_module, "_SPOOL_MEMORY", 64 * 1024)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with pytest.raises(DbpError, match="TMPDIR") as info:
+        objects.query(Detection).bulk_insert(det(i) for i in range(5_000))
+    assert info.value.model == "detection"
+    assert count(objects, "detection") == 0
+    monkeypatch.undo()
+    assert objects.query(Detection).bulk_insert(det(i) for i in range(5_000)) == 5_000
 
 
 def test_error_mode_raises_on_a_duplicate_naming_the_constraint(objects: Any) -> None:
