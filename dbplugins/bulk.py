@@ -87,6 +87,12 @@ _SPOOL_READ = 1024 * 1024
 # Rows between two looks for an early answer of the server during the fast path's COPY (see _Loader.optimistic).
 _PEEK_ROWS = 2048
 
+# The longest the fast path's COPY waits for a lock (lock_timeout, lowered for the COPY only) before it gives up and
+# goes through staging. Such a wait means a concurrent caller holds one of our keys uncommitted; waiting for
+# deadlock detection instead (deadlock_timeout, 1 s by default) made 8 workers racing the same 2,000-row batch take
+# 1-7 s per round (tests/reliability/test_load.py).
+_FAST_PATH_LOCK_WAIT = "100ms"
+
 # Signatures (tuples of value types) cached per table. Real inputs have a handful (which optional columns are
 # None); the cap keeps memory constant against adversarial input.
 _MAX_SIGNATURES = 4096
@@ -622,6 +628,13 @@ class _Statements:
         # CREATE ... ON COMMIT DROP per call, which would write ~35 catalog rows per call.
         self.create_stage = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {})").format(stage, t)
         self.truncate_stage = sql.SQL("TRUNCATE {}").format(stage)
+        # Lower lock_timeout for the fast path's COPY (never raise it), returning the setting to restore after.
+        self.limit_lock_wait = sql.SQL(
+            "SELECT s.prev, set_config('lock_timeout', CASE WHEN s.prev::interval = interval '0' "
+            "OR s.prev::interval > {limit}::interval THEN {limit} ELSE s.prev END, true) "
+            "FROM (SELECT current_setting('lock_timeout') AS prev) AS s"
+        ).format(limit=sql.Literal(_FAST_PATH_LOCK_WAIT))
+        self.restore_lock_wait = sql.SQL("SELECT set_config('lock_timeout', %s, true)")
         pk = table.primary_key
         target = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, pk))) if pk else sql.SQL("")
         # ORDER BY the key: concurrent callers then take row locks in the same order and cannot deadlock on
@@ -700,14 +713,18 @@ class _Loader:
         """ "ignore" mode: the whole input as one COPY into the table, recorded; on a duplicate, ``_Restart``.
 
         No savepoint: a duplicate aborts the atomic scope, and the caller (``bulk_insert``) opens a new one and
-        replays the recorded rows through staging. Also on a deadlock: a key that a concurrent caller holds
-        uncommitted while waiting for one of ours; staging locks keys in order.
+        replays the recorded rows through staging. Also when a concurrent caller holds one of our keys
+        uncommitted: the COPY waits at most ``_FAST_PATH_LOCK_WAIT`` for it, then staging (which takes keys in
+        order, so callers in it cannot deadlock each other) does the work.
 
         A server that rejected a row discards the rest of the COPY as fast as it arrives, so the client would send
         the whole input before reading the error. Every ``_PEEK_ROWS`` rows the socket is checked for an answer (a
         COPY in progress gets none): when one is there the COPY is ended, and the server's error is raised.
         """
         start = self.feed.copy_start = self.feed.index
+        row = self.cur.execute(self.stmts.limit_lock_wait).fetchone()
+        assert row is not None
+        lock_timeout = row[0]
         spool = _Spool(self.check.table.name)
         writer = _RecordingWriter(self.cur, spool)
         fileno = self.conn.fileno()
@@ -723,13 +740,17 @@ class _Loader:
                 # The server's message was not an error (a NOTICE from a trigger) and the COPY went through: the
                 # rest of the input is not in it, so start over through staging, which takes all of it.
                 raise _Restart(spool, self.feed.index - start)
-        except (pge.UniqueViolation, pge.DeadlockDetected):
+        except (pge.UniqueViolation, pge.DeadlockDetected, pge.LockNotAvailable):
+            # A key exists; or a concurrent caller holds one of ours uncommitted (we waited past the lowered
+            # lock_timeout, or deadlocked with it): staging takes keys in order and waits as long as needed.
             raise _Restart(spool, self.feed.index - start) from None
         except BaseException as exc:
             if not isinstance(exc, _Restart):
                 spool.close()
             raise
         spool.close()
+        # Within the caller's transaction the lowered setting would outlive this call; a restart's rollback undoes it.
+        self.cur.execute(self.stmts.restore_lock_wait, (lock_timeout,))
         return self.feed.index - start
 
     def staged(self, chunk: int, mode: str, replay: _Spool | None = None, replay_rows: int = 0) -> int:

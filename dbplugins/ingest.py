@@ -277,7 +277,7 @@ def _get_or_create_slow(
                 return found, False
             if plan.check is not None and plan.target is not None:
                 key = [adapt(table, c, row[c]) for c in plan.target]
-                if conn.execute(plan.check, key).fetchone() is not None:
+                if statement_cursor(conn).execute(plan.check, key).fetchone() is not None:
                     raise _mismatch(table, plan.target, row, filter_by)
             # The conflicting row is gone (deleted, or its insert rolled back): insert again.
     raise DbpError(
@@ -506,7 +506,7 @@ def _many_batch(
     for _attempt in range(MAX_TRIES):
         rows = [batch[p] for p in pending]
         try:
-            inserted = conn.execute(*_insert_call(model, plan, adapters, rows)).fetchall()
+            inserted = statement_cursor(conn).execute(*_insert_call(model, plan, adapters, rows)).fetchall()
         except pge.DeadlockDetected:
             # Our statement was the victim and rolled back; in autocommit nothing else is held, so retry.
             if not autocommit:
@@ -525,7 +525,7 @@ def _many_batch(
         missing = [p for p in pending if p not in done]
         if not missing:
             return
-        found = conn.execute(
+        found = statement_cursor(conn).execute(
             plan.select, [[adapt(table, c, batch[p][c]) for p in missing] for c in plan.key]
         ).fetchall()
         for ordinal, *values in found:
@@ -536,7 +536,7 @@ def _many_batch(
         if not still:
             return
         if plan.check is not None:
-            clash = conn.execute(
+            clash = statement_cursor(conn).execute(
                 plan.check, [[adapt(table, c, batch[p][c]) for p in still] for c in plan.target]
             ).fetchall()
             if clash:

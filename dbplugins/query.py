@@ -40,6 +40,7 @@ from .errors import (
 from .pagination import KeysetPage, Pagination
 from .rows import check_columns
 from .schema import Table, table_of
+from .session import statement_cursor
 from .statements import (
     OrderSpec,
     WhereSpec,
@@ -355,7 +356,7 @@ class Query(Generic[T]):
         session = self._session()
         try:
             with session.connection() as conn:
-                row = conn.execute(stmt, params).fetchone()
+                row = statement_cursor(conn).execute(stmt, params).fetchone()
         except (psycopg.Error, UnicodeEncodeError) as exc:
             raise translate_error(exc, table, [self._values()], action=action) from exc
         return row[0] if row else None

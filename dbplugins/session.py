@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.rows import tuple_row
 from psycopg_pool import PoolTimeout
 
 from .errors import DbpError, PoolTimeoutError, wrap_db_error
@@ -50,7 +51,7 @@ def is_alive(conn: Conn) -> bool:
 
 
 def statement_cursor(conn: Conn) -> psycopg.Cursor[Any]:
-    """A tuple-row cursor kept on ``conn`` for the one-statement hot paths (``get_or_create``).
+    """A tuple-row cursor kept on ``conn`` for the statements whose rows the library reads itself.
 
     A new cursor resolves the dumper of every parameter type and the loader of every result column again; reusing
     one per connection saves that (about 30 us of a ~100 us get_or_create call, measured in a loop on the 2-core
@@ -58,7 +59,8 @@ def statement_cursor(conn: Conn) -> psycopg.Cursor[Any]:
     """
     cur: psycopg.Cursor[Any] | None = conn.__dict__.get("_dbp_cursor")
     if cur is None or cur.closed:
-        cur = conn.__dict__["_dbp_cursor"] = conn.cursor()
+        # tuple rows whatever row_factory a configure= hook gave the connection
+        cur = conn.__dict__["_dbp_cursor"] = conn.cursor(row_factory=tuple_row)
     return cur
 
 

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -535,6 +537,47 @@ def test_outside_a_transaction_it_commits_on_return(objects: Any, dsn: str) -> N
     assert not objects.current_session().in_transaction
     with psycopg.connect(dsn) as other:
         assert other.execute("SELECT count(*) FROM detection").fetchone() == (2,)
+
+
+@pytest.mark.parametrize("holder_ends", ["commit", "rollback"])
+def test_a_key_held_uncommitted_by_another_caller_is_waited_for_and_lands_once(
+    objects: Any, dsn: str, monkeypatch: pytest.MonkeyPatch, holder_ends: str
+) -> None:
+    """The fast path's COPY does not sit on another caller's uncommitted key (deadlock detection would take a
+    second per cycle): after a short lock_timeout it hands the rows to staging, which waits for that caller.
+    The key is counted by whoever commits it."""
+    restarts = record_restarts(monkeypatch)
+    holder = psycopg.connect(dsn)
+    holder.execute(
+        "INSERT INTO detection SELECT * FROM json_populate_record(NULL::detection, %s)",
+        [psycopg.types.json.Json(det(7))],
+    )
+    ender = threading.Timer(1.0, getattr(holder, holder_ends))
+    ender.start()
+    try:
+        started = time.monotonic()
+        n = objects.query(Detection).bulk_insert(det(i) for i in range(20))
+        waited = time.monotonic() - started
+    finally:
+        ender.join()
+        holder.close()
+    assert n == (19 if holder_ends == "commit" else 20)
+    assert restarts == [20]  # the direct COPY gave up on the lock, staging redid its rows
+    assert waited >= 0.9  # and staging waited for the holder to finish rather than failing
+    assert objects.execute("SELECT count(*), count(DISTINCT candid) FROM detection") == [(20, 20)]
+
+
+@pytest.mark.parametrize("caller_setting", ["0", "5s", "20ms"])
+def test_the_callers_lock_timeout_is_kept(objects: Any, caller_setting: str) -> None:
+    """The fast path lowers lock_timeout for its COPY only: inside the caller's transaction the caller's value
+    (lower or higher) is back after the call, and outside a transaction nothing changes."""
+    q = objects.query(Detection)
+    with objects.transaction():
+        objects.execute(f"SET LOCAL lock_timeout = '{caller_setting}'")
+        assert q.bulk_insert(det(i) for i in range(10)) == 10
+        assert objects.execute("SHOW lock_timeout") == [(caller_setting,)]
+    assert q.bulk_insert(det(i) for i in range(10, 20)) == 10
+    assert objects.execute("SHOW lock_timeout") == [("0",)]
 
 
 @pytest.mark.parametrize("chunk_size", [None, 2], ids=lambda c: f"chunk={c}")

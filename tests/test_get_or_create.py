@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from dbplugins import (
     Column,
@@ -269,6 +270,28 @@ def test_commits_the_sessions_pending_update(tdb: SQLConnection, module_dsn: str
     assert not tdb.session.in_transaction  # type: ignore[union-attr]
     with psycopg.connect(module_dsn) as other:
         assert other.execute("SELECT ndet FROM gc_obj WHERE oid = 'a'").fetchone() == (5,)
+
+
+def test_a_configure_hook_changing_the_row_factory_does_not_matter(tdb: SQLConnection, module_dsn: str) -> None:
+    """The pooled connections' row_factory is the caller's business (configure=): the library reads the rows of
+    its own statements with a row factory of its own."""
+
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        conn.row_factory = dict_row  # type: ignore[assignment]
+
+    db = SQLConnection()
+    db.connect(dsn=module_dsn, configure=configure, min_size=1, max_size=1)
+    try:
+        for created in (True, False):
+            obj, was_created = db.query(GObj).get_or_create(filter_by={"oid": "rf"}, ndet=3)
+            assert (obj, was_created) == (GObj(oid="rf", ndet=3), created)
+        many = db.query(GObj).get_or_create_many([{"oid": "rf", "ndet": 3}, {"oid": "rg", "ndet": 4}])
+        assert many == [(GObj(oid="rf", ndet=3), False), (GObj(oid="rg", ndet=4), True)]
+        assert db.query(GObj).count() == 2
+        assert db.query(GObj).find_one(filter_by={"oid": "rg"}) == GObj(oid="rg", ndet=4)
+        assert [o.oid for o in db.query(GObj).order_by("oid").all()] == ["rf", "rg"]
+    finally:
+        db.close()
 
 
 def test_nul_byte_is_a_data_error_naming_the_column(tdb: SQLConnection, module_dsn: str) -> None:
