@@ -213,7 +213,8 @@ def report(
         "table with its primary key (candid, oid), foreign key to `object` and hash index on oid).",
         f"- Data: the first {sizes.rows:,} distinct detection rows of the synthetic night (`bench/alerts.py`, "
         "values in the ranges of the real ZTF packets), as dicts; their objects are loaded first (untimed).",
-        f"- Rates are the **median of {reps} repetitions**; the runs column lists each repetition in order. "
+        f"- Rates are the **median of {reps} repetitions**, after one untimed warm-up repetition; the runs column "
+        "lists each repetition in order. "
         "Repetitions alternate the order of the cases (forward, reverse, forward, ...). Every **ratio** (targets, "
         "headline, tables) is the median of the per-repetition ratios: both sides of a ratio run in the same "
         "repetition, the compared cases next to each other, so load from other processes on a shared machine "

@@ -59,11 +59,15 @@ def test_run_cases_alternates_the_order_and_collects_rates() -> None:
 
     rates = run_cases([case("a", "bulk.copy"), case("b", "goc.new")], reps=3)
     assert calls == [
+        "setup-a-1", "a-1", "setup-b-1", "b-1",  # the untimed warm-up
         "setup-a0", "a0", "setup-b0", "b0",
         "setup-b1", "b1", "setup-a1", "a1",
         "setup-a2", "a2", "setup-b2", "b2",
     ]  # fmt: skip
     assert rates == {"bulk.copy": [200.0] * 3, "goc.new": [200.0] * 3}
+    calls.clear()
+    run_cases([case("a", "bulk.copy")], reps=1, warm_up=False)
+    assert calls == ["setup-a0", "a0"]
 
 
 def test_bench_data_is_distinct_rows_with_their_objects() -> None:
