@@ -16,7 +16,9 @@ Conflict modes:
     reports a unique violation (looked for every ``_PEEK_ROWS`` rows while streaming, so that a re-delivered batch
     is not sent in full first), the call starts over in a new atomic scope: the recorded rows are replayed into a
     temporary staging table and moved over with ``INSERT ... SELECT ... ORDER BY pk ON CONFLICT (pk) DO
-    NOTHING``, and the rest of the input follows the same way, ``chunk_size`` rows per flush.
+    NOTHING``, and the rest of the input follows the same way, ``chunk_size`` rows per flush. The same happens
+    when the COPY has waited ``_FAST_PATH_LOCK_WAIT`` for a key that a concurrent caller holds uncommitted:
+    staging takes keys in order, so racing callers wait for each other instead of deadlocking.
 ``"error"``
     One plain COPY: a duplicate raises ``ConstraintError`` naming the constraint.
 ``"update"``
