@@ -144,18 +144,12 @@ def server_dsn(explicit: str | None) -> str:
     return server.dsn()
 
 
-def with_dbname(dsn: str, dbname: str) -> str:
-    params = conninfo_to_dict(dsn)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
-
-
 def recreate_database(server: str, name: str) -> str:
     """Drop and create database ``name`` (empty); return its DSN."""
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-    return with_dbname(server, name)
+    return make_conninfo(server, dbname=name)
 
 
 def drop_database(server: str, name: str) -> None:

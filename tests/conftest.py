@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 # Per-process template names: several pytest runs (or developers) may share one server.
 # Tests that change directory (settings.py lookups, the CLI) must still find the one embedded server of this
@@ -37,12 +37,6 @@ def _server_dsn() -> str:
     server = ensure_server(announce=False)
     server.wait_ready()
     return server.dsn()
-
-
-def with_dbname(dsn: str, dbname: str) -> str:
-    params = conninfo_to_dict(dsn)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
 
 
 def admin_connect(dsn: str) -> psycopg.Connection[Any]:
@@ -85,7 +79,7 @@ def _templates(server_dsn: str) -> Iterator[dict[str, str]]:
     with admin_connect(server_dsn) as admin:
         _recreate(admin, EMPTY_TEMPLATE)
         _recreate(admin, SCHEMA_TEMPLATE)
-        with psycopg.connect(with_dbname(server_dsn, SCHEMA_TEMPLATE), autocommit=False) as conn:
+        with psycopg.connect(make_conninfo(server_dsn, dbname=SCHEMA_TEMPLATE), autocommit=False) as conn:
             script = schema_script()
             if script.strip():
                 conn.execute(script.encode())  # our own files
@@ -106,7 +100,7 @@ def make_database(server_dsn: str, _templates: dict[str, str]) -> Iterator[Any]:
         with admin_connect(server_dsn) as admin:
             _recreate(admin, name, _templates[kind])
         created.append(name)
-        return with_dbname(server_dsn, name)
+        return make_conninfo(server_dsn, dbname=name)
 
     yield make
     with admin_connect(server_dsn) as admin:
@@ -124,7 +118,7 @@ def module_dsn(request: pytest.FixtureRequest, server_dsn: str, _templates: dict
     name = f"dbp_m_{uuid.uuid4().hex[:12]}"
     with admin_connect(server_dsn) as admin:
         _recreate(admin, name, _templates["schema"])
-    dsn = with_dbname(server_dsn, name)
+    dsn = make_conninfo(server_dsn, dbname=name)
     ddl = getattr(request.module, "DDL", "")
     if ddl:
         with psycopg.connect(dsn, autocommit=True) as conn:

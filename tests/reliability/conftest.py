@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 HERE = Path(__file__).resolve().parent
 SOAK = os.environ.get("DBP_SOAK", "") not in ("", "0")
@@ -46,12 +46,6 @@ def sizes(short: Any, long: Any) -> list[Any]:
 
 
 # -- plain helpers --------------------------------------------------------------------------------------------
-
-
-def with_dbname(dsn: str, dbname: str) -> str:
-    params = conninfo_to_dict(dsn)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
 
 
 def dbname_of(dsn: str) -> str:
