@@ -711,7 +711,7 @@ class _Loader:
             _write_rows(copy, self.check, self.feed, None)
         return self.feed.index - start
 
-    def optimistic(self) -> int:
+    def optimistic(self, *, in_callers_transaction: bool) -> int:
         """ "ignore" mode: the whole input as one COPY into the table, recorded; on a duplicate, ``_Restart``.
 
         No savepoint: a duplicate aborts the atomic scope, and the caller (``bulk_insert``) opens a new one and
@@ -751,8 +751,10 @@ class _Loader:
                 spool.close()
             raise
         spool.close()
-        # Within the caller's transaction the lowered setting would outlive this call; a restart's rollback undoes it.
-        self.cur.execute(self.stmts.restore_lock_wait, (lock_timeout,))
+        if in_callers_transaction:
+            # The lowered setting would outlive this call (our own transaction ends it at COMMIT; a restart's
+            # rollback undoes it).
+            self.cur.execute(self.stmts.restore_lock_wait, (lock_timeout,))
         return self.feed.index - start
 
     def staged(self, chunk: int, mode: str, replay: _Spool | None = None, replay_rows: int = 0) -> int:
@@ -910,6 +912,7 @@ def bulk_insert(
     if error is not None:
         raise error
     feed = _Feed(head, rest)
+    joined = session.in_transaction  # the call becomes a savepoint of the caller's transaction
     try:
         try:
             with session.atomic() as conn:
@@ -918,7 +921,7 @@ def bulk_insert(
                     return loader.plain()
                 if on_conflict == "update":
                     return loader.staged(chunk, "update")
-                return loader.optimistic()
+                return loader.optimistic(in_callers_transaction=joined)
         except _Restart as restart:
             with session.atomic() as conn:
                 loader = _Loader(conn, check, stmts, feed)
