@@ -1,6 +1,6 @@
 """Benchmarks and the ingestion worker.
 
-- :mod:`bench.alerts`   the real ZTF packets (``../shared/data/ztf-alerts``) and a synthetic night like them,
+- :mod:`bench.alerts`   the real ZTF packets (``bench/data/ztf-alerts``) and a synthetic night like them,
   both mapped to ``object`` / ``detection`` / ``non_detection`` / ``dataquality`` rows;
 - :mod:`bench.ingest`   the ingestion worker (``python -m bench.ingest --alerts N``, what ``make run`` runs);
 - :mod:`bench.run`      ``make bench``: side-by-side timings written to ``bench/RESULTS.md``;

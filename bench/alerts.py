@@ -55,11 +55,11 @@ Row = dict[str, Any]
 
 
 def alerts_dir() -> Path:
-    """The directory of the real packets: ``$DBP_ALERTS_DIR``, or ``../shared/data/ztf-alerts`` beside the repo."""
+    """The directory of the real packets: ``$DBP_ALERTS_DIR``, or ``bench/data/ztf-alerts`` shipped with the repo."""
     override = os.environ.get("DBP_ALERTS_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ztf-alerts"
+    return Path(__file__).resolve().parent / "data" / "ztf-alerts"
 
 
 def read_packets(directory: Path | str | None = None) -> Iterator[dict[str, Any]]:

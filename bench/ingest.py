@@ -300,6 +300,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dsn", default=None, help="database (default: DBP_DSN, settings.py, else embedded)")
     parser.add_argument("--no-real", action="store_true", help="skip the real packets")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--expect-unchanged",
+        action="store_true",
+        help="exit 1 if the run added a row or changed an object (a re-delivered night must change nothing)",
+    )
     args = parser.parse_args(argv)
     if args.alerts < 0 or args.batch < 1:
         parser.error("--alerts must be >= 0 and --batch >= 1")
@@ -324,6 +329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         db.close()
     print(format_report(report, real=real, synthetic=args.alerts, seed=args.seed))
+    if args.expect_unchanged and (sum(report.new.values()) or report.updated):
+        print(
+            f"expected no change, but {sum(report.new.values()):,} rows were added and "
+            f"{report.updated:,} objects updated",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
