@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +34,8 @@ def packets() -> dict[str, dict[str, Any]]:
 
 def test_alerts_dir_has_the_packets_and_honours_the_override(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(list(alerts_dir().glob("*.avro"))) == 3
+    repo = Path(__file__).resolve().parents[1]
+    assert alerts_dir().resolve().is_relative_to(repo)  # shipped in the repository, nothing read beside it
     monkeypatch.setenv("DBP_ALERTS_DIR", "/nonexistent/alerts")
     assert str(alerts_dir()) == "/nonexistent/alerts"
     with pytest.raises(FileNotFoundError, match="DBP_ALERTS_DIR"):

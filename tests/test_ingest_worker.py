@@ -123,3 +123,11 @@ def test_cli_creates_the_schema_and_is_idempotent(empty_dsn: str, capsys: pytest
     second = capsys.readouterr().out
     assert db_counts(empty_dsn) == counts
     assert f"{'detection':<14} {n:>14,} {0:>13,}" in second
+
+
+def test_expect_unchanged_fails_a_run_that_adds_rows(empty_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``.ci/run`` runs ``make run`` twice, the second with ``--expect-unchanged``: only a no-op run passes it."""
+    args = ["--alerts", "50", "--seed", str(SEED), "--dsn", empty_dsn, "--quiet", "--expect-unchanged"]
+    assert main(args) == 1  # the first run adds rows
+    assert "expected no change" in capsys.readouterr().err
+    assert main(args) == 0  # the same night again changes nothing
