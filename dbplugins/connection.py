@@ -8,11 +8,18 @@
 ``connect()`` with no arguments takes ``DBP_DSN`` / ``DATABASE_URL``, then ``./settings.py``, then starts the
 embedded server. Pool options (``min_size``, ``max_size``, ``timeout``, ``max_lifetime``, ``max_idle``,
 ``reconnect_timeout``, ``num_workers``, ``check``) go straight to ``psycopg_pool.ConnectionPool``.
+
+``connect()`` opens one connection itself before it opens the pool, so a wrong password, an unknown database, a
+refused port or an unresolvable host fails there, within ``connect_timeout``, as a ``ConnectionFailedError`` that
+says why, instead of as a pool timeout on the first query.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -22,9 +29,10 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from . import config as _config
-from .errors import ConfigurationError, DbpError, wrap_db_error
+from .errors import ConfigurationError, ConnectionFailedError, DbpError, wrap_db_error
 from .session import ScopedSession, Session
 from .session import Session as _Session  # the name Session is shadowed by a db-plugins argument below
+from .sqllog import LoggedCursor
 
 if TYPE_CHECKING:
     from .query import Query
@@ -44,6 +52,11 @@ DEFAULT_POOL = {
     "reconnect_timeout": 300.0,
 }
 
+# Seconds to wait for a new connection (libpq's connect_timeout) unless the DSN sets one. libpq itself waits
+# forever, and a firewall that drops packets would hang connect() for minutes; a server that answers at all
+# answers in milliseconds, a TLS + SCRAM handshake over a WAN in well under a second.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
 
 def _configurer(user: Callable[[psycopg.Connection[Any]], None] | None) -> Callable[[psycopg.Connection[Any]], None]:
     """The pool's ``configure``: autocommit (which sessions rely on), then the caller's own ``configure=``."""
@@ -51,6 +64,8 @@ def _configurer(user: Callable[[psycopg.Connection[Any]], None] | None) -> Calla
     def configure(conn: psycopg.Connection[Any]) -> None:
         # Statements outside a session transaction are single round trips that commit themselves.
         conn.autocommit = True
+        # Every statement of every module goes through a cursor of this class: the dbplugins.sql log.
+        conn.cursor_factory = LoggedCursor
         if user is not None:
             user(conn)
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -86,6 +101,7 @@ class SQLConnection:
         self.session: _Session | ScopedSession | None = None
         self.use_scoped = False
         self._session_options: dict[str, Any] = {}
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     # -- connecting ------------------------------------------------------------------------------------------
 
@@ -100,6 +116,7 @@ class SQLConnection:
         use_scoped: bool = False,
         scope_func: Callable[[], Hashable] | None = None,
         settings_path: str | None = None,
+        connect_timeout: float | None = None,
         **pool_options: Any,
     ) -> None:
         """Open the pool and (by default) a session.
@@ -107,25 +124,45 @@ class SQLConnection:
         ``config`` is a db-plugins ``DB_CONFIG["SQL"]`` dict or a DSN; ``dsn`` a DSN. With neither, the
         environment, ``settings.py`` and finally the embedded server are tried, in that order. The dict is not
         modified. ``pool_options`` are ``psycopg_pool.ConnectionPool`` options.
+
+        One connection is made here and closed again, before the pool opens: if the server refuses it (wrong
+        password, unknown database, refused port, unresolvable host, bad ``sslmode``) this raises
+        :class:`~dbplugins.ConnectionFailedError` within ``connect_timeout`` seconds (default: the DSN's
+        ``connect_timeout``, else 10), naming host, port, database and user and the server's reason.
         """
         if self.pool is not None:
             raise DbpError("already connected; call close() first")
         cfg = config if config is not None else self.config
-        self.settings = _config.resolve(cfg, dsn=dsn, settings_path=settings_path)
-        if base is not None:
-            self.Base = base
-        self._session_options = dict(session_options or {})
+        settings = _config.resolve(cfg, dsn=dsn, settings_path=settings_path)
         options = {**DEFAULT_POOL, **pool_options}
         options["configure"] = _configurer(options.get("configure"))
         unknown = set(options) - _POOL_ARGS
         if unknown:
             raise ConfigurationError(f"unknown pool option(s): {', '.join(sorted(unknown))}")
-        conninfo = self.settings.conninfo
-        self.pool = ConnectionPool(
-            conninfo, open=False, name=f"dbplugins:{self.settings.params.get('dbname', '')}", **options
+        # The pool's connections get the same bound as the probe, unless the DSN or kwargs= chose one.
+        kwargs = dict(options.get("kwargs") or {})
+        if "connect_timeout" not in settings.params and "connect_timeout" not in kwargs:
+            timeout = DEFAULT_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
+            kwargs["connect_timeout"] = max(1, round(timeout))
+        elif connect_timeout is not None:
+            kwargs["connect_timeout"] = max(1, round(connect_timeout))
+        options["kwargs"] = kwargs
+        probe(settings, kwargs)
+        self.settings = settings
+        if base is not None:
+            self.Base = base
+        self._session_options = dict(session_options or {})
+        pool: ConnectionPool[Any] = ConnectionPool(
+            settings.conninfo, open=False, name=f"dbplugins:{settings.params.get('dbname', '')}", **options
         )
-        self.pool.open(wait=False)
-        log.info("connected pool to %s (from %s)", self.settings.safe_dsn, self.settings.source)
+        pool.open(wait=False)
+        self.pool = pool
+        # An SQLConnection nobody closes still closes its pool: when it is garbage-collected, or at interpreter
+        # exit, from the thread that drops it. Left to the pool's own __del__, the last reference can fall in
+        # one of the pool's worker threads, which then tries to join itself ("Exception ignored in
+        # ConnectionPool.__del__ ... cannot join current thread", psycopg/psycopg#1043).
+        self._finalizer = weakref.finalize(self, _close_pool, pool)
+        log.info("connected pool to %s (from %s)", settings.safe_dsn, settings.source)
         if create_session:
             self.create_session(use_scoped, scope_func)
 
@@ -158,6 +195,8 @@ class SQLConnection:
             self.session = None
         if self.pool is not None:
             pool, self.pool = self.pool, None
+            if self._finalizer is not None:
+                self._finalizer.detach()
             pool.close()
 
     def __enter__(self) -> SQLConnection:
@@ -237,6 +276,46 @@ class SQLConnection:
                 conn.execute(stmt)
         except psycopg.Error as exc:
             raise wrap_db_error(exc, action="drop_db") from exc
+
+
+def _close_pool(pool: ConnectionPool[Any]) -> None:
+    """Close a pool that its SQLConnection left open (the finalizer of :meth:`SQLConnection.connect`)."""
+    # RuntimeError: in the rare case the collector runs this in one of the pool's own workers, which cannot
+    # join itself; the pool is marked closed by then, so its __del__ stays quiet.
+    with contextlib.suppress(RuntimeError, psycopg.Error):
+        pool.close(timeout=5.0)
+
+
+def probe(settings: _config.ConnectionSettings, kwargs: Mapping[str, Any]) -> None:
+    """Open and close one connection to ``settings``; raise ``ConnectionFailedError`` saying why it failed."""
+    try:
+        psycopg.connect(settings.conninfo, autocommit=True, **kwargs).close()
+    except psycopg.Error as exc:
+        raise ConnectionFailedError(failure_message(settings, exc)) from exc
+
+
+# libpq's framing around the server's reason: 'connection failed: connection to server on socket "/x/.s.PGSQL.1"
+# failed: FATAL:  password authentication failed for user "u"'. We name the target ourselves, once.
+_FRAMING = re.compile(
+    r'(?:connection (?:failed|is bad): )'
+    r'|(?:connection to server (?:on socket "[^"]*"|at "[^"]*"(?: \([^)]*\))?, port \d+) failed: )'
+    r"|(?:(?:FATAL|ERROR):\s+)"
+)
+
+
+def failure_message(settings: _config.ConnectionSettings, exc: BaseException) -> str:
+    """One line: which server, database and user could not be reached, and the server's (or libpq's) reason."""
+    reasons: list[str] = []
+    for line in str(exc).splitlines():
+        line = _FRAMING.sub("", line).strip().lstrip("-").strip()
+        if not line or line.startswith("multiple connection attempts failed"):
+            continue
+        if line.startswith("Is the server running"):  # libpq's hint for refused ports and missing sockets
+            line = f"({line[0].lower()}{line[1:]})"
+        if line not in reasons:
+            reasons.append(line)
+    reason = " ".join(reasons) or type(exc).__name__
+    return _config.mask_dsn(f"cannot connect to {settings.target}: {reason}", settings.password)
 
 
 def _builtin_tables() -> Iterator[Any]:
