@@ -239,7 +239,9 @@ def _check_keys(cfg: Mapping[str, Any], source: str) -> None:
     for key in cfg:
         if not isinstance(key, str):
             raise ConfigurationError(f"database config from {source}: key {key!r} is not a string")
-        if key in MAP_KEYS or key in _DSN_KEYS or key.lower() in libpq_keywords():
+        if key in MAP_KEYS or key in _DSN_KEYS:
+            continue
+        if key.lower() in libpq_keywords() and key in (key.lower(), key.upper()):  # sslmode or SSLMODE
             continue
         raise ConfigurationError(
             f"unknown key {key!r} in the database config from {source}: use ENGINE, HOST, USER, PASSWORD, PORT, "
