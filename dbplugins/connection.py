@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import config as _config
 from .errors import ConfigurationError, ConnectionFailedError, DbpError, wrap_db_error
@@ -152,9 +152,12 @@ class SQLConnection:
         if base is not None:
             self.Base = base
         self._session_options = dict(session_options or {})
-        pool: ConnectionPool[Any] = ConnectionPool(
+        failures = _Failures()
+        options["connection_class"] = _recording(options.get("connection_class") or psycopg.Connection, failures)
+        pool: ConnectionPool[Any] = _Pool(
             settings.conninfo, open=False, name=f"dbplugins:{settings.params.get('dbname', '')}", **options
         )
+        pool.dbp_settings, pool.dbp_failures = settings, failures  # type: ignore[attr-defined]
         pool.open(wait=False)
         self.pool = pool
         # An SQLConnection nobody closes still closes its pool: when it is garbage-collected, or at interpreter
@@ -276,6 +279,56 @@ class SQLConnection:
                 conn.execute(stmt)
         except psycopg.Error as exc:
             raise wrap_db_error(exc, action="drop_db") from exc
+
+
+class _Failures:
+    """The outcome of the pool's latest attempt to open a connection: its error, or None if it succeeded."""
+
+    def __init__(self) -> None:
+        self.error: psycopg.Error | None = None
+
+
+def _recording(base: type[psycopg.Connection[Any]], failures: _Failures) -> type[psycopg.Connection[Any]]:
+    """A subclass of the pool's connection class that notes in ``failures`` whether each new connection failed."""
+
+    class PooledConnection(base):  # type: ignore[valid-type,misc]
+        @classmethod
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            try:
+                conn = super().connect(conninfo, **kwargs)
+            except psycopg.Error as exc:
+                failures.error = exc
+                raise
+            failures.error = None
+            return conn
+
+    PooledConnection.__qualname__ = PooledConnection.__name__ = base.__name__
+    return PooledConnection
+
+
+class _Pool(ConnectionPool[Any]):
+    """The pool, whose timeout names its cause when it waited because new connections kept failing.
+
+    After ``connect()`` succeeded the server can still go away, or a password change lock the application out:
+    the pool then retries in the background and a caller waits for its ``timeout``. That wait ends in
+    ``ConnectionFailedError`` with the server's reason when the pool's latest attempt to connect failed, rather
+    than in a bare ``PoolTimeout``; a pool that is merely busy still raises ``PoolTimeout``.
+    """
+
+    dbp_settings: _config.ConnectionSettings
+    dbp_failures: _Failures
+
+    def getconn(self, timeout: float | None = None) -> Any:
+        try:
+            return super().getconn(timeout)
+        except PoolTimeout:
+            failure = self.dbp_failures.error
+            if failure is None:
+                raise
+            waited = self.timeout if timeout is None else timeout
+            raise ConnectionFailedError(
+                f"{failure_message(self.dbp_settings, failure)} (no pooled connection within {waited:g} s)"
+            ) from failure
 
 
 def _close_pool(pool: ConnectionPool[Any]) -> None:

@@ -166,6 +166,32 @@ def test_a_good_connection_still_connects_and_pools(dsn: str) -> None:
         db.close()
 
 
+def test_password_changed_after_connect_names_the_cause(server_dsn: str) -> None:
+    """The first query after the pool lost its connections and cannot make new ones says why, not 'timeout'."""
+    role = f"dbp_conn_rotated_{os.getpid()}"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(PASSWORD)))
+    db = SQLConnection()
+    try:
+        db.connect(dsn=make_conninfo(server_dsn, user=role, password=PASSWORD), min_size=1, max_size=1, timeout=2)
+        assert db.execute("select current_user") == [(role,)]
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("ALTER ROLE {} PASSWORD 'rotated'").format(sql.Identifier(role)))
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+        with pytest.raises(ConnectionFailedError) as info:
+            db.execute("select 1")
+        text = str(info.value)
+        assert f'password authentication failed for user "{role}"' in text
+        assert "no pooled connection within 2 s" in text
+        assert isinstance(info.value.__cause__, psycopg.OperationalError)
+        assert PASSWORD not in text
+    finally:
+        db.close()
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
 # -- the CLI: one Error line, exit 1 ---------------------------------------------------------------------------
 
 
