@@ -16,9 +16,7 @@ says why, instead of as a pool timeout on the first query.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
 import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -26,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from . import config as _config
-from .errors import ConfigurationError, ConnectionFailedError, DbpError, wrap_db_error
+from .errors import ConfigurationError, DbpError, wrap_db_error
+from .pool import Failures, Pool, close_pool, probe, recording_class
 from .session import ScopedSession, Session
 from .session import Session as _Session  # the name Session is shadowed by a db-plugins argument below
 from .sqllog import LoggedCursor
@@ -152,9 +151,9 @@ class SQLConnection:
         if base is not None:
             self.Base = base
         self._session_options = dict(session_options or {})
-        failures = _Failures()
-        options["connection_class"] = _recording(options.get("connection_class") or psycopg.Connection, failures)
-        pool: ConnectionPool[Any] = _Pool(
+        failures = Failures()
+        options["connection_class"] = recording_class(options.get("connection_class") or psycopg.Connection, failures)
+        pool: ConnectionPool[Any] = Pool(
             settings.conninfo, open=False, name=f"dbplugins:{settings.params.get('dbname', '')}", **options
         )
         pool.dbp_settings, pool.dbp_failures = settings, failures  # type: ignore[attr-defined]
@@ -164,7 +163,7 @@ class SQLConnection:
         # exit, from the thread that drops it. Left to the pool's own __del__, the last reference can fall in
         # one of the pool's worker threads, which then tries to join itself ("Exception ignored in
         # ConnectionPool.__del__ ... cannot join current thread", psycopg/psycopg#1043).
-        self._finalizer = weakref.finalize(self, _close_pool, pool)
+        self._finalizer = weakref.finalize(self, close_pool, pool)
         log.info("connected pool to %s (from %s)", settings.safe_dsn, settings.source)
         if create_session:
             self.create_session(use_scoped, scope_func)
@@ -279,96 +278,6 @@ class SQLConnection:
                 conn.execute(stmt)
         except psycopg.Error as exc:
             raise wrap_db_error(exc, action="drop_db") from exc
-
-
-class _Failures:
-    """The outcome of the pool's latest attempt to open a connection: its error, or None if it succeeded."""
-
-    def __init__(self) -> None:
-        self.error: psycopg.Error | None = None
-
-
-def _recording(base: type[psycopg.Connection[Any]], failures: _Failures) -> type[psycopg.Connection[Any]]:
-    """A subclass of the pool's connection class that notes in ``failures`` whether each new connection failed."""
-
-    class PooledConnection(base):  # type: ignore[valid-type,misc]
-        @classmethod
-        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
-            try:
-                conn = super().connect(conninfo, **kwargs)
-            except psycopg.Error as exc:
-                failures.error = exc
-                raise
-            failures.error = None
-            return conn
-
-    PooledConnection.__qualname__ = PooledConnection.__name__ = base.__name__
-    return PooledConnection
-
-
-class _Pool(ConnectionPool[Any]):
-    """The pool, whose timeout names its cause when it waited because new connections kept failing.
-
-    After ``connect()`` succeeded the server can still go away, or a password change lock the application out:
-    the pool then retries in the background and a caller waits for its ``timeout``. That wait ends in
-    ``ConnectionFailedError`` with the server's reason when the pool's latest attempt to connect failed, rather
-    than in a bare ``PoolTimeout``; a pool that is merely busy still raises ``PoolTimeout``.
-    """
-
-    dbp_settings: _config.ConnectionSettings
-    dbp_failures: _Failures
-
-    def getconn(self, timeout: float | None = None) -> Any:
-        try:
-            return super().getconn(timeout)
-        except PoolTimeout:
-            failure = self.dbp_failures.error
-            if failure is None:
-                raise
-            waited = self.timeout if timeout is None else timeout
-            raise ConnectionFailedError(
-                f"{failure_message(self.dbp_settings, failure)} (no pooled connection within {waited:g} s)"
-            ) from failure
-
-
-def _close_pool(pool: ConnectionPool[Any]) -> None:
-    """Close a pool that its SQLConnection left open (the finalizer of :meth:`SQLConnection.connect`)."""
-    # RuntimeError: in the rare case the collector runs this in one of the pool's own workers, which cannot
-    # join itself; the pool is marked closed by then, so its __del__ stays quiet.
-    with contextlib.suppress(RuntimeError, psycopg.Error):
-        pool.close(timeout=5.0)
-
-
-def probe(settings: _config.ConnectionSettings, kwargs: Mapping[str, Any]) -> None:
-    """Open and close one connection to ``settings``; raise ``ConnectionFailedError`` saying why it failed."""
-    try:
-        psycopg.connect(settings.conninfo, autocommit=True, **kwargs).close()
-    except psycopg.Error as exc:
-        raise ConnectionFailedError(failure_message(settings, exc)) from exc
-
-
-# libpq's framing around the server's reason: 'connection failed: connection to server on socket "/x/.s.PGSQL.1"
-# failed: FATAL:  password authentication failed for user "u"'. We name the target ourselves, once.
-_FRAMING = re.compile(
-    r'(?:connection (?:failed|is bad): )'
-    r'|(?:connection to server (?:on socket "[^"]*"|at "[^"]*"(?: \([^)]*\))?, port \d+) failed: )'
-    r"|(?:(?:FATAL|ERROR):\s+)"
-)
-
-
-def failure_message(settings: _config.ConnectionSettings, exc: BaseException) -> str:
-    """One line: which server, database and user could not be reached, and the server's (or libpq's) reason."""
-    reasons: list[str] = []
-    for line in str(exc).splitlines():
-        line = _FRAMING.sub("", line).strip().lstrip("-").strip()
-        if not line or line.startswith("multiple connection attempts failed"):
-            continue
-        if line.startswith("Is the server running"):  # libpq's hint for refused ports and missing sockets
-            line = f"({line[0].lower()}{line[1:]})"
-        if line not in reasons:
-            reasons.append(line)
-    reason = " ".join(reasons) or type(exc).__name__
-    return _config.mask_dsn(f"cannot connect to {settings.target}: {reason}", settings.password)
 
 
 def _builtin_tables() -> Iterator[Any]:
