@@ -17,6 +17,7 @@ says why, instead of as a pool timeout on the first query.
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -163,7 +164,7 @@ class SQLConnection:
         # exit, from the thread that drops it. Left to the pool's own __del__, the last reference can fall in
         # one of the pool's worker threads, which then tries to join itself ("Exception ignored in
         # ConnectionPool.__del__ ... cannot join current thread", psycopg/psycopg#1043).
-        self._finalizer = weakref.finalize(self, close_pool, pool)
+        self._finalizer = weakref.finalize(self, close_pool, pool, os.getpid())
         log.info("connected pool to %s (from %s)", settings.safe_dsn, settings.source)
         if create_session:
             self.create_session(use_scoped, scope_func)

@@ -8,6 +8,7 @@ port (never the password) and the server's or libpq's reason, with the psycopg e
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -71,8 +72,14 @@ class Pool(ConnectionPool[Any]):
             ) from failure
 
 
-def close_pool(pool: ConnectionPool[Any]) -> None:
-    """Close a pool that its SQLConnection left open (the finalizer of :meth:`SQLConnection.connect`)."""
+def close_pool(pool: ConnectionPool[Any], pid: int) -> None:
+    """Close a pool that its SQLConnection left open (the finalizer of :meth:`SQLConnection.connect`).
+
+    Only in the process that opened it: a forked child that exits must not close its parent's connections (each
+    close sends the server a Terminate message on the socket both processes share).
+    """
+    if os.getpid() != pid:
+        return
     # RuntimeError: in the rare case the collector runs this in one of the pool's own workers, which cannot
     # join itself; the pool is marked closed by then, so its __del__ stays quiet.
     with contextlib.suppress(RuntimeError, psycopg.Error):

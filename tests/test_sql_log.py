@@ -145,3 +145,28 @@ def test_unclosed_connection_exits_quietly(dsn: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+FORKED = """
+import os, sys
+from dbplugins import SQLConnection
+
+db = SQLConnection()
+db.connect(dsn=sys.argv[1], min_size=1, max_size=1)
+before = db.execute("select pg_backend_pid()")
+pid = os.fork()
+if pid == 0:
+    sys.exit(0)  # a normal exit: atexit handlers and finalizers run in the child
+os.waitpid(pid, 0)
+after = db.execute("select pg_backend_pid()")
+assert before == after, (before, after)  # the child did not close the parent's connection
+"""
+
+
+@pytest.mark.timeout(120)
+def test_forked_child_leaves_the_parents_connections_alone(dsn: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FORKED), dsn], capture_output=True, text=True, timeout=90
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
