@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import config as _config
 from .errors import ConnectionFailedError
+from .sqllog import LoggedCommands
 
 __all__ = ["probe", "failure_message", "Failures", "recording_class", "Pool", "close_pool"]
 
@@ -30,9 +31,10 @@ class Failures:
 
 
 def recording_class(base: type[psycopg.Connection[Any]], failures: Failures) -> type[psycopg.Connection[Any]]:
-    """A subclass of the pool's connection class that notes in ``failures`` whether each new connection failed."""
+    """A subclass of the pool's connection class that notes in ``failures`` whether each new connection failed
+    (and logs its transaction commands to ``dbplugins.sql``)."""
 
-    class PooledConnection(base):  # type: ignore[valid-type,misc]
+    class PooledConnection(LoggedCommands, base):  # type: ignore[valid-type,misc]
         @classmethod
         def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
             try:

@@ -10,7 +10,9 @@ structured handlers. A failed statement is logged with the error's class and SQL
 can quote a value (``Key (oid)=(...) already exists``).
 
 It is done once, where every statement passes: :class:`LoggedCursor` is the ``cursor_factory`` of the pooled
-connections, so ``execute``, ``executemany`` and ``copy`` of every module are covered. When DEBUG is off a call
+connections, so ``execute``, ``executemany`` and ``copy`` of every module are covered, and
+:class:`LoggedCommands`, mixed into the pooled connections' class, adds the transaction commands psycopg sends
+itself (``BEGIN``, ``COMMIT``, ``SAVEPOINT``...). When DEBUG is off a call
 costs one ``isEnabledFor`` check (a cached dict lookup) and one extra Python frame.
 """
 
@@ -26,7 +28,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import Row
 
-__all__ = ["LoggedCursor", "log"]
+__all__ = ["LoggedCursor", "LoggedCommands", "log"]
 
 log = logging.getLogger("dbplugins.sql")
 
@@ -59,12 +61,47 @@ def _emit(kind: str, query: Any, cur: psycopg.Cursor[Any], started: float, exc: 
     extra = {"statement": text, "rowcount": rowcount, "duration_ms": elapsed_ms, "sql_kind": kind}
     prefix = "" if kind == "execute" else f"[{kind}] "
     if exc is None:
-        rows = f"{rowcount} row{'s' if rowcount != 1 else ''}" if rowcount >= 0 else "no row count"
-        log.debug("%s%s -- %s, %.2f ms", prefix, text, rows, elapsed_ms, extra=extra)
+        rows = f"{rowcount} row{'s' if rowcount != 1 else ''}, " if rowcount >= 0 else ""  # BEGIN has none
+        log.debug("%s%s -- %s%.2f ms", prefix, text, rows, elapsed_ms, extra=extra)
     else:
         state = getattr(exc, "sqlstate", None)
         failed = type(exc).__name__ + (f" (SQLSTATE {state})" if state else "")
         log.debug("%s%s -- failed: %s, %.2f ms", prefix, text, failed, elapsed_ms, extra=extra)
+
+
+class LoggedCommands:
+    """Mixin for the pooled connection class: logs the commands psycopg sends itself (BEGIN, COMMIT, ROLLBACK,
+    SAVEPOINT, RELEASE, from ``conn.transaction()``, ``commit()`` and ``rollback()``), which bypass cursors.
+
+    They all pass through psycopg's internal ``_exec_command`` generator; if a psycopg release renames it, this
+    override is simply never called and only these transaction commands drop out of the log.
+    """
+
+    def _exec_command(self, command: Any, *args: Any, **kwargs: Any) -> Any:
+        gen = super()._exec_command(command, *args, **kwargs)  # type: ignore[misc]
+        if not log.isEnabledFor(logging.DEBUG):
+            return gen
+        return self._dbp_logged_command(command, gen)
+
+    def _dbp_logged_command(self, command: Any, gen: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            result = yield from gen
+        except BaseException as exc:
+            _emit_command(command, self, started, exc)
+            raise
+        _emit_command(command, self, started, None)
+        return result
+
+
+def _emit_command(command: Any, conn: Any, started: float, exc: BaseException | None) -> None:
+    elapsed_ms = (time.perf_counter() - started) * 1000.0
+    text = statement_text(command, conn)
+    extra = {"statement": text, "rowcount": -1, "duration_ms": elapsed_ms, "sql_kind": "command"}
+    if exc is None:
+        log.debug("%s -- %.2f ms", text, elapsed_ms, extra=extra)
+    else:
+        log.debug("%s -- failed: %s, %.2f ms", text, type(exc).__name__, elapsed_ms, extra=extra)
 
 
 class LoggedCursor(psycopg.Cursor[Row]):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from dbplugins import ConstraintError, SQLConnection
+from dbplugins import ConstraintError, DataError, SQLConnection
 from dbplugins.models import Object
 from dbplugins.sqllog import LoggedCursor
 
@@ -52,11 +52,29 @@ def test_statements_are_logged_without_values(db: Any, caplog: pytest.LogCapture
     # the query: a SELECT from object, one row
     selects = [r for r in records if r.statement.startswith("SELECT") and '"object"' in r.statement]  # type: ignore[attr-defined]
     assert selects and selects[-1].rowcount == 1  # type: ignore[attr-defined]
+    for record in [*upsert, *copies, *selects]:
+        assert "row" in record.getMessage()
+    # the transaction around the COPY: commands psycopg sends itself
+    commands = [r.statement for r in records if r.sql_kind == "command"]  # type: ignore[attr-defined]
+    assert "BEGIN" in commands and "COMMIT" in commands
     for record in records:
         assert record.levelno == logging.DEBUG
         assert record.duration_ms >= 0  # type: ignore[attr-defined]
-        assert " ms" in record.getMessage() and "row" in record.getMessage()
+        assert record.getMessage().endswith(" ms")
     assert_no_secret(records, SECRET, "s3cret")
+
+
+def test_transaction_blocks_and_savepoints(db: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="dbplugins.sql")
+    with db.transaction():
+        db.execute("SELECT 1")
+        with pytest.raises(DataError), db.transaction():
+            db.execute("SELECT 1/0")
+    texts = [r.statement for r in sql_records(caplog)]  # type: ignore[attr-defined]
+    assert texts[0] == "BEGIN" and texts[-1] == "COMMIT"
+    assert any(t.startswith("SAVEPOINT") for t in texts) and any(t.startswith("ROLLBACK TO") for t in texts)
+    failed = [r.getMessage() for r in sql_records(caplog) if r.statement == "SELECT 1/0"]  # type: ignore[attr-defined]
+    assert failed and "failed: DivisionByZero (SQLSTATE 22012)" in failed[0]
 
 
 def test_failed_statement_logs_the_error_class_not_the_servers_message(
