@@ -140,20 +140,25 @@ class SQLConnection:
         if unknown:
             raise ConfigurationError(f"unknown pool option(s): {', '.join(sorted(unknown))}")
         # The pool's connections get the same bound as the probe, unless the DSN or kwargs= chose one.
-        kwargs = dict(options.get("kwargs") or {})
-        if "connect_timeout" not in settings.params and "connect_timeout" not in kwargs:
-            timeout = DEFAULT_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
-            kwargs["connect_timeout"] = max(1, round(timeout))
-        elif connect_timeout is not None:
-            kwargs["connect_timeout"] = max(1, round(connect_timeout))
-        options["kwargs"] = kwargs
-        probe(settings, kwargs)
+        user_kwargs = options.get("kwargs") or {}
+        if callable(user_kwargs):  # psycopg_pool >= 3.3: a function returning fresh kwargs per connection
+            kwargs = dict(user_kwargs())
+        else:
+            kwargs = dict(user_kwargs)
+            if "connect_timeout" not in settings.params and "connect_timeout" not in kwargs:
+                timeout = DEFAULT_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
+                kwargs["connect_timeout"] = max(1, round(timeout))
+            elif connect_timeout is not None:
+                kwargs["connect_timeout"] = max(1, round(connect_timeout))
+            options["kwargs"] = kwargs
+        connection_class = options.get("connection_class") or psycopg.Connection
+        probe(settings, connection_class, kwargs)
         self.settings = settings
         if base is not None:
             self.Base = base
         self._session_options = dict(session_options or {})
         failures = Failures()
-        options["connection_class"] = recording_class(options.get("connection_class") or psycopg.Connection, failures)
+        options["connection_class"] = recording_class(connection_class, failures)
         pool: ConnectionPool[Any] = Pool(
             settings.conninfo, open=False, name=f"dbplugins:{settings.params.get('dbname', '')}", **options
         )

@@ -88,10 +88,13 @@ def close_pool(pool: ConnectionPool[Any], pid: int) -> None:
         pool.close(timeout=5.0)
 
 
-def probe(settings: _config.ConnectionSettings, kwargs: Mapping[str, Any]) -> None:
-    """Open and close one connection to ``settings``; raise ``ConnectionFailedError`` saying why it failed."""
+def probe(
+    settings: _config.ConnectionSettings, connection_class: type[psycopg.Connection[Any]], kwargs: Mapping[str, Any]
+) -> None:
+    """Open and close one connection as the pool will (same class and keywords); raise ``ConnectionFailedError``
+    saying why it failed."""
     try:
-        psycopg.connect(settings.conninfo, autocommit=True, **kwargs).close()
+        connection_class.connect(settings.conninfo, **{**kwargs, "autocommit": True}).close()
     except psycopg.Error as exc:
         raise ConnectionFailedError(failure_message(settings, exc)) from exc
 

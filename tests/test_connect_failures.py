@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,14 @@ def test_password_changed_after_connect_names_the_cause(server_dsn: str) -> None
         with psycopg.connect(server_dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("ALTER ROLE {} PASSWORD 'rotated'").format(sql.Identifier(role)))
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+            # pg_terminate_backend only signals: wait until the backend is gone, so the pooled connection is
+            # visibly dead (else the next query may still start on it and fail as a lost connection instead).
+            for _ in range(200):  # at most ~10 s
+                if admin.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (role,)).fetchone() == (
+                    0,
+                ):
+                    break
+                time.sleep(0.05)
         with pytest.raises(ConnectionFailedError) as info:
             db.execute("select 1")
         text = str(info.value)
@@ -190,6 +199,26 @@ def test_password_changed_after_connect_names_the_cause(server_dsn: str) -> None
         db.close()
         with psycopg.connect(server_dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_probe_connects_as_the_pool_will(dsn: str) -> None:
+    """Same connection class and keywords as the pool's (a class may fetch a token, say), no clash on autocommit."""
+    calls: list[dict[str, Any]] = []
+
+    class Mine(psycopg.Connection[Any]):
+        @classmethod
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            calls.append(kwargs)
+            return super().connect(conninfo, **kwargs)
+
+    db = SQLConnection()
+    db.connect(dsn=dsn, connection_class=Mine, kwargs={"autocommit": False}, min_size=1, max_size=1)
+    try:
+        assert calls and calls[0]["autocommit"] is True and calls[0]["connect_timeout"] == 10
+        with db.current_session().connection() as conn:
+            assert isinstance(conn, Mine) and conn.autocommit  # the pool's configure still sets autocommit
+    finally:
+        db.close()
 
 
 # -- the CLI: one Error line, exit 1 ---------------------------------------------------------------------------
