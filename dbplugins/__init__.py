@@ -12,6 +12,7 @@ from .connection import SQLConnection
 from .errors import (
     ConfigurationError,
     ConnectionError,
+    ConnectionFailedError,
     ConstraintError,
     DataError,
     DbpError,
@@ -38,6 +39,7 @@ __all__ = [
     "DbpError",
     "ConfigurationError",
     "ConnectionError",
+    "ConnectionFailedError",
     "PoolTimeoutError",
     "UnknownColumnError",
     "MissingValueError",

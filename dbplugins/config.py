@@ -13,6 +13,7 @@ password never appears in a repr, a log line or an error message.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import re
@@ -69,6 +70,27 @@ class ConnectionSettings:
     @property
     def password(self) -> str | None:
         return self.params.get("password")
+
+    @property
+    def target(self) -> str:
+        """Where these settings connect, for messages: database, user, host and port, never the password.
+
+        What the settings leave out is filled in as libpq would (``PGHOST``, ``PGPORT``, ... then its defaults)::
+
+            >>> ConnectionSettings({"host": "db", "port": "5433", "user": "u", "dbname": "ztf"}).target
+            "database 'ztf' as user 'u' on db port 5433"
+        """
+        defaults = _libpq_defaults()
+        p = self.params
+        user = p.get("user") or defaults.get("user") or "?"
+        dbname = p.get("dbname") or defaults.get("dbname") or user
+        host = p.get("host") or p.get("hostaddr") or defaults.get("host") or "the default socket"
+        port = p.get("port") or defaults.get("port") or "5432"
+        where = f"{host} port {port}"
+        text = f"database {dbname!r} as user {user!r} on {where}"
+        if self.source != "argument":
+            text += f" (settings from {self.source})"
+        return text
 
     def url(self, scheme: str = "postgresql+psycopg") -> str:
         """A URL form (for yoyo): every part percent-escaped; other libpq keywords go in the query string.
@@ -129,16 +151,53 @@ def from_dsn(dsn: str, source: str = "argument") -> ConnectionSettings:
     if not text:
         raise ConfigurationError("empty DSN")
     match = _URL_SCHEME.match(text)
+    if match:
+        text = "postgresql://" + text[match.end():]
     try:
-        if match:
-            text = "postgresql://" + text[match.end():]
-            params = conninfo_to_dict(text)
-        else:
-            params = conninfo_to_dict(text)
+        params = conninfo_to_dict(text)
     except psycopg.ProgrammingError as exc:
-        # The parser's message can quote the DSN; keep only its class.
-        raise ConfigurationError(f"invalid DSN from {source}: {type(exc).__name__}") from None
+        # libpq's parse message says what is wrong ('missing "=" after "not"'), but it may quote the DSN (a URL
+        # with a bad IPv6 host is quoted whole): mask anything that looks like its password. Not chained: the
+        # original message would show it unmasked in a traceback.
+        reason = " ".join(str(exc).split())
+        for secret in _password_candidates(text):
+            reason = mask_dsn(reason, secret)
+        raise ConfigurationError(f"invalid DSN from {source}: {reason}") from None
     return ConnectionSettings({k: str(v) for k, v in params.items() if v is not None}, source)
+
+
+_KV_PASSWORD = re.compile(r"""password\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)""", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"^[a-z0-9+.-]+://[^:/@\s]*:([^@\s]*)@", re.IGNORECASE)
+
+
+def _password_candidates(text: str) -> list[str]:
+    """What could be a password in an unparsable DSN: ``password=...`` values and a URL's ``user:password@``."""
+    found = []
+    for m in _KV_PASSWORD.finditer(text):
+        value = m.group(1)
+        found.append(value)
+        found.append(value.strip("'"))
+    url = _URL_PASSWORD.match(text)
+    if url:
+        found.append(url.group(1))
+        found.append(unquote(url.group(1)))
+    # Longest first, so a password is masked whole before a shorter candidate inside it.
+    return sorted({f for f in found if f}, key=len, reverse=True)
+
+
+def _libpq_defaults() -> dict[str, str]:
+    """libpq's value for each option a DSN leaves out: environment (PGHOST...) first, then compiled-in."""
+    return {
+        opt.keyword.decode(): opt.val.decode()
+        for opt in psycopg.pq.Conninfo.get_defaults()
+        if opt.val is not None and opt.keyword != b"password"
+    }
+
+
+@functools.cache
+def libpq_keywords() -> frozenset[str]:
+    """Every connection option this libpq knows (host, sslmode, connect_timeout, application_name, ...)."""
+    return frozenset(opt.keyword.decode() for opt in psycopg.pq.Conninfo.get_defaults())
 
 
 def from_mapping(config: Mapping[str, Any], source: str = "argument") -> ConnectionSettings:
@@ -146,13 +205,14 @@ def from_mapping(config: Mapping[str, Any], source: str = "argument") -> Connect
     if not isinstance(config, Mapping):
         raise ConfigurationError(f"config must be a dict, got {type(config).__name__}")
     cfg = dict(config)  # never touch the caller's dict
+    _check_keys(cfg, source)
     for key in ("DSN", "SQLALCHEMY_DATABASE_URL"):
         if cfg.get(key) and not MAP_KEYS <= cfg.keys():
-            return from_dsn(str(cfg[key]), source)
+            return _with_options(from_dsn(str(cfg[key]), source), cfg)
     missing = sorted(MAP_KEYS - cfg.keys())
     if missing:
         if cfg.get("DSN") or cfg.get("SQLALCHEMY_DATABASE_URL"):
-            return from_dsn(str(cfg.get("DSN") or cfg["SQLALCHEMY_DATABASE_URL"]), source)
+            return _with_options(from_dsn(str(cfg.get("DSN") or cfg["SQLALCHEMY_DATABASE_URL"]), source), cfg)
         raise ConfigurationError(
             f"incomplete database config from {source}: missing {', '.join(missing)} "
             "(give ENGINE, HOST, USER, PASSWORD, PORT, DB_NAME, or a DSN)"
@@ -168,10 +228,37 @@ def from_mapping(config: Mapping[str, Any], source: str = "argument") -> Connect
     }
     if cfg["PASSWORD"] is not None and cfg["PASSWORD"] != "":
         params["password"] = str(cfg["PASSWORD"])
-    for key, value in cfg.items():  # extra libpq options such as sslmode, in lower case
-        if key not in MAP_KEYS and key not in ("DSN", "SQLALCHEMY_DATABASE_URL") and key.islower():
-            params[key] = str(value)
-    return ConnectionSettings(params, source)
+    return _with_options(ConnectionSettings(params, source), cfg)
+
+
+_DSN_KEYS = ("DSN", "SQLALCHEMY_DATABASE_URL")
+
+
+def _check_keys(cfg: Mapping[str, Any], source: str) -> None:
+    """Refuse a key that is neither one of db-plugins' nor a libpq option: a typo must not be ignored."""
+    for key in cfg:
+        if not isinstance(key, str):
+            raise ConfigurationError(f"database config from {source}: key {key!r} is not a string")
+        if key in MAP_KEYS or key in _DSN_KEYS:
+            continue
+        if key.lower() in libpq_keywords() and key in (key.lower(), key.upper()):  # sslmode or SSLMODE
+            continue
+        raise ConfigurationError(
+            f"unknown key {key!r} in the database config from {source}: use ENGINE, HOST, USER, PASSWORD, PORT, "
+            "DB_NAME, or DSN / SQLALCHEMY_DATABASE_URL, plus libpq options such as sslmode or connect_timeout"
+        )
+
+
+def _with_options(settings: ConnectionSettings, cfg: Mapping[str, Any]) -> ConnectionSettings:
+    """Add the dict's extra libpq options (``sslmode``, ``SSLMODE``, ``connect_timeout``...) to ``settings``."""
+    extra = {
+        key.lower(): str(value)
+        for key, value in cfg.items()
+        if key not in MAP_KEYS and key not in _DSN_KEYS and value is not None
+    }
+    if not extra:
+        return settings
+    return ConnectionSettings({**settings.params, **extra}, settings.source)
 
 
 @contextlib.contextmanager
@@ -222,10 +309,16 @@ def load_settings_module(settings_path: str | os.PathLike[str] | None = None) ->
     return module
 
 
-def settings_from_module(module: ModuleType) -> ConnectionSettings:
-    """``DB_CONFIG["SQL"]`` of a loaded settings module."""
+def settings_from_module(module: ModuleType, *, embedded: bool = True) -> ConnectionSettings:
+    """``DB_CONFIG["SQL"]`` of a loaded settings module.
+
+    A settings file that only names ``MODELS`` (or ``MIGRATIONS_DIR``) and no ``DB_CONFIG`` is fine: the database
+    then comes from the next source, the embedded server (the caller has already looked at the environment).
+    """
     origin = getattr(module, "__file__", "settings.py")
     db_config = getattr(module, "DB_CONFIG", None)
+    if db_config is None and (hasattr(module, "MODELS") or hasattr(module, "MIGRATIONS_DIR")):
+        return _embedded_settings(embedded)
     if not isinstance(db_config, Mapping) or "SQL" not in db_config:
         raise ConfigurationError(f"{origin}: DB_CONFIG must be a dict with an 'SQL' entry")
     return from_mapping(db_config["SQL"], source=f"settings:{origin}")
@@ -251,7 +344,12 @@ def resolve(
             return from_dsn(value, source=f"env:{var}")
     module = load_settings_module(settings_path)
     if module is not None:
-        return settings_from_module(module)
+        return settings_from_module(module, embedded=embedded)
+    return _embedded_settings(embedded)
+
+
+def _embedded_settings(embedded: bool) -> ConnectionSettings:
+    """The last resort: the embedded server (started if need be), unless ``embedded`` is false."""
     if not embedded:
         raise ConfigurationError("no database configured: pass a DSN, set DBP_DSN, or write settings.py")
     from .embedded import ensure_server

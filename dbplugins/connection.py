@@ -8,11 +8,17 @@
 ``connect()`` with no arguments takes ``DBP_DSN`` / ``DATABASE_URL``, then ``./settings.py``, then starts the
 embedded server. Pool options (``min_size``, ``max_size``, ``timeout``, ``max_lifetime``, ``max_idle``,
 ``reconnect_timeout``, ``num_workers``, ``check``) go straight to ``psycopg_pool.ConnectionPool``.
+
+``connect()`` opens one connection itself before it opens the pool, so a wrong password, an unknown database, a
+refused port or an unresolvable host fails there, within ``connect_timeout``, as a ``ConnectionFailedError`` that
+says why, instead of as a pool timeout on the first query.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -23,8 +29,10 @@ from psycopg_pool import ConnectionPool
 
 from . import config as _config
 from .errors import ConfigurationError, DbpError, wrap_db_error
+from .pool import Failures, Pool, close_pool, probe, recording_class
 from .session import ScopedSession, Session
 from .session import Session as _Session  # the name Session is shadowed by a db-plugins argument below
+from .sqllog import LoggedCursor
 
 if TYPE_CHECKING:
     from .query import Query
@@ -44,6 +52,11 @@ DEFAULT_POOL = {
     "reconnect_timeout": 300.0,
 }
 
+# Seconds to wait for a new connection (libpq's connect_timeout) unless the DSN sets one. libpq itself waits
+# forever, and a firewall that drops packets would hang connect() for minutes; a server that answers at all
+# answers in milliseconds, a TLS + SCRAM handshake over a WAN in well under a second.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
 
 def _configurer(user: Callable[[psycopg.Connection[Any]], None] | None) -> Callable[[psycopg.Connection[Any]], None]:
     """The pool's ``configure``: autocommit (which sessions rely on), then the caller's own ``configure=``."""
@@ -51,6 +64,8 @@ def _configurer(user: Callable[[psycopg.Connection[Any]], None] | None) -> Calla
     def configure(conn: psycopg.Connection[Any]) -> None:
         # Statements outside a session transaction are single round trips that commit themselves.
         conn.autocommit = True
+        # Every statement of every module goes through a cursor of this class: the dbplugins.sql log.
+        conn.cursor_factory = LoggedCursor
         if user is not None:
             user(conn)
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -86,6 +101,7 @@ class SQLConnection:
         self.session: _Session | ScopedSession | None = None
         self.use_scoped = False
         self._session_options: dict[str, Any] = {}
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     # -- connecting ------------------------------------------------------------------------------------------
 
@@ -100,6 +116,7 @@ class SQLConnection:
         use_scoped: bool = False,
         scope_func: Callable[[], Hashable] | None = None,
         settings_path: str | None = None,
+        connect_timeout: float | None = None,
         **pool_options: Any,
     ) -> None:
         """Open the pool and (by default) a session.
@@ -107,25 +124,53 @@ class SQLConnection:
         ``config`` is a db-plugins ``DB_CONFIG["SQL"]`` dict or a DSN; ``dsn`` a DSN. With neither, the
         environment, ``settings.py`` and finally the embedded server are tried, in that order. The dict is not
         modified. ``pool_options`` are ``psycopg_pool.ConnectionPool`` options.
+
+        One connection is made here and closed again, before the pool opens: if the server refuses it (wrong
+        password, unknown database, refused port, unresolvable host, bad ``sslmode``) this raises
+        :class:`~dbplugins.ConnectionFailedError` within ``connect_timeout`` seconds (default: the DSN's
+        ``connect_timeout``, else 10), naming host, port, database and user and the server's reason.
         """
         if self.pool is not None:
             raise DbpError("already connected; call close() first")
         cfg = config if config is not None else self.config
-        self.settings = _config.resolve(cfg, dsn=dsn, settings_path=settings_path)
-        if base is not None:
-            self.Base = base
-        self._session_options = dict(session_options or {})
+        settings = _config.resolve(cfg, dsn=dsn, settings_path=settings_path)
         options = {**DEFAULT_POOL, **pool_options}
         options["configure"] = _configurer(options.get("configure"))
         unknown = set(options) - _POOL_ARGS
         if unknown:
             raise ConfigurationError(f"unknown pool option(s): {', '.join(sorted(unknown))}")
-        conninfo = self.settings.conninfo
-        self.pool = ConnectionPool(
-            conninfo, open=False, name=f"dbplugins:{self.settings.params.get('dbname', '')}", **options
+        # The pool's connections get the same bound as the probe, unless the DSN or kwargs= chose one.
+        user_kwargs = options.get("kwargs") or {}
+        if callable(user_kwargs):  # psycopg_pool >= 3.3: a function returning fresh kwargs per connection
+            kwargs = dict(user_kwargs())
+        else:
+            kwargs = dict(user_kwargs)
+            if "connect_timeout" not in settings.params and "connect_timeout" not in kwargs:
+                timeout = DEFAULT_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
+                kwargs["connect_timeout"] = max(1, round(timeout))
+            elif connect_timeout is not None:
+                kwargs["connect_timeout"] = max(1, round(connect_timeout))
+            options["kwargs"] = kwargs
+        connection_class = options.get("connection_class") or psycopg.Connection
+        probe(settings, connection_class, kwargs)
+        self.settings = settings
+        if base is not None:
+            self.Base = base
+        self._session_options = dict(session_options or {})
+        failures = Failures()
+        options["connection_class"] = recording_class(connection_class, failures)
+        pool: ConnectionPool[Any] = Pool(
+            settings.conninfo, open=False, name=f"dbplugins:{settings.params.get('dbname', '')}", **options
         )
-        self.pool.open(wait=False)
-        log.info("connected pool to %s (from %s)", self.settings.safe_dsn, self.settings.source)
+        pool.dbp_settings, pool.dbp_failures = settings, failures  # type: ignore[attr-defined]
+        pool.open(wait=False)
+        self.pool = pool
+        # An SQLConnection nobody closes still closes its pool: when it is garbage-collected, or at interpreter
+        # exit, from the thread that drops it. Left to the pool's own __del__, the last reference can fall in
+        # one of the pool's worker threads, which then tries to join itself ("Exception ignored in
+        # ConnectionPool.__del__ ... cannot join current thread", psycopg/psycopg#1043).
+        self._finalizer = weakref.finalize(self, close_pool, pool, os.getpid())
+        log.info("connected pool to %s (from %s)", settings.safe_dsn, settings.source)
         if create_session:
             self.create_session(use_scoped, scope_func)
 
@@ -158,6 +203,8 @@ class SQLConnection:
             self.session = None
         if self.pool is not None:
             pool, self.pool = self.pool, None
+            if self._finalizer is not None:
+                self._finalizer.detach()
             pool.close()
 
     def __enter__(self) -> SQLConnection:

@@ -19,6 +19,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionError",
     "PoolTimeoutError",
+    "ConnectionFailedError",
     "UnknownColumnError",
     "MissingValueError",
     "ConstraintError",
@@ -91,6 +92,12 @@ class ConnectionError(DbpError):  # noqa: A001 - deliberately mirrors the builti
 
 class PoolTimeoutError(ConnectionError):
     """No pooled connection became free within the pool's timeout."""
+
+
+class ConnectionFailedError(ConnectionError):
+    """A new connection was refused or could not be made: wrong password, unknown database, refused port,
+    unresolvable host, bad SSL settings. The message names host, port, database and user (never the password)
+    and the server's reason; the psycopg error is chained as ``__cause__``."""
 
 
 class UnknownColumnError(DbpError):

@@ -68,10 +68,42 @@ def test_non_postgres_engine_is_refused() -> None:
         from_mapping({**DB_CONFIG, "ENGINE": "sqlite"})
 
 
-def test_invalid_dsn_does_not_echo_it() -> None:
+def test_invalid_dsn_says_why_without_echoing_the_password() -> None:
     with pytest.raises(ConfigurationError) as info:
-        from_dsn("host=h password='unterminated")
-    assert "unterminated" not in str(info.value)
+        from_dsn("host=h password='s3cr3t")
+    assert "unterminated quoted string" in str(info.value)
+    assert "s3cr3t" not in str(info.value)
+    with pytest.raises(ConfigurationError, match='missing "=" after "not"'):
+        from_dsn("not a dsn")
+    # libpq quotes a URL with a broken IPv6 host whole: its password is masked.
+    with pytest.raises(ConfigurationError, match=r"IPv6 host address") as info:
+        from_dsn("postgresql://u:s3cr%40t@[::1/d")
+    assert "s3cr" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # no unmasked original in a traceback
+
+
+@pytest.mark.parametrize("key", ["bogus", "DB_NAM", "Host", "SCHEMA"])
+def test_unknown_config_key_is_named(key: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"unknown key '{key}'"):
+        from_mapping({**DB_CONFIG, key: "x"})
+    with pytest.raises(ConfigurationError, match=f"unknown key '{key}'"):
+        SQLConnection().connect({"DSN": "host=h dbname=d", key: "x"})
+
+
+def test_libpq_options_in_a_config_dict_in_either_case() -> None:
+    settings = from_mapping({**DB_CONFIG, "SSLMODE": "require", "connect_timeout": 3})
+    assert settings.params["sslmode"] == "require" and settings.params["connect_timeout"] == "3"
+    # With a DSN the options are added too (they were silently dropped before).
+    settings = from_mapping({"DSN": "postgresql://u@h/d", "sslmode": "verify-full", "application_name": "step"})
+    assert settings.params == {
+        "user": "u", "host": "h", "dbname": "d", "sslmode": "verify-full", "application_name": "step"
+    }
+
+
+def test_target_names_database_user_host_port_not_password() -> None:
+    text = resolve(DB_CONFIG).target
+    assert text == "database 'ztf' as user 'alerce' on db.example.org port 5433"
+    assert "p@ss" not in text
 
 
 def test_precedence_argument_over_env_over_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -113,6 +145,39 @@ def test_settings_without_db_config(tmp_path: Path) -> None:
     (tmp_path / "settings.py").write_text("X = 1\n")
     with pytest.raises(ConfigurationError, match="DB_CONFIG"):
         resolve()
+
+
+def test_settings_with_models_but_no_db_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server_dsn: str
+) -> None:
+    """Only MODELS: the database comes from the environment, else the embedded server; not an error."""
+    (tmp_path / "settings.py").write_text("MODELS = ['mymodels']\n")
+    monkeypatch.setenv("DBP_DSN", "host=fromenv dbname=d")
+    assert resolve().source == "env:DBP_DSN"
+    monkeypatch.delenv("DBP_DSN")
+    with pytest.raises(ConfigurationError, match="no database configured"):
+        resolve(embedded=False)
+    if os.environ.get("DBP_TEST_DSN"):
+        pytest.skip("the suite runs against DBP_TEST_DSN, not the embedded server")
+    settings = resolve()
+    assert settings.source == "embedded"
+    with psycopg.connect(settings.conninfo) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_cli_accepts_settings_with_models_but_no_db_config(tmp_path: Path, server_dsn: str) -> None:
+    from click.testing import CliRunner
+
+    from dbplugins.cli import cli
+
+    if os.environ.get("DBP_TEST_DSN"):
+        pytest.skip("the suite runs against DBP_TEST_DSN, not the embedded server")
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "settings.py").write_text("MODELS = []\n")
+    result = CliRunner().invoke(cli, ["migrate", "--list", "--settings_path", str(conf)])
+    assert result.exit_code == 0, result.output
+    assert "DB_CONFIG" not in result.output
 
 
 def test_password_never_in_repr_or_str() -> None:
