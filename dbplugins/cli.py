@@ -14,15 +14,20 @@ Exit codes: 0 success, 1 failure (one ``Error: ...`` line on stderr; the traceba
 
 from __future__ import annotations
 
+import ast
 import copy
 import functools
+import io
 import os
+import re
 import sys
+import tokenize
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote
 
 import click
 
@@ -35,6 +40,7 @@ from .config import (
     resolve,
     settings_from_module,
 )
+from .embedded import embedded_allowed
 from .errors import ConfigurationError, DbpError
 
 if TYPE_CHECKING:
@@ -45,7 +51,7 @@ __all__ = ["cli", "main"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _VERBOSE = "dbp.verbose"
-_PASSWORD = "dbp.password"
+_SECRETS = "dbp.secrets"
 _ENV_VARS = ("DBP_DSN", "DATABASE_URL")
 
 
@@ -68,6 +74,46 @@ _verbose_option = click.option(
 )
 
 
+def _secrets(ctx: click.Context) -> set[str]:
+    found: set[str] = ctx.meta.setdefault(_SECRETS, set())
+    return found
+
+
+def _mask(ctx: click.Context, text: str) -> str:
+    """``text`` with every secret this command has seen masked (longest first, so no fragment survives)."""
+    for secret in sorted(_secrets(ctx), key=len, reverse=True):
+        text = mask_dsn(text, secret)
+    return text
+
+
+def _format_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` and its causes as file, line and function only.
+
+    Source lines are left out on purpose: the failing line may hold a password (``settings.py`` raising on the
+    line that sets ``PASSWORD``), and masking can only remove the secrets we know of.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    out: list[str] = []
+    for i, e in enumerate(reversed(chain)):
+        if i:
+            direct = chain[len(chain) - i - 1].__cause__ is not None
+            out.append(
+                "\nThe above exception was the direct cause of the following exception:\n"
+                if direct
+                else "\nDuring handling of the above exception, another exception occurred:\n"
+            )
+        out.append("Traceback (most recent call last; source lines not shown):")
+        for frame, lineno in traceback.walk_tb(e.__traceback__):
+            code = frame.f_code
+            out.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}')
+        out.append(f"{type(e).__module__}.{type(e).__qualname__}: {e}")
+    return "\n".join(out)
+
+
 class _Group(click.Group):
     """A group that turns any failure into one ``Error: ...`` line and exit code 1 (traceback with -v)."""
 
@@ -77,11 +123,10 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.Abort, click.ClickException):
             raise
         except Exception as exc:  # everything else: one line, no traceback unless asked
-            password = ctx.meta.get(_PASSWORD)
             if ctx.meta.get(_VERBOSE):
-                click.echo(mask_dsn(traceback.format_exc(), password), err=True)
+                click.echo(_mask(ctx, _format_traceback(exc)), err=True)
             message = str(exc) if isinstance(exc, DbpError) else f"{type(exc).__name__}: {exc}"
-            raise click.ClickException(mask_dsn(" ".join(message.split()), password)) from None
+            raise click.ClickException(_mask(ctx, " ".join(message.split()))) from None
 
 
 def _db_options(func: F) -> F:
@@ -114,6 +159,67 @@ def _migrations_dir_option(func: F) -> F:
     )(func)
 
 
+_SECRET_WORDS = re.compile(r"pass|pwd|secret|token", re.I)
+_URL_PASSWORD = re.compile(r"://[^:/@\s]*:([^@\s]+)@")
+_KV_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.I)
+
+
+def secrets_in_dsn(text: str | None) -> set[str]:
+    """Passwords written in ``text``: a URL's ``user:password@`` or a key/value DSN's ``password=...``."""
+    if not text:
+        return set()
+    found = {unquote(m.group(1)) for m in _URL_PASSWORD.finditer(text)}
+    found |= {m.group(1) for m in _URL_PASSWORD.finditer(text)}
+    for m in _KV_PASSWORD.finditer(text):
+        value = m.group(1)
+        found.add(value)
+        if value.startswith("'") and value.endswith("'") and len(value) > 1:
+            found.add(value[1:-1].replace("\\'", "'").replace("\\\\", "\\"))
+    return {f for f in found if f}
+
+
+def _string_literals(source: str) -> Iterator[tuple[str, str]]:
+    """(value, line) of each string literal of Python ``source``; raw text between quotes if it does not parse."""
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.STRING:
+                try:
+                    value = ast.literal_eval(tok.string)
+                except (ValueError, SyntaxError):
+                    continue
+                if isinstance(value, str):
+                    yield value, tok.line
+        return
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    for line in source.splitlines():
+        for a, b in re.findall(r"'([^']*)'|\"([^\"]*)\"", line):
+            yield a or b, line
+
+
+def secrets_in_settings_file(settings_path: str | None) -> set[str]:
+    """The string literals of settings.py that look like secrets, read without running it.
+
+    A literal counts when its line mentions a password, secret or token (``"PASSWORD": "..."``), or when it is a
+    DSN or URL carrying a password. Best effort, to mask them in what a failing settings.py makes us print.
+    """
+    base = Path(os.path.expanduser(settings_path)) if settings_path else Path.cwd()
+    path = base if base.is_file() else base / "settings.py"
+    try:
+        source = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    found: set[str] = set()
+    for value, line in _string_literals(source):
+        found |= secrets_in_dsn(value)
+        if _SECRET_WORDS.search(line):
+            found.add(value)
+    return {f for f in found if f.strip() and f.strip().upper() not in _KEY_NAMES}
+
+
+_KEY_NAMES = frozenset({"PASSWORD", "PASSWD", "PWD", "SECRET", "TOKEN", "DB_PASSWORD"})
+
+
 class _Env:
     """What a command works with: the settings module (if any), the connection, models and migrations dir."""
 
@@ -126,6 +232,11 @@ class _Env:
     ) -> None:
         self.ctx = ctx
         self.dsn = dsn
+        secrets = _secrets(ctx)
+        for text in (dsn, *(os.environ.get(v) for v in _ENV_VARS)):
+            secrets.update(secrets_in_dsn(text))
+        # Before loading it: if settings.py raises, its message or traceback must not show its password.
+        secrets.update(secrets_in_settings_file(settings_path))
         self.module: ModuleType | None = load_settings_module(settings_path)
         if self.module is not None:
             self.base_dir = Path(str(self.module.__dbp_dir__))
@@ -145,8 +256,9 @@ class _Env:
         if self.dsn is None and self.module is not None and not any(os.environ.get(v) for v in _ENV_VARS):
             cs = settings_from_module(self.module)
         else:
-            cs = resolve(dsn=self.dsn)
-        self.ctx.meta[_PASSWORD] = cs.password
+            cs = resolve(dsn=self.dsn, embedded=embedded_allowed())
+        if cs.password:
+            _secrets(self.ctx).add(cs.password)
         return cs
 
     @functools.cached_property
@@ -203,7 +315,17 @@ def _env(
 # -- the group --------------------------------------------------------------------------------------------------
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dbplugins")
+    except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+        return "unknown"
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "-V", "--version", prog_name="dbp", message="%(prog)s %(version)s")
 @_verbose_option
 def cli() -> None:
     """dbplugins: the ALeRCE / ZTF schema on PostgreSQL, its migrations and an embedded server.
@@ -300,6 +422,8 @@ def make_migrations(
     from .schema import Schema
 
     env = _env(ctx, settings_path, dsn, migrations_dir)
+    if not (check or dry_run):
+        runner.check_user_dir(env.migrations_dir)  # before any work: never write into the built-in migrations
     cs = env.settings
     desired = Schema.from_models(env.models())
     waiting = runner.pending(cs, env.user_dir())
@@ -356,17 +480,22 @@ cli.add_command(_make_migrations_alias)
 
 _lock_timeout_option = click.option(
     "--lock-timeout",
-    type=float,
+    "--lock_timeout",
+    "lock_timeout",
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     envvar="DBP_LOCK_TIMEOUT",
     metavar="SECONDS",
-    help="How long to wait for another migrate's lock (default 300).",
+    help="Wait at most this long for each lock (another migrate's, and each table a statement locks); "
+    "then exit 1 naming the blocking process. Default 300.",
 )
 
 
-def _timeout(value: float | None) -> float:
+def _timeout(ctx: click.Context, value: float | None) -> float:
     from .migrations.runner import DEFAULT_LOCK_TIMEOUT
 
+    if value is None and ctx.parent is not None:
+        value = ctx.parent.params.get("lock_timeout")
     return DEFAULT_LOCK_TIMEOUT if value is None else value
 
 
@@ -410,7 +539,7 @@ def migrate(
         text = runner.pending_sql(cs, env.user_dir())
         click.echo(text if text else "-- Nothing to apply: the database is up to date.")
         return
-    applied = runner.apply(cs, env.user_dir(), lock_timeout=_timeout(lock_timeout), notify=_note)
+    applied = runner.apply(cs, env.user_dir(), lock_timeout=_timeout(ctx, lock_timeout), notify=_note)
     if applied:
         click.echo(f"Applied {len(applied)} migration(s) to {cs.safe_dsn}:")
         for mid in applied:
@@ -422,9 +551,14 @@ def migrate(
 @migrate.command("rollback")
 @_db_options
 @_migrations_dir_option
+@click.option("--count", type=click.IntRange(min=1), default=None, help="How many to roll back (default 1).")
 @click.option(
-    "--count", type=click.IntRange(min=1), default=1, show_default=True, help="How many to roll back."
+    "--to", "to", default=None, metavar="REVISION", help="Roll back every migration applied after REVISION."
 )
+@click.option(
+    "--dry-run", "--dry_run", "dry_run", is_flag=True, help="Print the rollback SQL that would run; change nothing."
+)
+@click.option("--yes", "-y", is_flag=True, help="Undo built-in or destructive migrations without asking.")
 @_lock_timeout_option
 @click.pass_context
 def migrate_rollback(
@@ -432,30 +566,58 @@ def migrate_rollback(
     settings_path: str | None,
     dsn: str | None,
     migrations_dir: Path | None,
-    count: int,
+    count: int | None,
+    to: str | None,
+    dry_run: bool,
+    yes: bool,
     lock_timeout: float | None,
 ) -> None:
     """Roll back the most recent migrations with their .rollback.sql.
 
-    Example: dbp migrate rollback --count 2
+    Example: dbp migrate rollback --to 20261128_01_dbp01-initial-schema
+
+    Prints what it will undo first. Undoing a built-in migration, or a step that drops tables or columns, needs
+    --yes (or an answer at the prompt on a terminal); without a terminal and without --yes it exits 2.
     """
     from .migrations import runner
 
+    if count is not None and to is not None:
+        raise click.UsageError("give --count or --to, not both")
     env = _env(ctx, settings_path, dsn, migrations_dir)
-    timeout = (
-        lock_timeout
-        if lock_timeout is not None
-        else (ctx.parent.params.get("lock_timeout") if ctx.parent else None)
-    )
-    done = runner.rollback(
-        env.settings, env.user_dir(), count=count, lock_timeout=_timeout(timeout), notify=_note
-    )
-    if done:
-        click.echo(f"Rolled back {len(done)} migration(s):")
-        for mid in done:
-            click.echo(f"  - {mid}")
-    else:
+    cs = env.settings
+    plan = runner.plan_rollback(cs, env.user_dir(), count=count, to=to)
+    if not plan:
         click.echo("Nothing to roll back.")
+        return
+    if dry_run:
+        for step in plan:
+            click.echo(f"-- ===== rollback of {step.describe()} ({step.rollback_path}) =====")
+            click.echo(step.sql.rstrip() or "-- (no rollback SQL)")
+            click.echo()
+        return
+    click.echo(f"Will roll back {len(plan)} migration(s) on {cs.safe_dsn}, most recent first:")
+    for step in plan:
+        click.echo(f"  - {step.describe()}")
+    risky = [step for step in plan if step.needs_confirmation]
+    if risky and not yes:
+        what = f"{len(risky)} of them {'is built-in or drops' if len(risky) == 1 else 'are built-in or drop'} data"
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            click.echo(f"Error: {what}; nothing was rolled back. Re-run with --yes to confirm.", err=True)
+            ctx.exit(2)
+        if not click.confirm(f"{what[0].upper()}{what[1:]}. Roll back?", default=False, err=True):
+            click.echo("Nothing was rolled back.", err=True)
+            ctx.exit(1)
+    done = runner.rollback(
+        cs,
+        env.user_dir(),
+        count=count,
+        to=to,
+        allow_destructive=bool(yes or risky),  # risky here means confirmed at the prompt
+        expect=[step.id for step in plan],
+        lock_timeout=_timeout(ctx, lock_timeout),
+        notify=_note,
+    )
+    click.echo(f"Rolled back {len(done)} migration(s).")
 
 
 @migrate.command("break-lock")
@@ -492,8 +654,8 @@ def embedded_start() -> None:
 
     server = ensure_server(announce=False)
     server.wait_ready()
-    click.echo(server.dsn())
-    click.echo("ready")
+    click.echo(f"dbp: embedded PostgreSQL ready (data in {server.pgdata})", err=True)
+    click.echo(server.dsn())  # stdout holds the DSN alone: psql "$(dbp embedded start)"
 
 
 @embedded.command("status")

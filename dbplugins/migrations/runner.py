@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ import psycopg
 from ..config import ConnectionSettings
 from ..errors import ConnectionError, MigrationError
 from ..sqlfiles import package_migrations_dir, schema_script
+from .locks import LOCK_NOT_AVAILABLE, LockWatch, with_lock_timeout
 
 __all__ = [
     "MigrationInfo",
@@ -38,6 +40,11 @@ __all__ = [
     "heads",
     "apply",
     "rollback",
+    "plan_rollback",
+    "RollbackStep",
+    "RollbackNotConfirmed",
+    "destructive_reasons",
+    "check_user_dir",
     "initdb",
     "break_lock",
     "pending_sql",
@@ -71,6 +78,27 @@ def migration_dirs(user_dir: Path | None) -> list[Path]:
     if user_dir is not None and user_dir.is_dir() and user_dir.resolve() != builtin:
         dirs.append(user_dir.resolve())
     return dirs
+
+
+def check_user_dir(directory: Path) -> Path:
+    """``directory``, resolved, if user migrations may be written there; else a ``MigrationError`` saying where.
+
+    The package's built-in ``migrations/`` (in a checkout, the repository's own; in a wheel, inside
+    site-packages) and anything inside the installed package are refused: a user migration written there would be
+    taken for a built-in one, and would vanish with the next install.
+    """
+    import dbplugins
+
+    target = directory.expanduser().resolve()
+    builtin = package_migrations_dir().resolve()
+    package = Path(dbplugins.__file__).resolve().parent
+    if target == builtin or target.is_relative_to(builtin) or target.is_relative_to(package):
+        raise MigrationError(
+            f"refusing to write into {target}: it holds dbplugins' built-in migrations. Your migrations go in "
+            "migrations/ beside your settings.py: run dbp from your project's directory, or pass "
+            "--settings_path DIR or --migrations-dir DIR (or set MIGRATIONS_DIR in settings.py)"
+        )
+    return target
 
 
 def load(user_dir: Path | None) -> Any:
@@ -149,6 +177,7 @@ def _backend(settings: ConnectionSettings) -> Any:
     from yoyo import get_backend
 
     try:
+        # the URL carries every libpq option (lock_timeout, application_name) to the connections yoyo opens
         return get_backend(settings.url("postgresql+psycopg"))
     except psycopg.Error as exc:
         raise MigrationError(f"cannot open {settings.safe_dsn}: {_one_line(exc)}") from exc
@@ -244,6 +273,36 @@ def _statement_head(stmt: str | None) -> str:
 # -- operations -------------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _bounded(settings: ConnectionSettings, lock_timeout: float) -> Iterator[tuple[ConnectionSettings, LockWatch]]:
+    """Settings whose connections wait at most ``lock_timeout`` s per lock, and a watch naming any blocker."""
+    tag = LockWatch.new_tag()
+    with LockWatch(settings, tag) as watch:
+        yield with_lock_timeout(settings, lock_timeout, tag), watch
+
+
+def _failure(
+    exc: BaseException, what: str, where: str, tracker: _StatementTracker, watch: LockWatch, timeout: float
+) -> MigrationError:
+    """The one-line error for a migration (or rollback) whose statement failed; names the blocker on a timeout."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate == LOCK_NOT_AVAILABLE:
+        blocker = watch.blocker
+        who = (
+            blocker.describe() + f"; end that transaction, or stop it with SELECT pg_terminate_backend({blocker.pid})"
+            if blocker is not None
+            else "the session holding the lock could not be identified"
+        )
+        return MigrationError(
+            f"{what}: gave up after waiting {timeout:g} s for a lock at {where} "
+            f"({_statement_head(tracker.statement)!r}): {who}",
+            sqlstate=sqlstate,
+        )
+    return MigrationError(
+        f"{what} failed at {where}: {_statement_head(tracker.statement)!r}: {_one_line(exc)}", sqlstate=sqlstate
+    )
+
+
 def apply(
     settings: ConnectionSettings,
     user_dir: Path | None,
@@ -256,58 +315,193 @@ def apply(
     A migration that fails is rolled back (yoyo runs each in one transaction) and stays pending; the
     ``MigrationError`` names its file, the statement and the server's message. Migrations applied before it
     in the same call stay applied. ``notify`` is told when the lock is held by another process.
+
+    ``lock_timeout`` bounds every wait: for another ``migrate``'s lock, and (as PostgreSQL's ``lock_timeout``)
+    for each table lock a statement needs. A statement that times out fails the migration with an error naming
+    the table and the process holding it.
     """
     migrations = load(user_dir)
     applied: list[str] = []
-    with _backend(settings) as backend, _locked(backend, lock_timeout, notify):
-        todo = backend.to_apply(migrations)  # inside the lock: see the module docstring
-        for m in todo:
-            with _tracking() as tracker:
-                try:
-                    backend.apply_one(m)
-                except backend.DatabaseError as exc:
-                    where = f"statement {tracker.step + 1}" if tracker.step is not None else "a statement"
-                    raise MigrationError(
-                        f"migration {m.id} failed at {where} of {m.path}: {_statement_head(tracker.statement)!r}: "
-                        f"{_one_line(exc)}. It was rolled back and is still pending"
-                        + (
-                            f"; {len(applied)} earlier migration(s) in this run stay applied"
-                            if applied
-                            else ""
-                        ),
-                        sqlstate=getattr(exc, "sqlstate", None),
-                    ) from exc
-            applied.append(m.id)
+    with _bounded(settings, lock_timeout) as (bounded, watch):
+        with _backend(bounded) as backend, _locked(backend, lock_timeout, notify):
+            todo = backend.to_apply(migrations)  # inside the lock: see the module docstring
+            for m in todo:
+                with _tracking() as tracker:
+                    try:
+                        backend.apply_one(m)
+                    except backend.DatabaseError as exc:
+                        where = f"statement {tracker.step + 1}" if tracker.step is not None else "a statement"
+                        error = _failure(exc, f"migration {m.id}", f"{where} of {m.path}", tracker, watch, lock_timeout)
+                        raise MigrationError(
+                            f"{error}. It was rolled back and is still pending"
+                            + (
+                                f"; {len(applied)} earlier migration(s) in this run stay applied"
+                                if applied
+                                else ""
+                            ),
+                            sqlstate=error.sqlstate,
+                        ) from exc
+                applied.append(m.id)
     return applied
+
+
+# -- rollback ---------------------------------------------------------------------------------------------------
+
+# What makes a rollback step destructive: it removes data. Comments are stripped first; the marker render.py puts
+# on data-losing steps counts as well.
+_DESTRUCTIVE = [
+    (re.compile(r"\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?([\w.\"]+)", re.I), "drops table {}"),
+    (re.compile(r"\bDROP\s+COLUMN\s+(?:IF\s+EXISTS\s+)?([\w\"]+)", re.I), "drops column {}"),
+    (re.compile(r"\bDROP\s+(SCHEMA|DATABASE)\b", re.I), "drops a {}"),
+    (re.compile(r"\b(TRUNCATE|DELETE\s+FROM)\b", re.I), "runs {}"),
+]
+
+
+def _strip_comments(text: str) -> str:
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    return re.sub(r"--[^\n]*", " ", text)
+
+
+def destructive_reasons(sql_text: str) -> tuple[str, ...]:
+    """Why running ``sql_text`` loses data (``()`` if it does not): the tables and columns it drops, etc."""
+    body = _strip_comments(sql_text)
+    reasons: list[str] = []
+    for pattern, label in _DESTRUCTIVE:
+        for match in pattern.finditer(body):
+            reason = label.format(" ".join(match.group(1).split()))
+            if reason not in reasons:
+                reasons.append(reason)
+    if not reasons and re.search(r"^--\s*DESTRUCTIVE", sql_text, flags=re.M):
+        reasons.append("marked DESTRUCTIVE")
+    return tuple(reasons)
+
+
+@dataclass(frozen=True)
+class RollbackStep:
+    """One migration a rollback would undo, with its rollback SQL and why it needs confirmation (if it does)."""
+
+    id: str
+    path: Path
+    builtin: bool
+    sql: str
+    reasons: tuple[str, ...]
+
+    @property
+    def rollback_path(self) -> Path:
+        return self.path.with_name(self.id + ".rollback.sql")
+
+    @property
+    def destructive(self) -> bool:
+        return bool(self.reasons)
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """Built-in migrations and destructive steps are only undone when the caller said yes."""
+        return self.builtin or self.destructive
+
+    def describe(self) -> str:
+        """``<id> (built-in; drops table object, ...)``: one line for listings and prompts."""
+        notes = (["built-in"] if self.builtin else []) + list(self.reasons[:4])
+        if len(self.reasons) > 4:
+            notes.append(f"and {len(self.reasons) - 4} more")
+        return self.id + (f" ({'; '.join(notes)})" if notes else "")
+
+
+class RollbackNotConfirmed(MigrationError):
+    """A rollback would undo a built-in migration or lose data, and the caller did not allow it."""
+
+
+def _step(m: Any) -> RollbackStep:
+    path = Path(m.path)
+    rb = path.with_name(m.id + ".rollback.sql")
+    text = rb.read_text(encoding="utf-8") if rb.is_file() else ""
+    return RollbackStep(m.id, path, _is_builtin(path), text, destructive_reasons(text))
+
+
+def _select(candidates: Sequence[Any], count: int | None, to: str | None) -> list[Any]:
+    """The first ``count`` of ``candidates`` (most recent first), or those applied after migration ``to``."""
+    if to is not None and count is not None:
+        raise MigrationError("give either count or to, not both")
+    if to is None:
+        n = 1 if count is None else count
+        if n < 1:
+            raise MigrationError("--count must be at least 1")
+        return list(candidates)[:n]
+    ids = [m.id for m in candidates]
+    matches = [i for i in ids if i == to] or [i for i in ids if i.startswith(to)]
+    if len(matches) != 1:
+        known = "no applied migration" if not matches else f"{len(matches)} applied migrations"
+        raise MigrationError(f"{known} matches {to!r}: --to takes the id of an applied migration (see dbp migrate --list)")
+    return list(candidates)[: ids.index(matches[0])]
+
+
+def plan_rollback(
+    settings: ConnectionSettings, user_dir: Path | None, *, count: int | None = None, to: str | None = None
+) -> list[RollbackStep]:
+    """What :func:`rollback` with the same arguments would undo, most recent first. Changes nothing.
+
+    ``count`` (default 1) takes the most recent applied migrations; ``to`` takes every migration applied after
+    the migration of that id (or unique id prefix), which itself stays applied.
+    """
+    from yoyo.migrations import topological_sort
+
+    migrations = load(user_dir)
+    applied = _applied_hashes(settings)
+    candidates = list(reversed(list(topological_sort(m for m in migrations if m.hash in applied))))
+    return [_step(m) for m in _select(candidates, count, to)]
 
 
 def rollback(
     settings: ConnectionSettings,
     user_dir: Path | None,
     *,
-    count: int = 1,
+    count: int | None = None,
+    to: str | None = None,
+    dry_run: bool = False,
+    allow_destructive: bool = True,
+    expect: Sequence[str] | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     notify: Notify | None = None,
 ) -> list[str]:
-    """Roll back the ``count`` most recent applied migrations (their ``.rollback.sql``); return their ids."""
-    if count < 1:
-        raise MigrationError("--count must be at least 1")
+    """Roll back migrations with their ``.rollback.sql``, most recent first; return the ids undone.
+
+    ``count`` / ``to`` choose them as in :func:`plan_rollback`. ``dry_run`` only returns the ids.
+    ``allow_destructive=False`` raises :class:`RollbackNotConfirmed` (before undoing anything) if one of them is
+    a built-in migration or drops data (``dbp migrate rollback`` without ``--yes``). ``expect`` is the list of
+    ids the caller confirmed (from :func:`plan_rollback`): if another process changed what is applied since,
+    nothing is undone and a ``MigrationError`` says so. Each step waits at most ``lock_timeout`` s per lock.
+    """
     migrations = load(user_dir)
+    if dry_run:
+        return [s.id for s in plan_rollback(settings, user_dir, count=count, to=to)]
     done: list[str] = []
-    with _backend(settings) as backend, _locked(backend, lock_timeout, notify):
-        candidates = list(backend.to_rollback(migrations))[:count]
-        for m in candidates:
-            with _tracking() as tracker:
-                try:
-                    backend.rollback_one(m)
-                except backend.DatabaseError as exc:
-                    rb = Path(m.path).with_suffix(".rollback.sql")
-                    raise MigrationError(
-                        f"rollback of {m.id} failed in {rb}: {_statement_head(tracker.statement)!r}: "
-                        f"{_one_line(exc)}. Nothing of it was undone; it is still applied",
-                        sqlstate=getattr(exc, "sqlstate", None),
-                    ) from exc
-            done.append(m.id)
+    with _bounded(settings, lock_timeout) as (bounded, watch):
+        with _backend(bounded) as backend, _locked(backend, lock_timeout, notify):
+            candidates = _select(list(backend.to_rollback(migrations)), count, to)  # inside the lock
+            if expect is not None and [m.id for m in candidates] != list(expect):
+                raise MigrationError(
+                    "the applied migrations changed since the rollback was planned (another process ran "
+                    f"migrate or rollback); now it would undo: {', '.join(m.id for m in candidates) or 'nothing'}"
+                )
+            risky = [s for s in map(_step, candidates) if s.needs_confirmation]
+            if risky and not allow_destructive:
+                raise RollbackNotConfirmed(
+                    "refusing to roll back without confirmation: "
+                    + ", ".join(s.describe() for s in risky)
+                )
+            for m in candidates:
+                with _tracking() as tracker:
+                    try:
+                        backend.rollback_one(m)
+                    except backend.DatabaseError as exc:
+                        rb = Path(m.path).with_name(m.id + ".rollback.sql")
+                        error = _failure(exc, f"rollback of {m.id}", str(rb), tracker, watch, lock_timeout)
+                        raise MigrationError(
+                            f"{error}. Nothing of it was undone; it is still applied"
+                            + (f"; {len(done)} migration(s) rolled back before it stay rolled back" if done else ""),
+                            sqlstate=error.sqlstate,
+                        ) from exc
+                done.append(m.id)
     return done
 
 
