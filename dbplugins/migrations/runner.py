@@ -401,9 +401,18 @@ class RollbackStep:
 
     def describe(self) -> str:
         """``<id> (built-in; drops table object, ...)``: one line for listings and prompts."""
-        notes = (["built-in"] if self.builtin else []) + list(self.reasons[:4])
-        if len(self.reasons) > 4:
-            notes.append(f"and {len(self.reasons) - 4} more")
+        notes = ["built-in"] if self.builtin else []
+        dropped: dict[str, list[str]] = {"table": [], "column": []}
+        for reason in self.reasons:
+            kind = reason.split(" ")[1] if reason.startswith("drops ") else ""
+            if kind in dropped:
+                dropped[kind].append(reason.split(" ", 2)[2])
+            else:
+                notes.append(reason)
+        for kind, names in dropped.items():
+            if names:
+                shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+                notes.append(f"drops {kind}{'s' if len(names) > 1 else ''} {shown}")
         return self.id + (f" ({'; '.join(notes)})" if notes else "")
 
 
