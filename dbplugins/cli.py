@@ -556,7 +556,11 @@ def migrate(
     "--to", "to", default=None, metavar="REVISION", help="Roll back every migration applied after REVISION."
 )
 @click.option(
-    "--dry-run", "--dry_run", "dry_run", is_flag=True, help="Print the rollback SQL that would run; change nothing."
+    "--dry-run",
+    "--dry_run",
+    "dry_run",
+    is_flag=True,
+    help="Print the rollback SQL that would run; change nothing.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Undo built-in or destructive migrations without asking.")
 @_lock_timeout_option

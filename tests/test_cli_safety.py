@@ -57,7 +57,9 @@ def _tables(dsn: str) -> set[str]:
 
 def _write(directory: Path, name: str, sql: str, rollback: str | None, depends: str) -> None:
     directory.mkdir(exist_ok=True)
-    (directory / f"{name}.sql").write_text(f"-- {name}\n-- depends: {depends}\n\n{textwrap.dedent(sql).strip()}\n")
+    (directory / f"{name}.sql").write_text(
+        f"-- {name}\n-- depends: {depends}\n\n{textwrap.dedent(sql).strip()}\n"
+    )
     if rollback is not None:
         (directory / f"{name}.rollback.sql").write_text(textwrap.dedent(rollback).strip() + "\n")
 
@@ -88,7 +90,9 @@ def test_rollback_of_the_builtin_schema_needs_yes(empty_dsn: str, tmp_path: Path
 
 def _three_migrations(directory: Path) -> list[str]:
     names = ["20260101_01_aaaaa-t", "20260101_02_bbbbb-ix", "20260101_03_ccccc-ix2"]
-    _write(directory, names[0], "CREATE TABLE t (id integer PRIMARY KEY, x integer);", "DROP TABLE t;", BUILTIN)
+    _write(
+        directory, names[0], "CREATE TABLE t (id integer PRIMARY KEY, x integer);", "DROP TABLE t;", BUILTIN
+    )
     _write(directory, names[1], "CREATE INDEX ix_t_x ON t (x);", "DROP INDEX ix_t_x;", names[0])
     _write(directory, names[2], "CREATE INDEX ix_t_x2 ON t (x, id);", "DROP INDEX ix_t_x2;", names[1])
     return names
@@ -178,7 +182,9 @@ def test_rollback_asks_on_a_terminal(empty_dsn: str, tmp_path: Path) -> None:
 # -- lock timeout -----------------------------------------------------------------------------------------------
 
 
-def test_lock_timeout_names_the_blocker_and_leaves_the_migration_pending(empty_dsn: str, tmp_path: Path) -> None:
+def test_lock_timeout_names_the_blocker_and_leaves_the_migration_pending(
+    empty_dsn: str, tmp_path: Path
+) -> None:
     migrations = tmp_path / "migrations"
     name = "20260101_01_ddddd-t"
     _write(migrations, name, "CREATE TABLE t (id integer PRIMARY KEY);", "DROP TABLE t;", BUILTIN)
@@ -193,7 +199,9 @@ def test_lock_timeout_names_the_blocker_and_leaves_the_migration_pending(empty_d
         ok(result, 1)
         err = result.stderr
         assert len(err.strip().splitlines()) == 1, err
-        assert err.startswith("Error: migration 20260101_02_eeeee-alter: gave up after waiting 1 s for a lock")
+        assert err.startswith(
+            "Error: migration 20260101_02_eeeee-alter: gave up after waiting 1 s for a lock"
+        )
         assert "table t (AccessExclusiveLock wanted)" in err
         assert f"locked by process {holder_pid}" in err and "idle in transaction" in err
         assert "SELECT count(*) FROM t" in err and "still pending" in err
@@ -277,14 +285,19 @@ SECRET = "hunter2-S3cr3t!"
             id="message-holds-the-password",
         ),
         pytest.param(
-            f'DSN = "postgresql://u:{SECRET.replace("!", "%21")}@localhost/db"\nDB_CONFIG = {{"SQL": {{"DSN": DSN}}\n',
-            id="syntax-error-after-a-url",
+            f'DSN = "postgresql://u:{SECRET.replace("!", "%21")}@localhost/db" +\n',
+            id="syntax-error-on-a-url-with-a-password",
         ),
     ],
 )
 def test_no_command_prints_a_password_from_a_failing_settings_file(tmp_path: Path, source: str) -> None:
     (tmp_path / "settings.py").write_text(source)
-    for args in (["initdb"], ["initdb", "--verbose"], ["migrate", "--list", "-v"], ["make_migrations", "--check"]):
+    for args in (
+        ["initdb"],
+        ["initdb", "--verbose"],
+        ["migrate", "--list", "-v"],
+        ["make_migrations", "--check"],
+    ):
         result = dbp(*args, cwd=tmp_path)
         assert result.returncode == 1, result
         text = result.stdout + result.stderr

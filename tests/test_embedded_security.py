@@ -73,7 +73,9 @@ def test_socket_directory_is_private(server: EmbeddedServer) -> None:
 def test_another_os_user_is_refused(server: EmbeddedServer) -> None:
     prefix = _as_other_user()
     mine = _psql(server)
-    assert mine.returncode == 0 and mine.stdout.strip() == "postgres", mine.stderr  # the same client works for us
+    assert mine.returncode == 0 and mine.stdout.strip() == "postgres", (
+        mine.stderr
+    )  # the same client works for us
     theirs = _psql(server, prefix)
     assert theirs.returncode != 0, theirs.stdout
     assert "Permission denied" in theirs.stderr, theirs.stderr

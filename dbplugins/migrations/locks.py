@@ -67,8 +67,7 @@ class Blocker:
         if self.query:
             doing += f", last statement {self.query!r}"
         return (
-            f"{what} ({self.mode} wanted) is locked by process {self.pid}"
-            f" (user {self.user or '?'}, {doing})"
+            f"{what} ({self.mode} wanted) is locked by process {self.pid} (user {self.user or '?'}, {doing})"
         )
 
 
