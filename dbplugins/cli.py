@@ -587,6 +587,7 @@ def migrate_rollback(
 
     if count is not None and to is not None:
         raise click.UsageError("give --count or --to, not both")
+    dry_run = dry_run or bool(ctx.parent is not None and ctx.parent.params.get("dry_run"))
     env = _env(ctx, settings_path, dsn, migrations_dir)
     cs = env.settings
     plan = runner.plan_rollback(cs, env.user_dir(), count=count, to=to)

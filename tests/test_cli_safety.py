@@ -79,9 +79,10 @@ def test_rollback_of_the_builtin_schema_needs_yes(empty_dsn: str, tmp_path: Path
     assert "--yes" in refused.stderr and "nothing was rolled back" in refused.stderr
     assert _tables(empty_dsn) == before
 
-    dry = ok(dbp("migrate", "rollback", "--dry-run", cwd=tmp_path, env=env))
-    assert "DROP TABLE IF EXISTS object;" in dry and BUILTIN in dry
-    assert _tables(empty_dsn) == before
+    for args in (("migrate", "rollback", "--dry-run"), ("migrate", "--dry-run", "rollback")):
+        dry = ok(dbp(*args, cwd=tmp_path, env=env))
+        assert "DROP TABLE IF EXISTS object;" in dry and BUILTIN in dry
+        assert _tables(empty_dsn) == before
 
     done = ok(dbp("migrate", "rollback", "--count", "5", "--yes", cwd=tmp_path, env=env))
     assert BUILTIN in done and "Rolled back 1 migration(s)" in done
@@ -265,6 +266,18 @@ def test_embedded_fallback_is_announced_and_can_be_turned_off(server_dsn: str, t
         ok(off, 1)
         assert off.stderr.startswith("Error: no database configured") and off.stdout == ""
         assert "using the embedded" not in off.stderr
+
+
+def test_the_library_honours_dbp_embedded_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbplugins import SQLConnection
+    from dbplugins.errors import ConfigurationError
+
+    for var in ("DBP_DSN", "DATABASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DBP_EMBEDDED", "0")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match="^no database configured"):
+        SQLConnection().connect()
 
 
 # -- secrets ----------------------------------------------------------------------------------------------------
