@@ -1,33 +1,31 @@
-"""The ``dbp`` command line: ``initdb``, ``make_migrations``, ``migrate``, ``embedded``, ``run``.
+"""The ``dbp`` command line: ``initdb``, ``make_migrations``, ``migrate``, ``load``, ``embedded``.
 
     dbp initdb --settings_path .            # create the built-in schema, record its migrations
     dbp make_migrations                     # diff database vs models, write migrations/<id>.sql + .rollback.sql
     dbp make_migrations --check             # exit 1 if the models and the database differ; writes nothing
-    dbp migrate                             # apply pending migrations (built-in first, then yours)
-    dbp migrate --list | --dry-run | rollback [--count N] | break-lock
+    dbp migrate [--lock-timeout N]          # apply pending migrations (built-in first, then yours)
+    dbp migrate --list | --dry-run | break-lock
+    dbp migrate rollback [--count N | --to REVISION] [--dry-run] [--yes]
+    dbp embedded start                      # prints only the DSN: psql "$(dbp embedded start)"
 
 Every database command takes ``--settings_path DIR`` (the directory holding ``settings.py``, as in db-plugins)
-and ``--dsn``; with neither, ``DBP_DSN`` / ``DATABASE_URL``, then ``./settings.py``, then the embedded server.
-Exit codes: 0 success, 1 failure (one ``Error: ...`` line on stderr; the traceback only with ``--verbose``),
-2 usage error. Passwords are never printed.
+and ``--dsn``; with neither, ``DBP_DSN`` / ``DATABASE_URL``, then ``./settings.py``, then the embedded server
+(unless ``DBP_EMBEDDED=0``). Exit codes: 0 success, 1 failure (one ``Error: ...`` line on stderr; a traceback
+without source lines only with ``--verbose``), 2 usage error (including a rollback that needs ``--yes`` and
+has no terminal to ask on). Passwords are never printed. The commands only parse and print: the logic is in
+:mod:`dbplugins.migrations.runner` and :mod:`dbplugins.embedded`. The reference is docs/cli.md.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
 import functools
-import io
 import os
-import re
 import sys
-import tokenize
-import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote
 
 import click
 
@@ -42,6 +40,7 @@ from .config import (
 )
 from .embedded import embedded_allowed
 from .errors import ConfigurationError, DbpError
+from .redact import format_traceback, secrets_in_dsn, secrets_in_settings_file
 
 if TYPE_CHECKING:
     from .migrations.diff import Operation
@@ -86,34 +85,6 @@ def _mask(ctx: click.Context, text: str) -> str:
     return text
 
 
-def _format_traceback(exc: BaseException) -> str:
-    """The traceback of ``exc`` and its causes as file, line and function only.
-
-    Source lines are left out on purpose: the failing line may hold a password (``settings.py`` raising on the
-    line that sets ``PASSWORD``), and masking can only remove the secrets we know of.
-    """
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not seen for seen in chain):
-        chain.append(current)
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    out: list[str] = []
-    for i, e in enumerate(reversed(chain)):
-        if i:
-            direct = chain[len(chain) - i - 1].__cause__ is not None
-            out.append(
-                "\nThe above exception was the direct cause of the following exception:\n"
-                if direct
-                else "\nDuring handling of the above exception, another exception occurred:\n"
-            )
-        out.append("Traceback (most recent call last; source lines not shown):")
-        for frame, lineno in traceback.walk_tb(e.__traceback__):
-            code = frame.f_code
-            out.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}')
-        out.append(f"{type(e).__module__}.{type(e).__qualname__}: {e}")
-    return "\n".join(out)
-
-
 class _Group(click.Group):
     """A group that turns any failure into one ``Error: ...`` line and exit code 1 (traceback with -v)."""
 
@@ -124,7 +95,7 @@ class _Group(click.Group):
             raise
         except Exception as exc:  # everything else: one line, no traceback unless asked
             if ctx.meta.get(_VERBOSE):
-                click.echo(_mask(ctx, _format_traceback(exc)), err=True)
+                click.echo(_mask(ctx, format_traceback(exc)), err=True)
             message = str(exc) if isinstance(exc, DbpError) else f"{type(exc).__name__}: {exc}"
             raise click.ClickException(_mask(ctx, " ".join(message.split()))) from None
 
@@ -157,67 +128,6 @@ def _migrations_dir_option(func: F) -> F:
         type=click.Path(file_okay=False, path_type=Path),
         help="Directory of your migrations. Default: migrations/ beside settings.py.",
     )(func)
-
-
-_SECRET_WORDS = re.compile(r"pass|pwd|secret|token", re.I)
-_URL_PASSWORD = re.compile(r"://[^:/@\s]*:([^@\s]+)@")
-_KV_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.I)
-
-
-def secrets_in_dsn(text: str | None) -> set[str]:
-    """Passwords written in ``text``: a URL's ``user:password@`` or a key/value DSN's ``password=...``."""
-    if not text:
-        return set()
-    found = {unquote(m.group(1)) for m in _URL_PASSWORD.finditer(text)}
-    found |= {m.group(1) for m in _URL_PASSWORD.finditer(text)}
-    for m in _KV_PASSWORD.finditer(text):
-        value = m.group(1)
-        found.add(value)
-        if value.startswith("'") and value.endswith("'") and len(value) > 1:
-            found.add(value[1:-1].replace("\\'", "'").replace("\\\\", "\\"))
-    return {f for f in found if f}
-
-
-def _string_literals(source: str) -> Iterator[tuple[str, str]]:
-    """(value, line) of each string literal of Python ``source``; raw text between quotes if it does not parse."""
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-            if tok.type == tokenize.STRING:
-                try:
-                    value = ast.literal_eval(tok.string)
-                except (ValueError, SyntaxError):
-                    continue
-                if isinstance(value, str):
-                    yield value, tok.line
-        return
-    except (tokenize.TokenError, SyntaxError):
-        pass
-    for line in source.splitlines():
-        for a, b in re.findall(r"'([^']*)'|\"([^\"]*)\"", line):
-            yield a or b, line
-
-
-def secrets_in_settings_file(settings_path: str | None) -> set[str]:
-    """The string literals of settings.py that look like secrets, read without running it.
-
-    A literal counts when its line mentions a password, secret or token (``"PASSWORD": "..."``), or when it is a
-    DSN or URL carrying a password. Best effort, to mask them in what a failing settings.py makes us print.
-    """
-    base = Path(os.path.expanduser(settings_path)) if settings_path else Path.cwd()
-    path = base if base.is_file() else base / "settings.py"
-    try:
-        source = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    found: set[str] = set()
-    for value, line in _string_literals(source):
-        found |= secrets_in_dsn(value)
-        if _SECRET_WORDS.search(line):
-            found.add(value)
-    return {f for f in found if f.strip() and f.strip().upper() not in _KEY_NAMES}
-
-
-_KEY_NAMES = frozenset({"PASSWORD", "PASSWD", "PWD", "SECRET", "TOKEN", "DB_PASSWORD"})
 
 
 class _Env:

@@ -330,3 +330,19 @@ def test_dsn_password_never_printed(tmp_path: Path) -> None:
     verbose = dbp("initdb", "-v", cwd=tmp_path, env={"DBP_DSN": dsn})
     assert verbose.returncode == 1 and "pa@ss-w0rd" not in verbose.stderr + verbose.stdout
     assert re.search(r"^Error: ", verbose.stderr, flags=re.M)
+
+
+def test_secrets_are_found_in_dsns_and_settings_files(tmp_path: Path) -> None:
+    from dbplugins.redact import secrets_in_dsn, secrets_in_settings_file
+
+    assert "p@ss/w:rd" in secrets_in_dsn("postgresql://u:p%40ss%2Fw%3Ard@host/db")
+    assert "a b'c" in secrets_in_dsn(r"host=h password='a b\'c' dbname=d")
+    assert "plain" in secrets_in_dsn("host=h password=plain")
+    (tmp_path / "settings.py").write_text(
+        'X = "not-a-secret"\nDB = {"PASSWORD": "pw-1", "HOST": "h"}\nDB_PASSWORD = \'pw\\\\2\'\n'
+        'URL = "postgresql://u:pw-3@h/db"\nf(password="pw-4", user="u")\n'
+    )
+    found = secrets_in_settings_file(str(tmp_path))
+    assert found == {"pw-1", "pw\\2", "pw-3", "pw-4"}
+    (tmp_path / "settings.py").write_text('DB = {"PASSWORD": "pw-5", "HOST": "h",\n')  # does not tokenize
+    assert secrets_in_settings_file(str(tmp_path)) == {"pw-5"}
