@@ -121,7 +121,7 @@ def format_traceback(exc: BaseException) -> str:
                 if direct
                 else "\nDuring handling of the above exception, another exception occurred:\n"
             )
-        out.append("Traceback (most recent call last; source lines not shown):")
+        out.append("Traceback (most recent call last):")  # the usual header; scripts grep for it
         for frame, lineno in traceback.walk_tb(e.__traceback__):
             code = frame.f_code
             out.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}')
