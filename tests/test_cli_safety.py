@@ -196,12 +196,12 @@ def test_lock_timeout_names_the_blocker_and_leaves_the_migration_pending(
     with psycopg.connect(empty_dsn) as holder:  # a session with an open transaction that read t
         holder.execute("SELECT count(*) FROM t").fetchone()
         holder_pid = holder.info.backend_pid
-        result = dbp("migrate", "--lock-timeout", "1", cwd=tmp_path, env=env, timeout=90)
+        result = dbp("migrate", "--lock-timeout", "2", cwd=tmp_path, env=env, timeout=90)
         ok(result, 1)
         err = result.stderr
         assert len(err.strip().splitlines()) == 1, err
         assert err.startswith(
-            "Error: migration 20260101_02_eeeee-alter: gave up after waiting 1 s for a lock"
+            "Error: migration 20260101_02_eeeee-alter: gave up after waiting 2 s for a lock"
         )
         assert "table t (AccessExclusiveLock wanted)" in err
         assert f"locked by process {holder_pid}" in err and "idle in transaction" in err

@@ -180,7 +180,8 @@ def _bounded(
 ) -> Iterator[tuple[ConnectionSettings, LockWatch]]:
     """Settings whose connections wait at most ``lock_timeout`` s per lock, and a watch naming any blocker."""
     tag = LockWatch.new_tag()
-    with LockWatch(settings, tag) as watch:
+    # poll often enough to see a wait that lock_timeout cuts short
+    with LockWatch(settings, tag, interval=max(0.01, min(0.1, lock_timeout / 5))) as watch:
         yield with_lock_timeout(settings, lock_timeout, tag), watch
 
 
