@@ -201,6 +201,11 @@ class EmbeddedServer:
     def is_running(self) -> bool:
         if not self.is_initialized():
             return False
+        if _system_user() is not None:
+            # Something may have tightened a parent since start() (pytest resets /tmp/pytest-of-<user> to 0700);
+            # then pg_ctl, run as the server's user, could not see the data directory and we would think the server
+            # stopped (and stop() would do nothing).
+            _embedded_package().utils.ensure_prefix_permissions(self.pgdata)
         result = subprocess.run(
             [str(_bin_dir() / "pg_ctl"), "status", "-D", str(self.pgdata)],
             capture_output=True,

@@ -123,3 +123,10 @@ def test_dbp_embedded_start_in_a_directory_with_a_space(server: EmbeddedServer) 
     assert result.returncode == 0, result.stderr
     with psycopg.connect(result.stdout.strip()) as conn:  # psql "$(dbp embedded start)"
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_tightened_parent_does_not_hide_the_running_server(server: EmbeddedServer) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root runs the server as another user")
+    os.chmod(server.root.parent, 0o700)  # what any pytest run does to /tmp/pytest-of-root
+    assert server.is_running()  # else stop() would leave it running
