@@ -145,6 +145,8 @@ class _Env:
         secrets = _secrets(ctx)
         for text in (dsn, *(os.environ.get(v) for v in _ENV_VARS)):
             secrets.update(secrets_in_dsn(text))
+        if os.environ.get("PGPASSWORD"):  # libpq reads it; it must not show up either
+            secrets.add(os.environ["PGPASSWORD"])
         # Before loading it: if settings.py raises, its message or traceback must not show its password.
         secrets.update(secrets_in_settings_file(settings_path))
         self.module: ModuleType | None = load_settings_module(settings_path)
@@ -516,7 +518,9 @@ def migrate_rollback(
     risky = [step for step in plan if step.needs_confirmation]
     if risky and not yes:
         what = f"{len(risky)} of them {'is built-in or drops' if len(risky) == 1 else 'are built-in or drop'} data"
-        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        if not (
+            sys.stdin.isatty() and sys.stderr.isatty()
+        ):  # the prompt goes to stderr, the answer from stdin
             click.echo(f"Error: {what}; nothing was rolled back. Re-run with --yes to confirm.", err=True)
             ctx.exit(2)
         if not click.confirm(f"{what[0].upper()}{what[1:]}. Roll back?", default=False, err=True):

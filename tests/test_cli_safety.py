@@ -127,6 +127,22 @@ def test_rollback_to_a_revision(empty_dsn: str, tmp_path: Path) -> None:
     assert "t" in _tables(empty_dsn)
 
 
+@pytest.mark.parametrize(
+    "sql, reasons",
+    [
+        ("DROP TABLE IF EXISTS watchlist;", ("drops table watchlist",)),
+        ("ALTER TABLE w DROP COLUMN note;", ("drops column note",)),
+        ("ALTER TABLE w DROP note, DROP CONSTRAINT w_fk;", ("drops column note",)),  # COLUMN is optional
+        ("DROP TYPE mood CASCADE;", ("drops with CASCADE",)),
+        ("TRUNCATE w;", ("runs TRUNCATE",)),
+        ("-- DROP TABLE x (a comment)\nDROP INDEX ix_w;\nALTER TABLE w ALTER COLUMN a DROP NOT NULL;", ()),
+        ("ALTER TABLE w ALTER a DROP DEFAULT, DROP CONSTRAINT c;", ()),
+    ],
+)
+def test_what_counts_as_destructive(sql: str, reasons: tuple[str, ...]) -> None:
+    assert runner.destructive_reasons(sql) == reasons
+
+
 def _run_on_terminal(args: list[str], env: dict[str, str], cwd: Path, answer: str) -> tuple[int, str]:
     """Run dbp with a pseudo-terminal as stdin and stdout, type ``answer`` at the prompt."""
     import pty
@@ -346,3 +362,19 @@ def test_secrets_are_found_in_dsns_and_settings_files(tmp_path: Path) -> None:
     assert found == {"pw-1", "pw\\2", "pw-3", "pw-4"}
     (tmp_path / "settings.py").write_text('DB = {"PASSWORD": "pw-5", "HOST": "h",\n')  # does not tokenize
     assert secrets_in_settings_file(str(tmp_path)) == {"pw-5"}
+
+
+def test_a_python_migration_needs_confirmation(empty_dsn: str, tmp_path: Path) -> None:
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "20260101_01_fffff-py.py").write_text(
+        f'from yoyo import step\n__depends__ = {{"{BUILTIN}"}}\n'
+        'steps = [step("CREATE TABLE p (id int)", "DROP TABLE p")]\n'
+    )
+    cs = from_dsn(empty_dsn)
+    runner.apply(cs, migrations)
+    (step,) = runner.plan_rollback(cs, migrations)
+    assert step.needs_confirmation and step.reasons == ("runs Python rollback code",)
+    with pytest.raises(runner.RollbackNotConfirmed):
+        runner.rollback(cs, migrations, allow_destructive=False)
+    assert "p" in _tables(empty_dsn)

@@ -36,9 +36,15 @@ __all__ = ["RollbackStep", "RollbackNotConfirmed", "destructive_reasons", "plan_
 _DESTRUCTIVE = [
     (re.compile(r"\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?([\w.\"]+)", re.I), "drops table {}"),
     (re.compile(r"\bDROP\s+COLUMN\s+(?:IF\s+EXISTS\s+)?([\w\"]+)", re.I), "drops column {}"),
-    (re.compile(r"\bDROP\s+(SCHEMA|DATABASE)\b", re.I), "drops a {}"),
+    (re.compile(r"\bDROP\s+(SCHEMA|DATABASE|OWNED)\b", re.I), "drops {}"),
     (re.compile(r"\b(TRUNCATE|DELETE\s+FROM)\b", re.I), "runs {}"),
+    (re.compile(r"\bDROP\b[^;]*\b(CASCADE)\b", re.I), "drops with {}"),  # dependants go too, columns included
 ]
+# ALTER TABLE t DROP c: COLUMN is optional in PostgreSQL.
+_ALTER_TABLE = re.compile(r"\bALTER\s+TABLE\b[^;]*", re.I)
+_BARE_DROP = re.compile(
+    r"\bDROP\s+(?!(?:COLUMN|CONSTRAINT|DEFAULT|NOT|IDENTITY|EXPRESSION)\b)(?:IF\s+EXISTS\s+)?([\w\"]+)", re.I
+)
 
 
 def _strip_comments(text: str) -> str:
@@ -47,14 +53,20 @@ def _strip_comments(text: str) -> str:
 
 
 def destructive_reasons(sql_text: str) -> tuple[str, ...]:
-    """Why running ``sql_text`` loses data (``()`` if it does not): the tables and columns it drops, etc."""
+    """Why running ``sql_text`` loses data (``()`` if it does not): the tables and columns it drops, etc.
+
+    >>> destructive_reasons("ALTER TABLE w DROP note; DROP INDEX ix_w; -- DROP TABLE x")
+    ('drops column note',)
+    """
     body = _strip_comments(sql_text)
-    reasons: list[str] = []
-    for pattern, label in _DESTRUCTIVE:
-        for match in pattern.finditer(body):
-            reason = label.format(" ".join(match.group(1).split()))
-            if reason not in reasons:
-                reasons.append(reason)
+    found = [
+        label.format(" ".join(match.group(1).split()))
+        for pattern, label in _DESTRUCTIVE
+        for match in pattern.finditer(body)
+    ]
+    for statement in _ALTER_TABLE.finditer(body):
+        found += [f"drops column {m.group(1)}" for m in _BARE_DROP.finditer(statement.group(0))]
+    reasons = list(dict.fromkeys(found))  # in order, once each
     if not reasons and re.search(r"^--\s*DESTRUCTIVE", sql_text, flags=re.M):
         reasons.append("marked DESTRUCTIVE")
     return tuple(reasons)
@@ -106,6 +118,9 @@ class RollbackNotConfirmed(MigrationError):
 
 def _step(m: Any) -> RollbackStep:
     path = Path(m.path)
+    if path.suffix == ".py":  # a yoyo Python migration: its rollback is code we cannot inspect
+        text = path.read_text(encoding="utf-8")
+        return RollbackStep(m.id, path, _is_builtin(path), text, ("runs Python rollback code",))
     rb = path.with_name(m.id + ".rollback.sql")
     text = rb.read_text(encoding="utf-8") if rb.is_file() else ""
     return RollbackStep(m.id, path, _is_builtin(path), text, destructive_reasons(text))
