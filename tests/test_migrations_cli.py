@@ -164,7 +164,11 @@ def test_documented_example_then_a_model_change(empty_dsn: str, tmp_path: Path) 
     assert "No changes" in ok(dbp("make_migrations", "--check", cwd=tmp_path, env=env))  # converged
 
     # -- rollback of v2 gives v1 back
-    out = ok(dbp("migrate", "rollback", "--count", "1", cwd=tmp_path, env=env))
+    refused = dbp("migrate", "rollback", "--count", "1", cwd=tmp_path, env=env)  # drops data: needs --yes
+    ok(refused, 2)
+    assert "drops table watchlist_event" in refused.stdout and "--yes" in refused.stderr
+    assert _schema(empty_dsn) == v2  # nothing was undone
+    out = ok(dbp("migrate", "rollback", "--count", "1", "--yes", cwd=tmp_path, env=env))
     assert "watchlist-v2" in out
     back = _schema(empty_dsn)
     assert diff(back, v1) == [] and diff(v1, back) == []

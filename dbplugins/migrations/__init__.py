@@ -4,7 +4,9 @@
   catalog queries); :func:`canonicalize` spells the models' expressions the way the server stores them.
 - :func:`diff` compares two schemas and returns ordered :class:`Operation` objects.
 - :func:`render` / :func:`write_migration` turn them into a yoyo ``<id>.sql`` + ``<id>.rollback.sql`` pair.
-- :mod:`dbplugins.migrations.runner` applies and rolls back migrations with yoyo, under its lock.
+- :mod:`dbplugins.migrations.runner` applies migrations with yoyo, under its lock, every lock wait bounded
+  (:mod:`.locks` names the session that blocks a statement); :mod:`.rollback` plans and undoes them, refusing
+  built-in or destructive steps unless allowed.
 
 The ``dbp`` command line (:mod:`dbplugins.cli`) drives all of it: ``initdb``, ``make_migrations``, ``migrate``.
 """

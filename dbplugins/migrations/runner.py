@@ -15,18 +15,31 @@ Reading status (:func:`status`) uses one plain query and creates nothing, so ``m
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
 from ..config import ConnectionSettings
-from ..errors import ConnectionError, MigrationError
+from ..errors import MigrationError
 from ..sqlfiles import package_migrations_dir, schema_script
+from ._yoyo import (
+    DEFAULT_LOCK_TIMEOUT,
+    Notify,
+    _applied_hashes,
+    _backend,
+    _bounded,
+    _failure,
+    _is_builtin,
+    _locked,
+    _one_line,
+    _tracking,
+    connect,
+    load,
+    migration_dirs,
+)
+from .rollback import RollbackNotConfirmed, RollbackStep, destructive_reasons, plan_rollback, rollback
 
 __all__ = [
     "MigrationInfo",
@@ -38,20 +51,17 @@ __all__ = [
     "heads",
     "apply",
     "rollback",
+    "plan_rollback",
+    "RollbackStep",
+    "RollbackNotConfirmed",
+    "destructive_reasons",
+    "check_user_dir",
     "initdb",
     "break_lock",
     "pending_sql",
     "connect",
     "InitResult",
 ]
-
-#: Seconds ``migrate`` waits for another process's lock. yoyo's default is 10 s; a slow migration (an index
-#: build on a large table) holds the lock longer than that, and the waiters should wait rather than fail.
-DEFAULT_LOCK_TIMEOUT = 300.0
-
-_BREAK_LOCK_HINT = (
-    "if no migration is running (a crashed process left the lock), clear it with: dbp migrate break-lock"
-)
 
 
 @dataclass(frozen=True)
@@ -64,50 +74,25 @@ class MigrationInfo:
     builtin: bool
 
 
-def migration_dirs(user_dir: Path | None) -> list[Path]:
-    """The built-in migrations directory, then ``user_dir`` if it exists and is a different directory."""
+def check_user_dir(directory: Path) -> Path:
+    """``directory``, resolved, if user migrations may be written there; else a ``MigrationError`` saying where.
+
+    The package's built-in ``migrations/`` (in a checkout, the repository's own; in a wheel, inside
+    site-packages) and anything inside the installed package are refused: a user migration written there would be
+    taken for a built-in one, and would vanish with the next install.
+    """
+    import dbplugins
+
+    target = directory.expanduser().resolve()
     builtin = package_migrations_dir().resolve()
-    dirs = [builtin]
-    if user_dir is not None and user_dir.is_dir() and user_dir.resolve() != builtin:
-        dirs.append(user_dir.resolve())
-    return dirs
-
-
-def load(user_dir: Path | None) -> Any:
-    """The yoyo ``MigrationList`` of the built-in and the user's migrations (built-in first)."""
-    from yoyo import read_migrations
-    from yoyo.exceptions import BadMigration, MigrationConflict
-
-    try:
-        migrations = read_migrations(*[str(d) for d in migration_dirs(user_dir)])
-        for m in migrations:
-            m.load()  # resolves -- depends: now, so a bad reference fails here with the file's name
-    except MigrationConflict as exc:
-        raise MigrationError(f"two migrations share the id {exc.args[0]!r}") from exc
-    except BadMigration as exc:
-        raise MigrationError(f"bad migration: {' '.join(str(a) for a in exc.args)}") from exc
-    return migrations
-
-
-def _is_builtin(path: str | Path) -> bool:
-    return Path(path).resolve().parent == package_migrations_dir().resolve()
-
-
-def connect(settings: ConnectionSettings) -> psycopg.Connection[Any]:
-    """An autocommit connection; a failure becomes a ``ConnectionError`` naming the (masked) target."""
-    try:
-        return psycopg.connect(settings.conninfo, autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise ConnectionError(f"cannot connect to {settings.safe_dsn}: {_one_line(exc)}") from exc
-
-
-def _applied_hashes(settings: ConnectionSettings) -> set[str]:
-    """The hashes yoyo recorded, with one query and without creating yoyo's tables."""
-    with connect(settings) as conn:
-        row = conn.execute("SELECT to_regclass('_yoyo_migration') IS NOT NULL").fetchone()
-        if not row or not row[0]:
-            return set()
-        return {r[0] for r in conn.execute("SELECT migration_hash FROM _yoyo_migration").fetchall()}
+    package = Path(dbplugins.__file__).resolve().parent
+    if target == builtin or target.is_relative_to(builtin) or target.is_relative_to(package):
+        raise MigrationError(
+            f"refusing to write into {target}: it holds dbplugins' built-in migrations. Your migrations go in "
+            "migrations/ beside your settings.py: run dbp from your project's directory, or pass "
+            "--settings_path DIR or --migrations-dir DIR (or set MIGRATIONS_DIR in settings.py)"
+        )
+    return target
 
 
 def status(settings: ConnectionSettings, user_dir: Path | None) -> list[MigrationInfo]:
@@ -142,108 +127,6 @@ def pending_sql(settings: ConnectionSettings, user_dir: Path | None) -> str:
     return "\n".join(out)
 
 
-# -- yoyo backend, lock and error reporting ---------------------------------------------------------------------
-
-
-def _backend(settings: ConnectionSettings) -> Any:
-    from yoyo import get_backend
-
-    try:
-        return get_backend(settings.url("postgresql+psycopg"))
-    except psycopg.Error as exc:
-        raise MigrationError(f"cannot open {settings.safe_dsn}: {_one_line(exc)}") from exc
-
-
-Notify = Callable[[str], None]
-
-
-def _announce_holder(backend: Any, notify: Notify | None) -> None:
-    """If another process holds the lock, say so before waiting (a stale lock would otherwise look like a hang)."""
-    if notify is None:
-        return
-    try:
-        row = backend.connection.execute("SELECT pid, ctime FROM yoyo_lock").fetchone()
-    except psycopg.Error:
-        return
-    if row:
-        notify(
-            f"waiting for the migration lock held by process {row[0]} since {row[1]:%Y-%m-%d %H:%M:%S} UTC; "
-            f"{_BREAK_LOCK_HINT}"
-        )
-
-
-@contextlib.contextmanager
-def _locked(backend: Any, timeout: float, notify: Notify | None = None) -> Iterator[None]:
-    """yoyo's lock, with its LockTimeout turned into a message that names our command to clear a stale lock."""
-    from yoyo.exceptions import LockTimeout
-
-    _announce_holder(backend, notify)
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(backend.lock(timeout=timeout))
-        except LockTimeout as exc:
-            holder = str(exc).split(" (run yoyo", 1)[0]
-            raise MigrationError(
-                f"another migration holds the lock ({holder}); waited {timeout:g} s; {_BREAK_LOCK_HINT}"
-            ) from None
-        yield
-
-
-class _StatementTracker(logging.Handler):
-    """Remembers the statement yoyo executes last (it logs each at DEBUG), to name it when one fails."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.statement: str | None = None
-        self.step: int | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.msg if isinstance(record.msg, str) else ""
-        if "executing" in msg and record.args:
-            arg = record.args[0] if isinstance(record.args, tuple) else record.args
-            self.statement = arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
-        elif ("applying step" in msg or "rolling back step" in msg) and isinstance(record.args, tuple):
-            self.step = int(str(record.args[0]))
-            self.statement = None
-
-
-@contextlib.contextmanager
-def _tracking() -> Iterator[_StatementTracker]:
-    logger = logging.getLogger("yoyo.migrations")
-    tracker = _StatementTracker()
-    old_level = logger.level
-    logger.addHandler(tracker)
-    logger.setLevel(logging.DEBUG)
-    # yoyo's DEBUG records must not reach the root logger's handlers (a user's logging config would print them).
-    old_propagate = logger.propagate
-    logger.propagate = False
-    try:
-        yield tracker
-    finally:
-        logger.removeHandler(tracker)
-        logger.setLevel(old_level)
-        logger.propagate = old_propagate
-
-
-def _one_line(exc: BaseException) -> str:
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
-    lines = str(exc).strip().splitlines()
-    text = primary or (lines[0] if lines else type(exc).__name__)
-    return " ".join(text.split())
-
-
-def _statement_head(stmt: str | None) -> str:
-    if not stmt:
-        return "?"
-    lines = [ln.strip() for ln in stmt.strip().splitlines() if ln.strip() and not ln.strip().startswith("--")]
-    head = " ".join(lines)
-    return head if len(head) <= 160 else head[:157] + "..."
-
-
-# -- operations -------------------------------------------------------------------------------------------------
-
-
 def apply(
     settings: ConnectionSettings,
     user_dir: Path | None,
@@ -256,59 +139,36 @@ def apply(
     A migration that fails is rolled back (yoyo runs each in one transaction) and stays pending; the
     ``MigrationError`` names its file, the statement and the server's message. Migrations applied before it
     in the same call stay applied. ``notify`` is told when the lock is held by another process.
+
+    ``lock_timeout`` bounds every wait: for another ``migrate``'s lock, and (as PostgreSQL's ``lock_timeout``)
+    for each table lock a statement needs. A statement that times out fails the migration with an error naming
+    the table and the process holding it.
     """
     migrations = load(user_dir)
     applied: list[str] = []
-    with _backend(settings) as backend, _locked(backend, lock_timeout, notify):
-        todo = backend.to_apply(migrations)  # inside the lock: see the module docstring
-        for m in todo:
-            with _tracking() as tracker:
-                try:
-                    backend.apply_one(m)
-                except backend.DatabaseError as exc:
-                    where = f"statement {tracker.step + 1}" if tracker.step is not None else "a statement"
-                    raise MigrationError(
-                        f"migration {m.id} failed at {where} of {m.path}: {_statement_head(tracker.statement)!r}: "
-                        f"{_one_line(exc)}. It was rolled back and is still pending"
-                        + (
-                            f"; {len(applied)} earlier migration(s) in this run stay applied"
-                            if applied
-                            else ""
-                        ),
-                        sqlstate=getattr(exc, "sqlstate", None),
-                    ) from exc
-            applied.append(m.id)
+    with _bounded(settings, lock_timeout) as (bounded, watch):
+        with _backend(bounded) as backend, _locked(backend, lock_timeout, notify):
+            todo = backend.to_apply(migrations)  # inside the lock: see the module docstring
+            for m in todo:
+                with _tracking() as tracker:
+                    try:
+                        backend.apply_one(m)
+                    except backend.DatabaseError as exc:
+                        where = f"statement {tracker.step + 1}" if tracker.step is not None else "a statement"
+                        error = _failure(
+                            exc, f"migration {m.id}", f"{where} of {m.path}", tracker, watch, lock_timeout
+                        )
+                        raise MigrationError(
+                            f"{error}. It was rolled back and is still pending"
+                            + (
+                                f"; {len(applied)} earlier migration(s) in this run stay applied"
+                                if applied
+                                else ""
+                            ),
+                            sqlstate=error.sqlstate,
+                        ) from exc
+                applied.append(m.id)
     return applied
-
-
-def rollback(
-    settings: ConnectionSettings,
-    user_dir: Path | None,
-    *,
-    count: int = 1,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-    notify: Notify | None = None,
-) -> list[str]:
-    """Roll back the ``count`` most recent applied migrations (their ``.rollback.sql``); return their ids."""
-    if count < 1:
-        raise MigrationError("--count must be at least 1")
-    migrations = load(user_dir)
-    done: list[str] = []
-    with _backend(settings) as backend, _locked(backend, lock_timeout, notify):
-        candidates = list(backend.to_rollback(migrations))[:count]
-        for m in candidates:
-            with _tracking() as tracker:
-                try:
-                    backend.rollback_one(m)
-                except backend.DatabaseError as exc:
-                    rb = Path(m.path).with_suffix(".rollback.sql")
-                    raise MigrationError(
-                        f"rollback of {m.id} failed in {rb}: {_statement_head(tracker.statement)!r}: "
-                        f"{_one_line(exc)}. Nothing of it was undone; it is still applied",
-                        sqlstate=getattr(exc, "sqlstate", None),
-                    ) from exc
-            done.append(m.id)
-    return done
 
 
 def break_lock(settings: ConnectionSettings) -> None:
