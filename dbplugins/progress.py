@@ -150,7 +150,8 @@ class Progress:
         if fraction is not None and self._position is None:
             parts.append(f"{self.done:,}/{self.total:,} {self.unit}")
         else:
-            parts.append(f"{self.done:,} {self.unit}")
+            one = self.done == 1 and self.unit.endswith("s")
+            parts.append(f"{self.done:,} {self.unit[:-1] if one else self.unit}")
         parts.append(f"{self.rate:,.0f} {self.unit}/s")
         if fraction is not None and 0 < fraction < 1 and not self._closed:
             parts.append(f"ETA {elapsed * (1 - fraction) / fraction:,.0f} s")
