@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import json
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
@@ -121,39 +123,88 @@ def csv_records(
 
     PostgreSQL's CSV rule: an unquoted empty field is ``None`` (NULL), a quoted one (``""``) the empty string.
     Python's ``csv`` reader gives ``""`` for both (``QUOTE_NOTNULL`` reading arrived only in 3.12), so the
-    reader keeps the raw lines of each record and, for the rare record holding both an empty field and the
-    characters ``""``, finds which fields were quoted with :func:`quoted_fields`. Blank lines are skipped.
+    lines it reads are kept until their records are done, and for a record holding both an empty field and the
+    characters ``""`` (rare), :func:`quoted_fields` finds which fields were quoted. The lines reach the reader
+    through ``itertools.chain`` (no Python call per line): a record's lines are found again from
+    ``reader.line_num``. Blank lines are skipped.
     """
-    taken: list[str] = []
+    held: deque[tuple[int, list[str], bool]] = deque()  # (number of the first line, the lines, has "")
+    state = {"done": 0, "quotes": False}  # lines of finished records; any held chunk holds ""
 
-    def tapped() -> Iterator[str]:
-        for line in split_lines(chunks):
-            taken.append(line)
-            yield line
+    def line_lists() -> Iterator[list[str]]:
+        first = 0
+        for chunk_lines, quotes in _line_lists(chunks):
+            while held and held[0][0] + len(held[0][1]) <= state["done"]:
+                held.popleft()  # lines of finished records are not needed any more
+            held.append((first, chunk_lines, quotes))
+            state["quotes"] = any(q for _f, _l, q in held)
+            first += len(chunk_lines)
+            yield chunk_lines
 
-    reader = csv.reader(tapped(), delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+    reader = csv.reader(
+        itertools.chain.from_iterable(line_lists()),
+        delimiter=delimiter,
+        quotechar='"',
+        doublequote=True,
+        strict=False,
+    )
     while True:
         try:
-            fields = next(reader)
+            fields: list[Any] = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
             raise DataError(f"{source}: line {reader.line_num}: {exc}", model=model) from None
+        start, state["done"] = state["done"], reader.line_num
         if not fields:
-            taken.clear()
             continue
-        values: list[str | None]
-        if "" not in fields:
-            values = list(fields)
-        elif any('""' in line for line in taken):
-            quoted = quoted_fields(_record_text(taken), delimiter)
-            if len(quoted) != len(fields):  # cannot happen for what csv accepted; never guess NULL then
-                raise DataError(f"{source}: line {reader.line_num}: cannot tell quoted fields apart", model=model)
-            values = [None if f == "" and not q else f for f, q in zip(fields, quoted, strict=True)]
-        else:
-            values = [None if f == "" else f for f in fields]
-        taken.clear()
-        yield reader.line_num, values
+        if "" in fields:
+            quoted: list[bool] | None = None
+            if state["quotes"]:
+                record = _record_text(_lines(held, start, reader.line_num))
+                if '""' in record:
+                    quoted = quoted_fields(record, delimiter)
+                    if len(quoted) != len(fields):  # cannot happen for what csv accepted; never guess NULL
+                        raise DataError(
+                            f"{source}: line {reader.line_num}: cannot tell quoted fields apart", model=model
+                        )
+            if quoted is None:
+                fields = [None if f == "" else f for f in fields]
+            else:
+                fields = [None if f == "" and not q else f for f, q in zip(fields, quoted, strict=True)]
+        yield reader.line_num, fields
+
+
+def _line_lists(chunks: Iterable[str]) -> Iterator[tuple[list[str], bool]]:
+    """The lines ending in each chunk (cut as :func:`split_lines` cuts them), and whether they hold ``""``."""
+    pending: list[str] = []
+    for chunk in chunks:
+        parts = chunk.split("\n")
+        if len(parts) == 1:
+            pending.append(chunk)
+            continue
+        quotes = '""' in chunk
+        if pending:
+            pending.append(parts[0])
+            parts[0] = "".join(pending)
+            quotes = quotes or '""' in parts[0]  # a "" cut in two by the chunk boundary
+            pending = []
+        last = parts.pop()
+        if last:
+            pending.append(last)
+        yield [part + "\n" for part in parts], quotes
+    if pending:
+        text = "".join(pending)
+        yield [text], '""' in text
+
+
+def _lines(held: Iterable[tuple[int, list[str], bool]], start: int, end: int) -> list[str]:
+    """Lines ``start`` (0-based) up to ``end`` from the held chunks."""
+    out: list[str] = []
+    for first, lines, _quotes in held:
+        if first + len(lines) > start and first < end:
+            out.extend(lines[max(start - first, 0) : end - first])
+    return out
 
 
 def _record_text(lines: list[str]) -> str:

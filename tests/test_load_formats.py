@@ -166,6 +166,24 @@ def test_a_quoted_empty_string_stays_an_empty_string(db: Any, dsn: str, tmp_path
     ]
 
 
+@pytest.mark.parametrize("chunk", [3, 64 * 1024])
+def test_quoted_and_unquoted_empties_over_many_reads(
+    db: Any, dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(textformats, "CHUNK", chunk)
+    path = tmp_path / "o.csv"
+    lines = ["oid,step_id_corr,ndet"]
+    for i in range(500):
+        lines.append([f'ZTF{i:03d},"",{i}', f"ZTF{i:03d},,", f'ZTF{i:03d},"x\n""y""",'][i % 3])
+    path.write_text("\n".join(lines) + "\n")
+    assert "500 rows loaded" in ok(run(dsn, "object", str(path)))
+    got = objects(db)
+    assert got[:3] == [("ZTF000", "", 0), ("ZTF001", None, None), ("ZTF002", 'x\n"y"', None)]
+    assert got == [
+        (f"ZTF{i:03d}", ["", None, 'x\n"y"'][i % 3], i if i % 3 == 0 else None) for i in range(500)
+    ]
+
+
 def test_a_quoted_empty_string_in_a_number_column_is_not_null(db: Any, dsn: str, tmp_path: Path) -> None:
     path = tmp_path / "o.csv"
     path.write_text('oid,ndet\nZTF1,""\n')
