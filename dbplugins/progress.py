@@ -10,6 +10,8 @@
 * **The rate agrees with the summary.** ``rate`` is ``done / elapsed`` from the moment the object was made; at
   ``close()`` the clock stops and the bar is drawn one last time with those figures, so a summary printed from
   ``bar.rate`` and ``bar.elapsed`` shows the very numbers the bar ended on.
+* **100% only at the end.** Until ``close()`` the figure stops at 99% (a file read to its end may still wait
+  for its COMMIT); ``close()`` draws 100% once.
 * **No silence.** Without a terminal (a CI log, ``nohup``, a pipe) a line such as
   ``dbp load: 45%  1,234,567 rows  45,678 rows/s  ETA 12 s`` goes to the stream every ``interval`` seconds
   (default 5), so a long run shows it is alive; a run shorter than that prints nothing.
@@ -134,35 +136,29 @@ class Progress:
         except (OSError, ValueError):  # the file was closed under us: the bar stays where it was
             return 0
 
-    def _fraction(self) -> float | None:
-        if self.total is None:
-            return None
-        if self._closed:
-            return 1.0
-        return min(self._where() / self.total, 1.0)
-
     def _info(self) -> str:
         elapsed = self.elapsed
-        fraction = self._fraction()
         parts = []
-        if fraction is not None:
-            parts.append(f"{fraction:4.0%}")
-        if fraction is not None and self._position is None:
+        eta = None
+        if self.total is not None:
+            done = 1.0 if self._closed else min(self._where() / self.total, 1.0)
+            if 0 < done < 1:
+                eta = elapsed * (1 - done) / done
+            # 100% is said once, by close(): a file read to its end may still wait for its COMMIT.
+            parts.append(f"{done if self._closed else min(done, 0.99):4.0%}")
+        if self.total is not None and self._position is None:
             parts.append(f"{self.done:,}/{self.total:,} {self.unit}")
         else:
             one = self.done == 1 and self.unit.endswith("s")
             parts.append(f"{self.done:,} {self.unit[:-1] if one else self.unit}")
         parts.append(f"{self.rate:,.0f} {self.unit}/s")
-        if fraction is not None and 0 < fraction < 1 and not self._closed:
-            parts.append(f"ETA {elapsed * (1 - fraction) / fraction:,.0f} s")
-        else:
-            parts.append(f"{elapsed:,.1f} s")
+        parts.append(f"{elapsed:,.1f} s" if eta is None else f"ETA {eta:,.0f} s")
         return "  ".join(parts)
 
     def _draw_bar(self) -> None:
         bar = self._bar
         if self.total is not None:
-            where = self.total if self._closed else min(self._where(), self.total)
+            where = self.total if self._closed else min(self._where(), self.total - 1)
             if where > bar.pos:
                 bar.update(where - bar.pos)  # moves the bar and redraws it
                 return
@@ -174,10 +170,7 @@ class Progress:
                 if self._closed:
                     return
                 if self._terminal:
-                    # The full bar is close()'s to draw, with the final figures; drawing it here too would
-                    # show "100%" twice, with two different rates.
-                    if self.total is None or self._where() < self.total:
-                        self._draw_bar()
+                    self._draw_bar()
                 else:
                     prefix = f"{self.label}: " if self.label else ""
                     click.echo(prefix + self._info(), file=self.file)

@@ -412,3 +412,19 @@ def test_the_bar_follows_a_position_and_has_no_bar_without_a_total() -> None:
     with Progress(file=term, redraw=0.001) as bar:
         list(bar.count(slow(3, 0.005)))
     assert "#" not in term.getvalue() and "3 rows" in term.getvalue()
+
+
+def test_lines_keep_coming_while_the_loop_waits_and_100_percent_waits_for_close() -> None:
+    out = io.StringIO()
+    where = [100]  # the whole file read: what is left is the COMMIT
+    bar = Progress(total=100, position=lambda: where[0], label="load", file=out, interval=0.005)
+    bar.advance(7)
+    deadline = time.monotonic() + 10
+    while not out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)  # nothing is counted meanwhile
+    waiting = out.getvalue()
+    assert waiting.startswith("load:  99%  7 rows  "), waiting
+    assert "100%" not in waiting
+    bar.close()
+    after = out.getvalue()
+    assert "100%" not in after  # without a terminal the summary line says the end, not a progress line
