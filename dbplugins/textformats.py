@@ -368,7 +368,8 @@ def json_array(
                     if size > MAX_JSON_ELEMENT:
                         reason = f"longer than {MAX_JSON_ELEMENT:,} characters"
                     else:
-                        reason = f"not valid JSON: {exc.msg} (line {buf.line(exc.pos)})"
+                        at = buf.line(exc.pos)
+                        reason = f"not valid JSON: {exc.msg}" + (f" at line {at}" if at != start_line else "")
                     raise DataError(
                         f"{source}: element {index} of the JSON array (line {start_line}) is {reason}",
                         model=model,

@@ -273,6 +273,7 @@ def test_a_json_file_of_json_lines_still_loads(db: Any, dsn: str, tmp_path: Path
         ('[{"oid": "a"},\n', "the JSON array is not closed (no ]) after element 0"),
         ('[{"oid": "a"}]\n[]', "line 2: text after the end of the JSON array"),
         ('[{"oid": "a"}, {"oid": "b', "element 1 of the JSON array (line 1) is not valid JSON: Unterminated string"),
+        ('[{"oid": "a"}, {"oid":\n\n "b",\n}]', "element 1 of the JSON array (line 1) is not valid JSON: Expecting property name enclosed in double quotes at line 4"),
         ('{"oid": "a",\n "ndet": 1}', "line 1 is not valid JSON"),
     ],
 )
