@@ -10,11 +10,11 @@
 
 Rows stream from the file into one ``bulk_insert`` call: constant memory, no pre-count, all or nothing. CSV
 text is converted to each column's type from the model (``t``/``true``/``1`` for booleans, ISO 8601 for
-timestamps, JSON or ``{a,b}`` for arrays, ``nan``/``inf`` for floats). PostgreSQL's CSV rule: an unquoted empty
-field is NULL, a quoted one (``""``) the empty string. JSON values are taken as they are, except strings for
-timestamp, date, uuid and bytea columns. Progress goes to stderr unless ``--silent`` (a bar on a terminal, a
-line every few seconds otherwise); the summary line to stdout. Failures are one ``Error: ...`` line, naming the
-file and line, and exit code 1. The guide is docs/load.md.
+timestamps, JSON or ``{a,b}`` for arrays, ``nan``/``inf`` for floats). PostgreSQL's CSV rule: an unquoted
+empty field is NULL, a quoted one (``""``) the empty string. JSON values are taken as they are, except strings
+for timestamp, date, uuid and bytea columns. Progress goes to stderr unless ``--silent`` (a bar on a terminal,
+a line every few seconds otherwise); the summary line to stdout. Failures are one ``Error: ...`` line, naming
+the file and line, and exit code 1. The guide is docs/load.md.
 """
 
 from __future__ import annotations
@@ -258,7 +258,9 @@ def _csv_rows(
                 except (ValueError, TypeError, ArithmeticError) as exc:
                     error = _bad_value(table, name, index, f"line {line} of {source}", value, exc)
                     if value == "":
-                        error = DataError(error.message + _QUOTED_EMPTY_HINT, model=table.name, column=name, row=index)
+                        error = DataError(
+                            error.message + _QUOTED_EMPTY_HINT, model=table.name, column=name, row=index
+                        )
                     raise error from None
         yield row
 
@@ -298,7 +300,9 @@ def _read(
     elif fmt == "json" and first == "[":
         yield from _json_rows(table, textformats.json_array(chunks, source, table.name), source)
     else:
-        hint = " (a .json file holds one JSON array of objects, or one object per line)" if fmt == "json" else ""
+        hint = ""
+        if fmt == "json":
+            hint = " (a .json file holds one JSON array of objects, or one object per line)"
         yield from _json_rows(table, textformats.json_lines(chunks, source, table.name, hint=hint), source)
 
 
@@ -355,7 +359,7 @@ def check_encoding(name: str) -> str:
 
 
 def check_delimiter(text: str) -> str:
-    """The one-character CSV delimiter ``text`` names (``\\t``, ``tab`` or a tab itself for TSV); ValueError."""
+    """The one-character CSV delimiter ``text`` names (``\\t`` or ``tab`` for a tab); ValueError if none."""
     named = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
     delimiter = named.get(text.lower(), text)
     if len(delimiter) != 1:
@@ -393,10 +397,10 @@ def load_file(
     """Stream ``file`` (``-`` for stdin) in format ``fmt`` (one of :data:`FORMATS`) into ``table`` with one
     ``bulk_insert`` call.
 
-    ``delimiter`` separates CSV fields (default ``,``; a tab for "tsv"); ``encoding`` decodes the bytes (a byte
-    not valid in it is a DataError naming the line). Progress goes to stderr unless ``silent``: a bar on a
-    terminal, else a line every ``progress_interval`` seconds (default :data:`PROGRESS_INTERVAL`). A one-line
-    summary goes to stdout, its rate the bar's final one.
+    ``delimiter`` separates CSV fields (default ``,``; a tab for "tsv"); ``encoding`` decodes the bytes (a
+    byte not valid in it is a DataError naming the line). Progress goes to stderr unless ``silent``: a bar on
+    a terminal, else a line every ``progress_interval`` seconds (default :data:`PROGRESS_INTERVAL`). A
+    one-line summary goes to stdout, its rate the bar's final one.
     """
     from .connection import SQLConnection
 

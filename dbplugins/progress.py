@@ -1,4 +1,4 @@
-"""Progress of a long loop on stderr: a ``click.progressbar`` on a terminal, a plain line every few seconds without.
+"""Progress of a long loop on stderr: a ``click.progressbar`` on a terminal, else a line every few seconds.
 
     with Progress(total=size, position=raw.tell, unit="rows", label="dbp load") as bar:
         for row in bar.count(rows):
@@ -16,10 +16,10 @@
   ``dbp load: 45%  1,234,567 rows  45,678 rows/s  ETA 12 s`` goes to the stream every ``interval`` seconds
   (default 5), so a long run shows it is alive; a run shorter than that prints nothing.
 
-The drawing happens on a small daemon thread, woken every ``redraw`` seconds on a terminal and every ``interval``
-seconds otherwise: the loop itself only adds 1 to a counter per item, and the display keeps moving while the
-loop waits (a slow input, a long final COMMIT). ``position`` is called from that thread, so it must be safe to
-call while the loop runs (``BufferedReader.tell`` of the file being read is).
+The drawing happens on a small daemon thread, woken every ``redraw`` seconds on a terminal and every
+``interval`` seconds otherwise: the loop itself only adds 1 to a counter per item, and the display keeps
+moving while the loop waits (a slow input, a long final COMMIT). ``position`` is called from that thread, so it
+must be safe to call while the loop runs (``BufferedReader.tell`` of the file being read is).
 """
 
 from __future__ import annotations
@@ -100,7 +100,9 @@ class Progress:
         self._thread: threading.Thread | None = None
         if enabled:
             period = redraw if self._terminal else interval
-            self._thread = threading.Thread(target=self._run, args=(period,), name="dbp-progress", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, args=(period,), name="dbp-progress", daemon=True
+            )
             self._thread.start()
 
     # -- counting -------------------------------------------------------------------------------------------

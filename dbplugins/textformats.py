@@ -1,7 +1,9 @@
-"""Reading the text formats of ``dbp load``: decoding with line numbers, CSV that keeps ``""`` apart from NULL,
-JSON lines and streamed JSON arrays. Nothing here knows about tables; :mod:`dbplugins.loadfile` maps the values.
+"""Reading the text formats of ``dbp load``: decoding with line numbers, CSV that keeps ``""`` apart from
+NULL, JSON lines and streamed JSON arrays. Nothing here knows about tables; :mod:`dbplugins.loadfile` maps the
+values.
 
-Every error is a :class:`~dbplugins.errors.DataError` whose message starts with the file name and names the line.
+Every error is a :class:`~dbplugins.errors.DataError` whose message starts with the file name and names the
+line.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ MAX_JSON_ELEMENT = 64 * 1024 * 1024
 
 
 def check_encoding(name: str) -> str:
-    """The codec's canonical name for ``name`` (``latin1`` -> ``iso8859-1``); ValueError if Python has none."""
+    """The codec's canonical name for ``name`` (``latin1`` -> ``iso8859-1``); ValueError if there is none."""
     try:
         return codecs.lookup(name).name
     except LookupError:
@@ -90,8 +92,8 @@ def _chain(head: list[str], tail: Iterator[str]) -> Iterator[str]:
 def split_lines(chunks: Iterable[str]) -> Iterator[str]:
     """Lines (ending with ``\\n``, the last one maybe not) of a text given in pieces.
 
-    Only ``\\n`` ends a line (``\\r\\n`` keeps its ``\\r`` for the CSV reader to drop), unlike ``str.splitlines``,
-    which would also cut at ``\\x1c``, ``\\u2028``... inside a field.
+    Only ``\\n`` ends a line (``\\r\\n`` keeps its ``\\r`` for the CSV reader to drop), unlike
+    ``str.splitlines``, which would also cut at ``\\x1c``, ``\\u2028``... inside a field.
     """
     pending: list[str] = []
     for chunk in chunks:
@@ -264,9 +266,13 @@ def json_lines(
                 f"{source}: line {line_no} is not valid JSON: {exc}{hint}", model=model, row=index
             ) from None
         if not isinstance(value, dict):
-            more = " (for a file holding one JSON array, use --format json)" if isinstance(value, list) else ""
+            more = (
+                " (for a file holding one JSON array, use --format json)" if isinstance(value, list) else ""
+            )
             raise DataError(
-                f"{source}: line {line_no} is a JSON {_kind(value)}, not an object{more}", model=model, row=index
+                f"{source}: line {line_no} is a JSON {_kind(value)}, not an object{more}",
+                model=model,
+                row=index,
             )
         yield line_no, index, value
         index += 1
@@ -400,4 +406,6 @@ def json_array(
                 row=index - 1,
             )
     if buf.skip_blank():
-        raise DataError(f"{source}: line {buf.line(buf.pos)}: text after the end of the JSON array", model=model)
+        raise DataError(
+            f"{source}: line {buf.line(buf.pos)}: text after the end of the JSON array", model=model
+        )

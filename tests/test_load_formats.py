@@ -48,7 +48,9 @@ def objects(db: Any) -> list[tuple[Any, ...]]:
 LATIN1 = "oid,step_id_corr,ndet\nZTF1,plain,1\nZTF2,Señal café,2\n".encode("latin-1")
 
 
-def test_a_latin1_byte_names_the_file_and_line_and_suggests_encoding(db: Any, dsn: str, tmp_path: Path) -> None:
+def test_a_latin1_byte_names_the_file_and_line_and_suggests_encoding(
+    db: Any, dsn: str, tmp_path: Path
+) -> None:
     path = tmp_path / "legacy.csv"
     path.write_bytes(LATIN1)
     message = one_line_error(run(dsn, "object", str(path)))
@@ -111,12 +113,14 @@ def test_tsv_by_extension_and_by_format(db: Any, dsn: str, tmp_path: Path) -> No
     path.write_text("oid\tstep_id_corr\tndet\nZTF1\ta, b\t1\nZTF2\t\t\n")
     assert "2 rows loaded into object from objects.tsv" in ok(run(dsn, "object", str(path)))
     other = tmp_path / "more.txt"
-    other.write_text("oid\tstep_id_corr\tndet\nZTF3\t\"q\"\"uoted\"\t3\n")
+    other.write_text('oid\tstep_id_corr\tndet\nZTF3\t"q""uoted"\t3\n')
     ok(run(dsn, "object", str(other), "--format", "tsv"))
     assert objects(db) == [("ZTF1", "a, b", 1), ("ZTF2", None, None), ("ZTF3", 'q"uoted', 3)]
 
 
-@pytest.mark.parametrize(("given", "sep"), [(";", ";"), ("|", "|"), ("\\t", "\t"), ("tab", "\t"), ("\t", "\t")])
+@pytest.mark.parametrize(
+    ("given", "sep"), [(";", ";"), ("|", "|"), ("\\t", "\t"), ("tab", "\t"), ("\t", "\t")]
+)
 def test_delimiter(db: Any, dsn: str, tmp_path: Path, given: str, sep: str) -> None:
     path = tmp_path / "o.csv"
     path.write_text(sep.join(["oid", "step_id_corr", "ndet"]) + "\n" + sep.join(["ZTF1", "x,y", "4"]) + "\n")
@@ -193,7 +197,9 @@ def test_a_quoted_empty_string_in_a_number_column_is_not_null(db: Any, dsn: str,
     assert objects(db) == []
 
 
-def test_an_unquoted_empty_field_in_a_not_null_text_column_is_still_text(db: Any, dsn: str, tmp_path: Path) -> None:
+def test_an_unquoted_empty_field_in_a_not_null_text_column_is_still_text(
+    db: Any, dsn: str, tmp_path: Path
+) -> None:
     path = tmp_path / "t.csv"
     path.write_text('classifier_name,classifier_version,classes\nlc,,{}\nlc2,"",{}\n')
     ok(run(dsn, "taxonomy", str(path)))
@@ -213,7 +219,12 @@ def test_quoted_fields_follows_the_csv_module() -> None:
 def _write_field(value: str | None, delimiter: str, quote_always: bool) -> str:
     if value is None:
         return ""
-    if value == "" or quote_always or any(c in value for c in (delimiter, '"', "\n", "\r")) or value.strip() != value:
+    if (
+        value == ""
+        or quote_always
+        or any(c in value for c in (delimiter, '"', "\n", "\r"))
+        or value.strip() != value
+    ):
         return '"' + value.replace('"', '""') + '"'
     return value
 
@@ -221,7 +232,11 @@ def _write_field(value: str | None, delimiter: str, quote_always: bool) -> str:
 @settings(max_examples=300, deadline=None)
 @given(
     rows=st.lists(
-        st.lists(st.none() | st.text(alphabet=st.sampled_from(list('ab ,;\t"\n\r\'é')), max_size=6), min_size=3, max_size=3),
+        st.lists(
+            st.none() | st.text(alphabet=st.sampled_from(list("ab ,;\t\"\n\r'é")), max_size=6),
+            min_size=3,
+            max_size=3,
+        ),
         min_size=1,
         max_size=8,
     ),
@@ -233,7 +248,9 @@ def _write_field(value: str | None, delimiter: str, quote_always: bool) -> str:
 def test_csv_records_round_trip_none_and_empty(
     rows: list[list[str | None]], delimiter: str, quote_always: bool, line_end: str, chunk: int
 ) -> None:
-    text = "".join(delimiter.join(_write_field(v, delimiter, quote_always) for v in row) + line_end for row in rows)
+    text = "".join(
+        delimiter.join(_write_field(v, delimiter, quote_always) for v in row) + line_end for row in rows
+    )
     chunks = [text[i : i + chunk] for i in range(0, len(text), chunk)]
     got = [fields for _line, fields in textformats.csv_records(chunks, delimiter, "f")]
     # A row of one unquoted empty field is a blank line, which is skipped; no such row here (3 fields).
@@ -265,15 +282,28 @@ def test_a_json_file_of_json_lines_still_loads(db: Any, dsn: str, tmp_path: Path
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('[{"oid": "a"},\n {"oid": tru}]', "element 1 of the JSON array (line 2) is not valid JSON: Expecting value"),
+        (
+            '[{"oid": "a"},\n {"oid": tru}]',
+            "element 1 of the JSON array (line 2) is not valid JSON: Expecting value",
+        ),
         ('[{"oid": "a"}, [1]]', "element 1 of the JSON array (line 1) is a JSON list, not an object"),
-        ('[{"oid": "a"} {"oid": "b"}]', "line 1: expected , or ] after element 0 of the JSON array, found '{'"),
+        (
+            '[{"oid": "a"} {"oid": "b"}]',
+            "line 1: expected , or ] after element 0 of the JSON array, found '{'",
+        ),
         ('[{"oid": "a"},]', "element 1 of the JSON array (line 1) is not valid JSON"),
         ('[{"oid": "a"}', "expected , or ] after element 0 of the JSON array, the file ends"),
         ('[{"oid": "a"},\n', "the JSON array is not closed (no ]) after element 0"),
         ('[{"oid": "a"}]\n[]', "line 2: text after the end of the JSON array"),
-        ('[{"oid": "a"}, {"oid": "b', "element 1 of the JSON array (line 1) is not valid JSON: Unterminated string"),
-        ('[{"oid": "a"}, {"oid":\n\n "b",\n}]', "element 1 of the JSON array (line 1) is not valid JSON: Expecting property name enclosed in double quotes at line 4"),
+        (
+            '[{"oid": "a"}, {"oid": "b',
+            "element 1 of the JSON array (line 1) is not valid JSON: Unterminated string",
+        ),
+        (
+            '[{"oid": "a"}, {"oid":\n\n "b",\n}]',
+            "element 1 of the JSON array (line 1) is not valid JSON: Expecting property name enclosed in double "
+            "quotes at line 4",
+        ),
         ('{"oid": "a",\n "ndet": 1}', "line 1 is not valid JSON"),
     ],
 )
@@ -305,7 +335,9 @@ def test_json_array_refuses_an_unbounded_element(monkeypatch: pytest.MonkeyPatch
         while True:
             yield "x" * 100
 
-    with pytest.raises(DataError, match=r"element 0 of the JSON array \(line 1\) is longer than 1,000 characters"):
+    with pytest.raises(
+        DataError, match=r"element 0 of the JSON array \(line 1\) is longer than 1,000 characters"
+    ):
         list(textformats.json_array(endless(), "f"))
 
 
@@ -314,7 +346,11 @@ def test_json_array_refuses_an_unbounded_element(monkeypatch: pytest.MonkeyPatch
     rows=st.lists(
         st.dictionaries(
             st.text(max_size=4),
-            st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.lists(st.integers(), max_size=3),
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.text(max_size=8)
+            | st.lists(st.integers(), max_size=3),
             max_size=4,
         ),
         max_size=6,
@@ -342,7 +378,9 @@ def test_json_array_matches_json_loads(rows: list[dict[str, Any]], indent: int |
         ("none.json", "[ ]", "the file holds no rows"),
     ],
 )
-def test_an_empty_file_says_0_rows(db: Any, dsn: str, tmp_path: Path, name: str, content: str, why: str) -> None:
+def test_an_empty_file_says_0_rows(
+    db: Any, dsn: str, tmp_path: Path, name: str, content: str, why: str
+) -> None:
     path = tmp_path / name
     path.write_text(content)
     assert ok(run(dsn, "object", str(path))) == f"0 rows loaded into object from {name}: {why}\n"
