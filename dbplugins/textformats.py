@@ -124,9 +124,10 @@ def csv_records(
     """``(line, fields)`` for each record of a CSV text; ``line`` is where the record ends.
 
     PostgreSQL's CSV rule: an unquoted empty field is ``None`` (NULL), a quoted one (``""``) the empty string.
-    Python's ``csv`` reader gives ``""`` for both (``QUOTE_NOTNULL`` reading arrived only in 3.12), so the
-    lines it reads are kept until their records are done, and for a record holding both an empty field and the
-    characters ``""`` (rare), :func:`quoted_fields` finds which fields were quoted. The lines reach the reader
+    Python's ``csv`` reader gives ``""`` for both: ``QUOTE_NOTNULL`` exists since 3.12, but its reader honours
+    it only from 3.13 (CPython gh-113732; 3.12's reader ignores it, gh-116633), and we support 3.10. So the
+    lines the reader takes are kept until their records are done, and for a record holding both an empty
+    field and the characters ``""`` (rare), :func:`quoted_fields` finds which fields were quoted. The lines reach the reader
     through ``itertools.chain`` (no Python call per line): a record's lines are found again from
     ``reader.line_num``. Blank lines are skipped.
     """
