@@ -171,11 +171,14 @@ class Progress:
             with self._lock:
                 if self._closed:
                     return
-                if self._terminal:
-                    self._draw_bar()
-                else:
-                    prefix = f"{self.label}: " if self.label else ""
-                    click.echo(prefix + self._info(), file=self.file)
+                try:
+                    if self._terminal:
+                        self._draw_bar()
+                    else:
+                        prefix = f"{self.label}: " if self.label else ""
+                        click.echo(prefix + self._info(), file=self.file)
+                except (OSError, ValueError):  # stderr closed or gone: stop drawing, never break the loop
+                    return
 
     def close(self) -> None:
         """Stop the clock and the thread; on a terminal draw the bar a last time and end its line."""

@@ -467,3 +467,11 @@ def test_lines_keep_coming_while_the_loop_waits_and_100_percent_waits_for_close(
     bar.close()
     after = out.getvalue()
     assert "100%" not in after  # without a terminal the summary line says the end, not a progress line
+
+
+def test_a_closed_stream_stops_the_lines_not_the_loop() -> None:
+    out = io.StringIO()
+    out.close()
+    with Progress(file=out, interval=0.001) as bar:
+        assert sum(bar.count(slow(5, 0.005))) == 10
+    assert bar.done == 5
