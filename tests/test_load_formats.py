@@ -469,6 +469,7 @@ def test_lines_keep_coming_while_the_loop_waits_and_100_percent_waits_for_close(
     assert "100%" not in after  # without a terminal the summary line says the end, not a progress line
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_closed_stream_stops_the_lines_not_the_loop() -> None:
     out = io.StringIO()
     out.close()
