@@ -28,9 +28,10 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, TextIO, cast
 
 from dbplugins import SQLConnection
+from dbplugins import progress as _progress
 from dbplugins.models import Dataquality, Detection, NonDetection, Object
 
 from .alerts import alert_to_rows, read_packets, synthetic_night
@@ -214,49 +215,30 @@ def ingest(
     return report
 
 
-class Progress:
-    """A one-line progress bar on a terminal (nothing when the stream is not a TTY)."""
+class Progress(_progress.Progress):
+    """The ingestion's progress on stderr: a bar on a terminal, a line every few seconds without one.
 
-    def __init__(self, total: int, *, unit: str = "alerts", stream: IO[str] | None = None, width: int = 30):
-        self.total = max(total, 1)
-        self.unit = unit
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.width = width
-        self.done = 0
-        self.start = time.perf_counter()
-        self._last = 0.0
-        self._drawn = -1  # units done at the last draw
+    The shared helper of ``dbp load`` (:mod:`dbplugins.progress`, over ``click.progressbar``), counting alerts;
+    ``advance(n)`` after each batch, ``close()`` at the end.
+    """
 
-    def advance(self, n: int) -> None:
-        """Count ``n`` more units done; redraw at most ten times a second."""
-        self.done += n
-        now = time.perf_counter()
-        if self.enabled and (now - self._last >= 0.1 or self.done >= self.total):
-            self._last = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        self._drawn = self.done
-        fraction = min(self.done / self.total, 1.0)
-        filled = int(fraction * self.width)
-        elapsed = max(now - self.start, 1e-9)
-        rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate else 0.0
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(
-            f"\r{fraction:4.0%} |{bar}| {self.done:,}/{self.total:,} {self.unit}  {rate:,.0f} {self.unit}/s  "
-            f"ETA {eta:4.0f}s "
+    def __init__(
+        self,
+        total: int,
+        *,
+        unit: str = "alerts",
+        stream: IO[str] | None = None,
+        width: int = 30,
+        interval: float = _progress.DEFAULT_INTERVAL,
+    ) -> None:
+        super().__init__(
+            total=max(total, 1),
+            unit=unit,
+            label="ingest",
+            file=cast(TextIO, stream) if stream is not None else None,
+            width=width,
+            interval=interval,
         )
-        self.stream.flush()
-
-    def close(self) -> None:
-        """End the line."""
-        if self.enabled:
-            if self._drawn != self.done:
-                self._draw(time.perf_counter())
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 # -- the command line -----------------------------------------------------------------------------------------

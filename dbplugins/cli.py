@@ -607,15 +607,44 @@ def embedded_stop() -> None:
 # -- load -------------------------------------------------------------------------------------------------------
 
 
+def _load_delimiter(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    try:
+        return None if value is None else loadfile.check_delimiter(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _load_encoding(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return loadfile.check_encoding(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command("load")
 @click.argument("table")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["csv", "jsonl"]),
+    type=click.Choice(list(loadfile.FORMATS)),
     default=None,
-    help="File format. Default: from the extension (.csv, .jsonl/.ndjson/.json, optionally .gz).",
+    help="File format. Default: from the extension (.csv, .tsv, .json, .jsonl/.ndjson, optionally .gz); "
+    "json is an array of objects or JSON lines.",
+)
+@click.option(
+    "--delimiter",
+    default=None,
+    metavar="CHAR",
+    callback=_load_delimiter,
+    help="Field separator of a CSV file (default , ; tab for tsv). '\\t' or tab for a tab.",
+)
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    callback=_load_encoding,
+    help="Encoding of the file's bytes (latin-1, cp1252, utf-16...).",
 )
 @click.option(
     "--on-conflict",
@@ -634,7 +663,7 @@ def embedded_stop() -> None:
     default=None,
     help="Rows per staging flush, for --on-conflict update and after a duplicate (default: bulk_insert's).",
 )
-@click.option("--silent", is_flag=True, help="No progress bar.")
+@click.option("--silent", is_flag=True, help="No progress on stderr.")
 @_db_options
 @click.pass_context
 def load(
@@ -642,25 +671,42 @@ def load(
     table: str,
     file: str,
     fmt: str | None,
+    delimiter: str | None,
+    encoding: str,
     on_conflict: str,
     chunk_size: int | None,
     silent: bool,
     dsn: str | None,
     settings_path: str | None,
 ) -> None:
-    """Load a CSV (with a header row) or JSON-lines FILE into TABLE, with COPY.
+    """Load a CSV/TSV (with a header row), JSON-lines or JSON-array FILE into TABLE, with COPY.
 
     Example: dbp load detection detections.csv --on-conflict ignore
 
     FILE may be - for stdin, and may be gzipped (.gz). Rows whose key already exists are skipped by default, so
     loading the same file twice is harmless. The whole file is one transaction: on any error nothing is loaded.
+    In CSV an unquoted empty field is NULL and a quoted one ("") the empty string.
     """
     fmt = fmt or loadfile.guess_format(file)
     if fmt is None:
-        raise click.UsageError(f"cannot tell the format of {file!r} from its name: give --format csv|jsonl")
+        raise click.UsageError(
+            f"cannot tell the format of {file!r} from its name: give --format {'|'.join(loadfile.FORMATS)}"
+        )
+    if delimiter is not None and fmt not in ("csv", "tsv"):
+        raise click.UsageError(f"--delimiter applies to csv and tsv files, not {fmt}")
     env = _env(ctx, settings_path, dsn)
     target = loadfile.find_table(table, env.models())
-    loadfile.load_file(target, file, fmt, on_conflict, chunk_size, silent, env.settings.conninfo)
+    loadfile.load_file(
+        target,
+        file,
+        fmt,
+        on_conflict,
+        chunk_size,
+        silent,
+        env.settings.conninfo,
+        delimiter=delimiter,
+        encoding=encoding,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

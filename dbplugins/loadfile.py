@@ -1,38 +1,42 @@
-"""``dbp load TABLE FILE``: a CSV or JSON-lines file into a model's table, through ``bulk_insert`` (COPY).
+"""``dbp load TABLE FILE``: a CSV, TSV, JSON-lines or JSON-array file into a model's table, through
+``bulk_insert`` (COPY).
 
-    dbp load detection detections.csv                      # header row; empty field = NULL
+    dbp load detection detections.csv                      # header row; unquoted empty field = NULL
+    dbp load detection detections.tsv                      # tab-separated (or --delimiter ';' for CSV)
     dbp load object objects.jsonl --on-conflict update     # one JSON object per line
+    dbp load object objects.json                           # a JSON array of objects (or JSON lines)
+    dbp load object legacy.csv --encoding latin-1          # bytes in another encoding than UTF-8
     zcat big.csv.gz | dbp load detection - --format csv    # stdin; .gz files are read directly too
 
 Rows stream from the file into one ``bulk_insert`` call: constant memory, no pre-count, all or nothing. CSV
 text is converted to each column's type from the model (``t``/``true``/``1`` for booleans, ISO 8601 for
-timestamps, JSON or ``{a,b}`` for arrays, ``nan``/``inf`` for floats); an empty field is NULL in a nullable
-column. JSON values are taken as they are, except strings for timestamp, date, uuid and bytea columns.
-A progress bar (rows, rows/s) goes to stderr when it is a terminal, unless ``--silent``; the summary line to
-stdout. Failures are one ``Error: ...`` line and exit code 1.
+timestamps, JSON or ``{a,b}`` for arrays, ``nan``/``inf`` for floats). PostgreSQL's CSV rule: an unquoted
+empty field is NULL, a quoted one (``""``) the empty string. JSON values are taken as they are, except strings
+for timestamp, date, uuid and bytea columns. Progress goes to stderr unless ``--silent`` (a bar on a terminal,
+a line every few seconds otherwise); the summary line to stdout. Failures are one ``Error: ...`` line, naming
+the file and line, and exit code 1. The guide is docs/load.md.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime
 import decimal
 import gzip
-import io
 import json
 import os
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import IO, Any, cast
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, TextIO, cast
 
 import click
 
+from . import textformats
 from .errors import DataError, DbpError, UnknownColumnError
+from .progress import DEFAULT_INTERVAL, Progress
 from .schema import ColumnDef, Table, table_of
 
-__all__ = ["load_file", "find_table", "guess_format"]
+__all__ = ["load_file", "find_table", "guess_format", "check_delimiter", "check_encoding", "FORMATS"]
 
 Converter = Callable[[str], Any]
 
@@ -200,21 +204,27 @@ def _bad_value(table: Table, column: str, index: int, where: str, text: str, exc
 
 # -- the readers ------------------------------------------------------------------------------------------------
 
+_QUOTED_EMPTY_HINT = ' (a quoted empty field "" is an empty string, not NULL: leave the field empty for NULL)'
 
-def _csv_rows(table: Table, text: IO[str], source: str) -> Iterator[dict[str, Any]]:
-    reader = csv.reader(text)
+
+def _csv_rows(
+    table: Table, chunks: Iterable[str], source: str, delimiter: str, seen: _Seen
+) -> Iterator[dict[str, Any]]:
+    records = textformats.csv_records(chunks, delimiter, source, table.name)
     try:
-        header = next(reader)
+        _line, raw_header = next(records)
     except StopIteration:
         return
-    header = [h.strip() for h in header]
-    if header and header[0].startswith("\ufeff"):
-        header[0] = header[0][1:]
+    seen.header = True
+    header = [(h or "").strip() for h in raw_header]
     for name in header:
         if name not in table.columns:
+            hint = ""
+            if len(header) == 1 and delimiter == "," and ("\t" in name or ";" in name):
+                hint = "; is the file separated by something else? give --delimiter (or --format tsv)"
             raise UnknownColumnError(
                 f"{source}: header names column {name!r}, which model {table.name!r} does not have "
-                f"(columns: {', '.join(table.columns)})",
+                f"(columns: {', '.join(table.columns)}){hint}",
                 model=table.name,
                 column=name,
             )
@@ -222,119 +232,95 @@ def _csv_rows(table: Table, text: IO[str], source: str) -> Iterator[dict[str, An
         dup = next(h for h in header if header.count(h) > 1)
         raise DbpError(f"{source}: column {dup!r} appears twice in the header", model=table.name, column=dup)
     cols = [table.columns[name] for name in header]
+    # An unquoted empty field is NULL (PostgreSQL's CSV rule), except in a NOT NULL text column, where it has
+    # always loaded as the empty string; a quoted "" is the empty string, read by the column's converter.
     plan = [
-        (name, _csv_converter(col), col.nullable or _base(col.sql_type)[0] not in _TEXT)
+        (name, _csv_converter(col), not col.nullable and _base(col.sql_type)[0] in _TEXT)
         for name, col in zip(header, cols, strict=True)
     ]
     width = len(header)
-    for index, fields in enumerate(reader):
-        if not fields:
-            continue  # a blank line
+    for index, (line, fields) in enumerate(records):
         if len(fields) != width:
             raise DataError(
-                f"{source}: line {reader.line_num} has {len(fields)} fields, the header {width}",
+                f"{source}: line {line} has {len(fields)} fields, the header {width}",
                 model=table.name,
                 row=index,
             )
         row: dict[str, Any] = {}
-        for (name, convert, empty_is_null), text_value in zip(plan, fields, strict=True):
-            if text_value == "" and empty_is_null:
-                row[name] = None
+        for (name, convert, empty_is_text), value in zip(plan, fields, strict=True):
+            if value is None:
+                row[name] = "" if empty_is_text else None
             elif convert is None:
-                row[name] = text_value
+                row[name] = value
             else:
                 try:
-                    row[name] = convert(text_value)
+                    row[name] = convert(value)
                 except (ValueError, TypeError, ArithmeticError) as exc:
-                    raise _bad_value(
-                        table, name, index, f"line {reader.line_num} of {source}", text_value, exc
-                    ) from None
+                    error = _bad_value(table, name, index, f"line {line} of {source}", value, exc)
+                    if value == "":
+                        error = DataError(
+                            error.message + _QUOTED_EMPTY_HINT, model=table.name, column=name, row=index
+                        )
+                    raise error from None
         yield row
 
 
-def _jsonl_rows(table: Table, text: IO[str], source: str) -> Iterator[dict[str, Any]]:
+def _json_rows(
+    table: Table, objects: Iterator[tuple[int, int, dict[str, Any]]], source: str
+) -> Iterator[dict[str, Any]]:
     converters = {name: c for name, col in table.columns.items() if (c := _json_converter(col)) is not None}
-    index = 0
-    for line_no, line in enumerate(text, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise DataError(
-                f"{source}: line {line_no} is not valid JSON: {exc}", model=table.name, row=index
-            ) from None
-        if not isinstance(row, dict):
-            raise DataError(
-                f"{source}: line {line_no} is a JSON {type(row).__name__}, not an object",
-                model=table.name,
-                row=index,
-            )
+    for line, index, row in objects:
         for name, convert in converters.items():
             value = row.get(name)
             if isinstance(value, str):
                 try:
                     row[name] = convert(value)
                 except (ValueError, TypeError, ArithmeticError) as exc:
-                    raise _bad_value(table, name, index, f"line {line_no} of {source}", value, exc) from None
+                    raise _bad_value(table, name, index, f"line {line} of {source}", value, exc) from None
         yield row
-        index += 1
 
 
-# -- progress -------------------------------------------------------------------------------------------------
+class _Seen:
+    """What the reader met, for the summary of a load that found no rows."""
+
+    def __init__(self) -> None:
+        self.text = False  # any non-blank character
+        self.header = False
 
 
-class _Progress:
-    """Rows read, rows/s and (for a regular file) a bar by bytes read, redrawn on stderr at most 5 times/s."""
-
-    every = 1024  # rows between clock readings
-    interval = 0.2  # seconds between redraws
-
-    def __init__(self, raw: IO[bytes], size: int | None, enabled: bool) -> None:
-        self.raw = raw
-        self.size = size
-        self.enabled = enabled
-        self.rows = 0
-        self.start = time.monotonic()
-        self._next = self.start + self.interval
-        self._drawn = False
-
-    def count(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for row in rows:
-            self.rows += 1
-            if self.enabled and not self.rows % self.every and time.monotonic() >= self._next:
-                self.draw()
-            yield row
-
-    def draw(self) -> None:
-        now = time.monotonic()
-        self._next = now + self.interval
-        rate = self.rows / max(now - self.start, 1e-9)
-        text = f"{self.rows:,} rows  {rate:,.0f} rows/s"
-        if self.size:
-            try:
-                done = min(self.raw.tell() / self.size, 1.0)
-            except (OSError, ValueError):
-                done = 0.0
-            filled = int(done * 30)
-            text = f"[{'#' * filled}{'-' * (30 - filled)}] {done:4.0%}  " + text
-        click.echo("\r" + text + "\x1b[K", err=True, nl=False)
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn:
-            click.echo("\r\x1b[K", err=True, nl=False)
+def _read(
+    table: Table, chunks: Iterable[str], fmt: str, source: str, delimiter: str | None, seen: _Seen
+) -> Iterator[dict[str, Any]]:
+    first, chunks = textformats.peek(chunks)
+    if not first:
+        return
+    seen.text = True
+    if fmt in ("csv", "tsv"):
+        yield from _csv_rows(table, chunks, source, delimiter or ("\t" if fmt == "tsv" else ","), seen)
+    elif fmt == "json" and first == "[":
+        yield from _json_rows(table, textformats.json_array(chunks, source, table.name), source)
+    else:
+        hint = ""
+        if fmt == "json":
+            hint = " (a .json file holds one JSON array of objects, or one object per line)"
+        yield from _json_rows(table, textformats.json_lines(chunks, source, table.name, hint=hint), source)
 
 
 # -- the command --------------------------------------------------------------------------------------------
+
+#: Seconds between progress lines on stderr when it is not a terminal (a parameter of :func:`load_file`).
+PROGRESS_INTERVAL = DEFAULT_INTERVAL
+
+FORMATS = ("csv", "tsv", "json", "jsonl")
 
 
 def _rows(n: int) -> str:
     return f"{n:,} row" if n == 1 else f"{n:,} rows"
 
 
-def _stderr_is_terminal() -> bool:
-    return sys.stderr.isatty()
+def _progress_file() -> TextIO:
+    """Where the progress goes (a function, so a test can hand in a terminal)."""
+    return sys.stderr
 
 
 def find_table(name: str, models: list[type]) -> Table:
@@ -351,13 +337,36 @@ def find_table(name: str, models: list[type]) -> Table:
 
 
 def guess_format(path: str) -> str | None:
-    """"csv" or "jsonl" from the file name (``.gz`` allowed), or None."""
+    """One of :data:`FORMATS` from the file name (``.gz`` allowed), or None.
+
+    ``.json`` is "json": a JSON array of objects, or (if the file does not start with ``[``) JSON lines.
+    """
     name = path.lower().removesuffix(".gz")
-    if name.endswith((".csv", ".tsv")):
+    if name.endswith(".csv"):
         return "csv"
-    if name.endswith((".jsonl", ".ndjson", ".json")):
+    if name.endswith((".tsv", ".tab")):
+        return "tsv"
+    if name.endswith((".jsonl", ".ndjson")):
         return "jsonl"
+    if name.endswith(".json"):
+        return "json"
     return None
+
+
+def check_encoding(name: str) -> str:
+    """The canonical name of the encoding ``name``; ValueError naming some good ones if Python has none."""
+    return textformats.check_encoding(name)
+
+
+def check_delimiter(text: str) -> str:
+    """The one-character CSV delimiter ``text`` names (``\\t`` or ``tab`` for a tab); ValueError if none."""
+    named = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+    delimiter = named.get(text.lower(), text)
+    if len(delimiter) != 1:
+        raise ValueError(f"{text!r} is not one character (for a tab, give '\\t' or tab)")
+    if delimiter in '"\r\n':
+        raise ValueError(f"{text!r} cannot separate fields (it is the quote or a line end)")
+    return delimiter
 
 
 def _open(path: str) -> tuple[IO[bytes], IO[bytes], int | None]:
@@ -373,38 +382,76 @@ def _open(path: str) -> tuple[IO[bytes], IO[bytes], int | None]:
 
 
 def load_file(
-    table: Table, file: str, fmt: str, on_conflict: Any, chunk_size: int | None, silent: bool, conninfo: str
+    table: Table,
+    file: str,
+    fmt: str,
+    on_conflict: Any,
+    chunk_size: int | None,
+    silent: bool,
+    conninfo: str,
+    *,
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+    progress_interval: float | None = None,
 ) -> None:
-    """Stream ``file`` (CSV or JSON lines, ``-`` for stdin) into ``table`` with one ``bulk_insert`` call.
+    """Stream ``file`` (``-`` for stdin) in format ``fmt`` (one of :data:`FORMATS`) into ``table`` with one
+    ``bulk_insert`` call.
 
-    A progress bar goes to stderr on a terminal unless ``silent``; a one-line summary goes to stdout.
+    ``delimiter`` separates CSV fields (default ``,``; a tab for "tsv"); ``encoding`` decodes the bytes (a
+    byte not valid in it is a DataError naming the line). Progress goes to stderr unless ``silent``: a bar on
+    a terminal, else a line every ``progress_interval`` seconds (default :data:`PROGRESS_INTERVAL`). A
+    one-line summary goes to stdout, its rate the bar's final one.
     """
     from .connection import SQLConnection
 
+    if fmt not in FORMATS:
+        raise DbpError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")
+    if delimiter is not None and fmt not in ("csv", "tsv"):
+        raise DbpError(f"--delimiter applies to csv and tsv files, not {fmt}")
+    try:
+        encoding = check_encoding(encoding)
+    except ValueError as exc:
+        raise DbpError(str(exc)) from None
     source = "stdin" if file == "-" else os.path.basename(file)
     stream, raw, size = _open(file)
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="" if fmt == "csv" else None)
-    progress = _Progress(raw, size, enabled=not silent and _stderr_is_terminal())
-    reader = _csv_rows if fmt == "csv" else _jsonl_rows
+    seen = _Seen()
     assert table.cls is not None
     db = SQLConnection()
     try:
         db.connect(dsn=conninfo, min_size=1, max_size=1)
-        started = time.monotonic()
+        chunks = textformats.decoded(stream, encoding, source, table.name)
+        progress = Progress(
+            total=size,
+            position=raw.tell if size else None,
+            unit="rows",
+            label=f"dbp load {table.name}",
+            file=_progress_file(),
+            enabled=not silent,
+            interval=PROGRESS_INTERVAL if progress_interval is None else progress_interval,
+        )
         try:
             written = db.query(table.cls).bulk_insert(
-                progress.count(reader(table, text, source)), on_conflict=on_conflict, chunk_size=chunk_size
+                progress.count(_read(table, chunks, fmt, source, delimiter, seen)),
+                on_conflict=on_conflict,
+                chunk_size=chunk_size,
             )
         finally:
             progress.close()
-        elapsed = time.monotonic() - started
     finally:
         db.close()
         if file != "-":
-            text.close()
+            stream.close()
             raw.close()
-    read = progress.rows
-    rate = read / elapsed if elapsed > 0 else 0.0
+    read = progress.done
+    if read == 0:
+        if not seen.text:
+            why = "the file is empty"
+        elif seen.header:
+            why = "the file has a header and no rows"
+        else:
+            why = "the file holds no rows"
+        click.echo(f"0 rows loaded into {table.name} from {source}: {why}")
+        return
     if on_conflict == "update":
         what = f"{_rows(written)} inserted or changed"
     else:
@@ -416,5 +463,6 @@ def load_file(
     elif skipped and on_conflict == "update":
         tail = f", {skipped:,} unchanged"
     click.echo(
-        f"{what} into {table.name} from {source} ({read:,} read{tail}) in {elapsed:.1f} s, {rate:,.0f} rows/s"
+        f"{what} into {table.name} from {source} ({read:,} read{tail}) in {progress.elapsed:.1f} s, "
+        f"{progress.rate:,.0f} rows/s"
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime
 import gzip
+import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +210,7 @@ def test_unknown_table_and_usage_errors(db: Any, dsn: str, tmp_path: Path) -> No
     other.write_text("oid\nZTF20a\n")
     result = run(dsn, "object", str(other))
     assert result.exit_code == 2
-    assert "give --format csv|jsonl" in result.output
+    assert "give --format csv|tsv|json|jsonl" in result.output
     result = run(dsn, "object", str(other), "--format", "csv")
     assert result.exit_code == 0, result.output
 
@@ -219,34 +221,55 @@ def test_help_has_an_example() -> None:
     assert "Example: dbp load detection detections.csv" in result.output
 
 
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 @pytest.mark.parametrize("silent", [False, True])
 def test_progress_on_a_terminal_unless_silent(
     db: Any, dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, silent: bool
 ) -> None:
-    monkeypatch.setattr(loadfile, "_stderr_is_terminal", lambda: True)
-    monkeypatch.setattr(loadfile._Progress, "every", 1)
-    monkeypatch.setattr(loadfile._Progress, "interval", 0.0)
+    terminal = Terminal()
+    monkeypatch.setattr(loadfile, "_progress_file", lambda: terminal)
     path = tmp_path / "o.jsonl"
     path.write_text("".join(json.dumps({"oid": f"o{i}"}) + "\n" for i in range(20)))
     result = run(dsn, "object", str(path), *(["--silent"] if silent else []))
     assert result.exit_code == 0, result.output
-    if silent:
-        assert result.stderr == ""
-    else:
-        assert "rows/s" in result.stderr and "[" in result.stderr and "%" in result.stderr
     assert result.stdout.startswith("20 rows loaded into object")
+    if silent:
+        assert terminal.getvalue() == ""
+        return
+    drawn = terminal.getvalue()
+    assert "[" in drawn and "100%" in drawn and drawn.endswith("\n")
+    # The bar ends on the figures of the summary: the same rows and the same rate.
+    final = drawn.rstrip().rsplit("\r", 1)[-1]
+    rate = re.search(r"([\d,]+) rows/s", result.stdout)
+    assert rate is not None
+    assert f"20 rows  {rate.group(1)} rows/s" in final, (final, result.stdout)
 
 
-def test_no_progress_when_not_a_terminal(
+def test_without_a_terminal_progress_is_a_line_now_and_then(
     db: Any, dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loadfile._Progress, "every", 1)
-    monkeypatch.setattr(loadfile._Progress, "interval", 0.0)
     path = tmp_path / "o.jsonl"
     path.write_text("".join(json.dumps({"oid": f"o{i}"}) + "\n" for i in range(20)))
+    monkeypatch.setattr(loadfile, "PROGRESS_INTERVAL", 3600.0)  # a quick load: no line, and no bar drawn
     result = run(dsn, "object", str(path))
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
+    # A slow load (here: a period shorter than the load) prints plain lines, never a bar's carriage returns.
+    monkeypatch.setattr(loadfile, "PROGRESS_INTERVAL", 0.001)
+    slow = tmp_path / "slow.jsonl"
+    slow.write_text("".join(json.dumps({"oid": f"s{i}"}) + "\n" for i in range(2000)))
+    result = run(dsn, "object", str(slow))
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines, "no progress line"
+    assert all(line.startswith("dbp load object: ") and "rows/s" in line for line in lines), lines
+    assert "\r" not in result.stderr
 
 
 def test_a_registered_user_model(db: Any, dsn: str, tmp_path: Path) -> None:
