@@ -4,7 +4,8 @@ The conventions (documented at the top of docs/README.md):
 
 - Each Markdown file is one scenario: its blocks run in document order, in one temporary directory (the current
   directory of the Python blocks and of the shell commands) and against one fresh database with the built-in
-  schema. ``DBP_DSN`` names that database, so ``SQLConnection().connect()`` and ``dbp`` find it.
+  schema, its built-in migrations recorded (as ``dbp initdb`` leaves it). ``DBP_DSN`` names that database, so
+  ``SQLConnection().connect()`` and ``dbp`` find it.
 - A ```python block runs in one namespace per file, where ``db`` (a connected ``SQLConnection``) and ``dsn`` (the
   database's DSN) are predefined.
 - A block whose first line is ``# <name>.py``, or whose info string has ``file=<name>`` (```` ```csv
@@ -157,6 +158,8 @@ def test_examples_run(path: Path, db: Any, dsn: str, tmp_path: Path, monkeypatch
     monkeypatch.setitem(sys.modules, module.__name__, module)
     namespace = module.__dict__
     namespace.update(db=db, dsn=dsn)
+    # The database as a reader's is after `make run` or `dbp initdb`: the built-in schema, its migrations recorded.
+    _run_shell(Block(path, 0, "sh", {}, "dbp initdb\n"), tmp_path, env)
     try:
         for block in found:
             name = block.file_name
