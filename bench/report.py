@@ -1,4 +1,4 @@
-"""RESULTS.md: the PASS/FAIL lines of DESIGN.md §5, the headline ratios, the environment, the method and tables.
+"""RESULTS.md: the PASS/FAIL line of each performance target, the headline ratios, the environment, the method and tables.
 
 Pure formatting: :mod:`bench.run` measures and hands the figures over.
 """
@@ -39,7 +39,7 @@ METRICS: dict[str, tuple[str, str]] = {
 
 @dataclass
 class Target:
-    """One line of DESIGN.md §5 and whether it holds."""
+    """One performance target and whether it holds."""
 
     text: str
     passed: bool
@@ -85,7 +85,7 @@ def targets(
     rss: dict[str, Any],
     migrations: dict[str, Any],
 ) -> list[Target]:
-    """The PASS/FAIL lines of DESIGN.md §5."""
+    """The PASS/FAIL lines of the performance targets."""
     growth_mb = rss["growth_kib"] / 1024
     mig = migrations
     slowest = max(mig[k]["seconds"] for k in ("full", "extra", "empty"))
@@ -177,7 +177,7 @@ def report(
         f"**{passed} of {len(results)} targets pass.** What the profiles showed and what changed: "
         "[PROFILE.md](PROFILE.md).",
         "",
-        "## Targets (DESIGN.md §5)",
+        "## Targets",
         "",
         *(t.line() for t in results),
         "",

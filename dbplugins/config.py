@@ -1,6 +1,6 @@
 """Where the connection settings come from, resolved into one frozen :class:`ConnectionSettings`.
 
-Precedence (DESIGN.md §2): an explicit argument (a config dict or a DSN) > the ``DBP_DSN`` or ``DATABASE_URL``
+Precedence: an explicit argument (a config dict or a DSN) > the ``DBP_DSN`` or ``DATABASE_URL``
 environment variable > ``settings.py`` (``DB_CONFIG["SQL"]``, in the current directory or ``settings_path``) >
 the embedded server.
 

@@ -174,7 +174,7 @@ def _one_plan(model: Any, row_cols: tuple[str, ...], filter_spec: tuple[tuple[st
     if insert_first:
         # Both branches share the statement's snapshot, so a row committed by a concurrent caller after it was
         # taken is invisible to the SELECT branch (the INSERT saw it and did nothing): the statement then returns
-        # no row, and the caller falls back to separate statements (postgres-notes §6).
+        # no row, and the caller falls back to separate statements, each with a snapshot of its own.
         combined = render(
             sql.SQL(
                 "WITH ins AS ({insert}) SELECT true, {cols} FROM ins UNION ALL "

@@ -93,7 +93,7 @@ def canonical_type(sql_type: str) -> str:
     return canonical + suffix
 
 
-# Python annotation -> SQL type (DESIGN.md §3a).
+# Python annotation -> SQL type (the defaults listed in docs/types.md).
 _PY_TYPES: dict[Any, str] = {
     str: "character varying",
     int: "integer",

@@ -1,5 +1,5 @@
-"""The documented usage runs verbatim: DESIGN.md §3's example with the built-in models (README.md's examples run
-in tests/test_readme.py)."""
+"""The documented usage runs verbatim: db-plugins' documented example with the built-in models (the examples of
+README.md and docs/ run in tests/test_docs.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-# DESIGN.md §3, character for character (db-plugins' documented usage).
+# db-plugins' documented usage, character for character (with our comments on what each line accepts).
 EXAMPLE = """\
 from db_plugins.db.sql import SQLConnection        # alias of dbplugins.SQLConnection
 from db_plugins.db.sql.models import *             # Object, Detection, NonDetection, ...
@@ -65,7 +65,7 @@ def db_plugins_config(dsn: str) -> dict[str, Any]:
 
 def run_example(namespace: dict[str, Any]) -> dict[str, Any]:
     try:
-        exec(compile(EXAMPLE, "DESIGN.md §3", "exec"), namespace)  # noqa: S102 - our own documented example
+        exec(compile(EXAMPLE, "<documented usage>", "exec"), namespace)  # noqa: S102 - our own documented example
     finally:
         db = namespace.get("db")
         if db is not None and hasattr(db, "close"):

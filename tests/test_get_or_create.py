@@ -33,7 +33,7 @@ from dbplugins import (
 class GObj:
     oid: str
     ndet: int
-    note: Optional[str] = None  # noqa: UP045 - the model annotation style of DESIGN.md §3a
+    note: Optional[str] = None  # noqa: UP045 - Optional[...], the annotation style of the documented models
     extra: Optional[dict[str, Any]] = None  # noqa: UP045 - jsonb
 
 

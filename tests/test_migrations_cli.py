@@ -21,7 +21,7 @@ from dbplugins.models import ALL_MODELS
 from dbplugins.schema import Schema
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "README.md"
+DOC = ROOT / "docs" / "migrations.md"
 
 
 def dbp(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -49,11 +49,11 @@ def ok(result: subprocess.CompletedProcess[str], code: int = 0) -> str:
 def _doc_example() -> tuple[dict[str, str], list[tuple[str, int]]]:
     """The files (python blocks headed ``# <name>.py``) and commands (the ``sh`` block) of the migrations guide.
 
-    The guide is README.md's section that starts at "## Schema and migrations" and ends at the next level-2
+    The guide is docs/migrations.md's section that starts at "## Example" and ends at the next level-2
     heading.
     """
     full = DOC.read_text()
-    start = full.index("## Schema and migrations")
+    start = full.index("## Example")
     end = full.find("\n## ", start + 1)
     text = full[start : end if end != -1 else len(full)]
     files = {}
@@ -113,7 +113,7 @@ class WatchlistEvent:
 
 
 def test_documented_example_then_a_model_change(empty_dsn: str, tmp_path: Path) -> None:
-    """The README example verbatim, then v2 of the model: migrations written, applied, verified, rolled back."""
+    """The migrations guide's example verbatim, then v2 of the model: migrations written, applied, verified, rolled back."""
     files, commands = _doc_example()
     assert set(files) == {"settings.py", "watchlist_models.py"}
     for name, body in files.items():

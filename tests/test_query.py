@@ -32,7 +32,7 @@ from dbplugins.session import Session
 class Star:
     sid: Annotated[int, Column("bigint")]
     name: str
-    mag: Optional[float] = None  # noqa: UP045 - the model annotation style of DESIGN.md §3a
+    mag: Optional[float] = None  # noqa: UP045 - Optional[...], the annotation style of the documented models
     ndet: Optional[int] = None  # noqa: UP045
     tags: Optional[list[str]] = None  # noqa: UP045
 

@@ -26,7 +26,7 @@ from dbplugins import (
 class UObj:
     oid: str
     ndet: int
-    lastmjd: Optional[float] = None  # noqa: UP045 - the model annotation style of DESIGN.md §3a
+    lastmjd: Optional[float] = None  # noqa: UP045 - Optional[...], the annotation style of the documented models
     meta: Optional[dict[str, Any]] = None  # noqa: UP045
 
 
