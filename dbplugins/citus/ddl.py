@@ -35,6 +35,7 @@ __all__ = [
     "split_schema_sql",
     "distribute_statements",
     "create_distributed_schema",
+    "distribute_sql",
 ]
 
 _CREATE_TABLE = re.compile(r"^\s*CREATE TABLE (?:IF NOT EXISTS )?(\w+)", re.IGNORECASE)
@@ -158,16 +159,23 @@ def _distribution_order(tables: Sequence[Table]) -> list[Table]:
     return ordered
 
 
+def _regclass(name: str) -> str:
+    """``name`` as ``regclass`` input: quoted, so any table name (upper case, spaces) resolves as written."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def distribute_statements(tables: Sequence[Table]) -> list[sql.Composed]:
     """``create_reference_table`` / ``create_distributed_table`` for each table that declares a distribution."""
     out: list[sql.Composed] = []
     for t in _distribution_order(tables):
         if t.reference:
-            out.append(sql.SQL("SELECT create_reference_table({})").format(sql.Literal(t.name)))
+            out.append(sql.SQL("SELECT create_reference_table({})").format(sql.Literal(_regclass(t.name))))
         else:
             out.append(
                 sql.SQL("SELECT create_distributed_table({}, {}, colocate_with => {})").format(
-                    sql.Literal(t.name), sql.Literal(t.distribute_by), sql.Literal(t.colocate_with or "default")
+                    sql.Literal(_regclass(t.name)),
+                    sql.Literal(t.distribute_by),
+                    sql.Literal(_regclass(t.colocate_with) if t.colocate_with else "default"),
                 )
             )
     return out
@@ -190,3 +198,34 @@ def create_distributed_schema(conn: psycopg.Connection[Any], tables: Sequence[Ta
         conn.execute(composed)
     for stmt in split.foreign_keys + split.rest:
         conn.execute(stmt.encode())
+
+
+def distribute_sql(table: Table) -> str | None:
+    """The migration statement that distributes a newly created ``table`` as it declares, when on Citus.
+
+    A ``DO`` block that does nothing without the Citus extension, so the same migration runs on plain PostgreSQL
+    (where the declaration changes nothing) and on a coordinator. Sequential mode, as in
+    :func:`create_distributed_schema`: the foreign keys that follow in the same transaction point at reference or
+    colocated tables.
+    """
+    if not table.reference and table.distribute_by is None:
+        return None
+    check_distribution([table])
+    name = sql.Literal(_regclass(table.name))
+    call: sql.Composable
+    if table.reference:
+        call = sql.SQL("create_reference_table({})").format(name)
+    else:
+        colocate_with = _regclass(table.colocate_with) if table.colocate_with else "default"
+        call = sql.SQL("create_distributed_table({}, {}, colocate_with => {})").format(
+            name, sql.Literal(table.distribute_by), sql.Literal(colocate_with)
+        )
+    block = sql.SQL(
+        "DO $dbp$ BEGIN\n"
+        "    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN\n"
+        "        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);\n"
+        "        PERFORM {};\n"
+        "    END IF;\n"
+        "END $dbp$"
+    ).format(call)
+    return block.as_string(None)
