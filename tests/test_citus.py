@@ -6,6 +6,7 @@ failure.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -152,7 +153,8 @@ def test_a_key_without_the_distribution_column_is_refused_before_any_ddl(citus_e
     with psycopg.connect(citus_empty_dsn) as conn, pytest.raises(ConfigurationError, match="bad_watch_pkey"):
         create_distributed_schema(conn, tables, schema_script())
     assert rows(
-        citus_empty_dsn, "SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r'"
+        citus_empty_dsn,
+        "SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r'",
     ) == [(0,)]
 
 
@@ -183,7 +185,8 @@ def test_initdb_distributed_without_citus_is_one_clear_line(empty_dsn: str, tmp_
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no Citus extension" in lines[0], result.stderr
     assert rows(
-        empty_dsn, "SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r'"
+        empty_dsn,
+        "SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r'",
     ) == [(0,)]
     db = SQLConnection()
     db.connect(dsn=empty_dsn, min_size=1, max_size=1)
@@ -221,10 +224,16 @@ def test_a_duplicate_in_error_mode_names_the_logical_constraint(
     assert fk.value.constraint == "detection_oid_fkey"
 
 
-def test_on_conflict_update_inserts_new_keys_and_updates_existing_ones(citus_db: SQLConnection, citus_dsn: str) -> None:
+def test_on_conflict_update_inserts_new_keys_and_updates_existing_ones(
+    citus_db: SQLConnection, citus_dsn: str
+) -> None:
     citus_db.query(Object).bulk_insert([{"oid": "U1", "ndet": 1, "meanra": 5.0}, {"oid": "U2", "ndet": 1}])
     n = citus_db.query(Object).bulk_insert(
-        [{"oid": "U1", "ndet": 7, "meanra": 6.0}, {"oid": "U3", "ndet": 3}, {"oid": "U1", "ndet": 8, "meanra": 6.0}],
+        [
+            {"oid": "U1", "ndet": 7, "meanra": 6.0},
+            {"oid": "U3", "ndet": 3},
+            {"oid": "U1", "ndet": 8, "meanra": 6.0},
+        ],
         on_conflict="update",
     )
     assert n == 2
@@ -349,7 +358,9 @@ def test_a_distributed_user_model_migrates_converges_and_rolls_back(citus_dsn: s
     from dbplugins.migrations import runner
 
     assert len(runner.rollback(resolve(dsn=citus_dsn), tmp_path / "migrations", count=2)) == 2
-    assert rows(citus_dsn, "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text = 'watch'") == [(0,)]
+    assert rows(citus_dsn, "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text = 'watch'") == [
+        (0,)
+    ]
     assert rows(citus_dsn, "SELECT to_regclass('watch')") == [(None,)]
 
 
@@ -361,3 +372,51 @@ def test_the_distribution_migration_is_a_no_op_on_plain_postgresql(dsn: str, tmp
         result = dbp(*args, *base, cwd=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
     assert rows(dsn, "SELECT to_regclass('watch')::text") == [("watch",)]
+
+
+# -- pieces -------------------------------------------------------------------------------------------------------
+
+
+def test_shard_suffixed_names_map_to_the_logical_constraint() -> None:
+    from dbplugins.citus.relay import logical_constraint
+    from dbplugins.models import Feature
+
+    detection = table_of(Detection)
+    assert logical_constraint("detection_pkey_102119", detection) == "detection_pkey"
+    assert logical_constraint("detection_oid_fkey_102366", detection) == "detection_oid_fkey"
+    assert logical_constraint("detection_pkey", detection) == "detection_pkey"
+    assert logical_constraint("other_pkey_102119", detection) == "other_pkey_102119"  # not this table's
+    assert logical_constraint("ix_feature_oid_2", table_of(Feature)) == "ix_feature_oid_2"  # a real name
+
+
+def test_the_cluster_command_starts_reports_and_stops(tmp_path: Path) -> None:
+    from dbplugins.citus import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no local Citus cluster: {reason}")
+    env = {**os.environ, "DBP_EMBEDDED_DIR": str(tmp_path)}
+
+    def cluster(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dbplugins.citus", command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    try:
+        started = cluster("start")
+        assert started.returncode == 0, started.stderr
+        dsn = started.stdout.strip()
+        assert str(tmp_path / "citus" / "passfile") in dsn
+        assert len(rows(dsn, "SELECT * FROM citus_get_active_worker_nodes()")) == 2
+        assert cluster("status").returncode == 0
+        assert cluster("stop").returncode == 0
+        assert cluster("status").returncode == 1
+        assert cluster("start").stdout.strip() == dsn  # restarted on the same ports
+    finally:
+        cluster("destroy")
+    assert not (tmp_path / "citus").exists()
+    assert cluster("bogus").returncode == 2

@@ -96,6 +96,13 @@ def _server_user() -> str | None:
     return _SERVER_USER
 
 
+def _as_server_user() -> dict[str, Any]:
+    """``subprocess.run`` options that run a command as the server account: its user *and* its groups (with the
+    user alone the process keeps group root, whose permission bits then apply to root-owned directories)."""
+    user = _server_user()
+    return {} if user is None else {"user": user, "group": user, "extra_groups": []}
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -167,7 +174,7 @@ class LocalCluster:
                 capture_output=True,
                 text=True,
                 timeout=timeout,
-                user=_server_user(),
+                **_as_server_user(),
                 env=env,
                 cwd=self.root,
             )
@@ -180,7 +187,7 @@ class LocalCluster:
         result = subprocess.run(
             [str(self.bindir / "pg_ctl"), "status", "-D", str(self._pgdata(node))],
             capture_output=True,
-            user=_server_user(),
+            **_as_server_user(),
             timeout=30,
             cwd=self.root,
         )
