@@ -19,6 +19,7 @@ import pytest
 from dbplugins import ConfigurationError, ConstraintError, DbpError, SQLConnection, model
 from dbplugins.citus import check_distribution, create_distributed_schema
 from dbplugins.citus.ddl import split_schema_sql
+from dbplugins.migrations import introspect
 from dbplugins.models import ALL_MODELS, Detection, Object
 from dbplugins.schema import table_of
 from dbplugins.sqlfiles import schema_script
@@ -177,6 +178,8 @@ def test_initdb_distributed_records_the_head_and_runs_once(citus_empty_dsn: str,
     assert second.returncode == 0 and "nothing to do" in second.stdout, second
     check = dbp("make_migrations", "--check", "--dsn", citus_empty_dsn, cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
+    with psycopg.connect(citus_empty_dsn) as conn:  # the logical tables, never a shard
+        assert set(introspect(conn).tables) == {table_of(m).name for m in ALL_MODELS}
 
 
 def test_initdb_distributed_without_citus_is_one_clear_line(empty_dsn: str, tmp_path: Path) -> None:
@@ -317,7 +320,13 @@ class Watch:
     name: str
 """
 
-WATCH_V2 = WATCH_V1 + "    note: Optional[str] = None\n"
+WATCH_V2 = (
+    WATCH_V1.replace(
+        'Index("ix_watch_name", ["name"])',
+        'Index("ix_watch_name", ["name"]), Index("ix_watch_note", ["note"])',
+    )
+    + "    note: Optional[str] = None\n"
+)
 
 
 def test_a_distributed_user_model_migrates_converges_and_rolls_back(citus_dsn: str, tmp_path: Path) -> None:
@@ -344,11 +353,17 @@ def test_a_distributed_user_model_migrates_converges_and_rolls_back(citus_dsn: s
     ) == [("h", "oid", True)]
     assert "No changes" in run("make_migrations", "--check")  # introspection sees logical tables, not shards
 
-    # A column change applies through Citus (to every shard) and converges.
+    # A column and an index apply through Citus (to every shard) and converge.
     (tmp_path / "watch_models.py").write_text(WATCH_V2)
     run("make_migrations", "--name", "watch note")
     run("migrate")
     assert "No changes" in run("make_migrations", "--check")
+    shard_indexes = rows(
+        citus_dsn,
+        "SELECT result FROM run_command_on_shards('watch', "
+        "$$SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'ix_watch_note%%' AND tablename = '%s'$$)",
+    )
+    assert shard_indexes and all(r == ("1",) for r in shard_indexes), shard_indexes
     with psycopg.connect(citus_dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO object (oid) VALUES ('W1')")
         conn.execute("INSERT INTO watch (oid, wid, name, note) VALUES ('W1', 1, 'a', 'n')")
