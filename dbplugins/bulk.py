@@ -847,7 +847,8 @@ def _server_error(exc: psycopg.Error, check: _RowChecker, feed: _Feed) -> DbpErr
     err = wrap_db_error(exc, model=model, row=row, action="bulk_insert")
     relayed = relayed_violation(exc, check.table)
     if relayed is not None:  # a constraint as Citus names it on a worker: the logical table's, as a ConstraintError
-        err = ConstraintError(err.message, model=model, row=row, sqlstate=err.sqlstate, constraint=relayed[1])
+        text = err.message if err.constraint else f"{err.message.removesuffix(']')}, constraint {relayed[1]!r}]"
+        err = ConstraintError(text, model=model, row=row, sqlstate=err.sqlstate, constraint=relayed[1])
     if column is not None and err.column is None:
         err = type(err)(
             f"{err.message} (column {column!r})",

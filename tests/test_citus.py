@@ -221,6 +221,7 @@ def test_a_duplicate_in_error_mode_names_the_logical_constraint(
     with pytest.raises(ConstraintError) as info:
         citus_db.query(Detection).bulk_insert([det(2, "E1"), det(1, "E1")], on_conflict="error")
     assert info.value.constraint == "detection_pkey"
+    assert "constraint 'detection_pkey'" in str(info.value)
     assert rows(citus_dsn, "SELECT candid FROM detection") == [(1,)]
     with pytest.raises(ConstraintError) as fk:
         citus_db.query(Detection).bulk_insert([det(3, "missing")], on_conflict="error")
