@@ -119,6 +119,16 @@ def test_create_db_distributed_creates_distributes_then_adds_keys(citus_dsn: str
     assert ("ix_ndetection_oid",) in rows(
         citus_dsn, "SELECT indexname FROM pg_indexes WHERE tablename = 'detection'"
     )
+    db = SQLConnection()
+    db.connect(dsn=citus_dsn, min_size=1, max_size=1)
+    try:
+        db.create_db(distributed=True)  # again: nothing to do
+        with psycopg.connect(citus_dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE reference")
+        with pytest.raises(DbpError, match="needs an empty database or the whole schema"):
+            db.create_db(distributed=True)
+    finally:
+        db.close()
 
 
 def test_split_keeps_every_statement_of_sql_schema() -> None:

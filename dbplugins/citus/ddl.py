@@ -190,6 +190,22 @@ def create_distributed_schema(conn: psycopg.Connection[Any], tables: Sequence[Ta
     """
     check_distribution(tables)
     require_citus(conn, "create the distributed schema")
+    names = [t.name for t in tables]
+    present = {
+        r[0]
+        for r in conn.execute(
+            "SELECT c.relname FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace "
+            "AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s)",
+            (names,),
+        )
+    }
+    if present == set(names):
+        return  # created before: nothing to do, as create_db() on one server
+    if present:
+        raise DbpError(
+            f"create the distributed schema: the database already has {', '.join(sorted(present)[:5])} but not "
+            f"{', '.join(sorted(set(names) - present)[:5])}; it needs an empty database or the whole schema"
+        )
     split = split_schema_sql(script)
     conn.execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
     for stmt in split.tables:
