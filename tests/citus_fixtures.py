@@ -1,8 +1,10 @@
-"""Fixtures for the Citus tests: a local coordinator + 2 workers on 127.0.0.1, for the whole test session.
+"""Fixtures for the Citus tests: a local coordinator + 2 workers on 127.0.0.1, per test module.
 
-* ``citus_cluster``: the running :class:`dbplugins.citus.LocalCluster` (data in a temporary directory, destroyed at
-  the end). Without Citus (``DBP_CITUS_PG_BIN``, default the system PostgreSQL 15) every test using it is skipped
-  with a one-line reason; with ``DBP_REQUIRE_CITUS=1`` (CI) such a skip is reported as a failure.
+* ``citus_cluster``: the running :class:`dbplugins.citus.LocalCluster`, its data in a temporary directory under
+  /tmp (not pytest's tmp_path: every pytest session that starts takes the other-users bits off its parent, and
+  the servers may run as another account), destroyed at the end of the module. Without Citus
+  (``DBP_CITUS_PG_BIN``, default the system PostgreSQL 15) every test using it is skipped with a one-line reason;
+  with ``DBP_REQUIRE_CITUS=1`` (CI) such a skip is reported as a failure.
 * ``citus_dsn``: the coordinator's database, emptied and given the distributed built-in schema
   (``create_db(distributed=True)``); ``citus_empty_dsn``: the same database, emptied.
 * ``citus_db``: an ``SQLConnection`` on ``citus_dsn``.
@@ -57,9 +59,10 @@ def reset_database(dsn: str) -> None:
             )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def citus_cluster() -> Iterator[Any]:
-    """A coordinator and two workers on loopback ports, started once per test session and removed after."""
+    """A coordinator and two workers on loopback ports, started once per test module and removed after it (so
+    the three servers do not sit beside the rest of the suite)."""
     from dbplugins.citus import LocalCluster, unavailable_reason
 
     reason = unavailable_reason()

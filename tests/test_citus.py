@@ -7,8 +7,10 @@ failure.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -415,12 +417,15 @@ def test_shard_suffixed_names_map_to_the_logical_constraint() -> None:
     assert logical_constraint("ix_feature_oid_2", table_of(Feature)) == "ix_feature_oid_2"  # a real name
 
 
-def test_the_cluster_command_starts_reports_and_stops(tmp_path: Path) -> None:
+def test_the_cluster_command_starts_reports_and_stops() -> None:
     from dbplugins.citus import unavailable_reason
 
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(f"no local Citus cluster: {reason}")
+    # Not under pytest's tmp_path: every pytest session that starts (anyone's) takes the other-users bits off
+    # /tmp/pytest-of-<user>, and the servers run as another account.
+    tmp_path = Path(tempfile.mkdtemp(prefix="dbp-citus-cmd-"))
     env = {**os.environ, "DBP_EMBEDDED_DIR": str(tmp_path)}
 
     def cluster(command: str) -> subprocess.CompletedProcess[str]:
@@ -446,3 +451,4 @@ def test_the_cluster_command_starts_reports_and_stops(tmp_path: Path) -> None:
         cluster("destroy")
     assert not (tmp_path / "citus").exists()
     assert cluster("bogus").returncode == 2
+    shutil.rmtree(tmp_path, ignore_errors=True)
