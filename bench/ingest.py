@@ -2,6 +2,7 @@
 
     python -m bench.ingest --alerts 20000            # embedded server (or DBP_DSN / settings.py)
     python -m bench.ingest --alerts 2000 --dsn postgresql://...
+    python -m bench.ingest --citus                   # the local Citus cluster (.dbp/citus), schema distributed
 
 It reads the real packets first (:func:`bench.alerts.read_packets`), then ``--alerts N`` synthetic ones
 (:func:`bench.alerts.synthetic_night`, deterministic per ``--seed``), and for every batch of alerts does what an
@@ -280,6 +281,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--batch", type=int, default=DEFAULT_BATCH, help="alerts per batch (default %(default)s)"
     )
     parser.add_argument("--dsn", default=None, help="database (default: DBP_DSN, settings.py, else embedded)")
+    parser.add_argument(
+        "--citus",
+        action="store_true",
+        help="into a Citus coordinator (--dsn; default the local cluster in .dbp/citus, started if needed), "
+        "its schema created distributed (docs/scaling.md)",
+    )
     parser.add_argument("--no-real", action="store_true", help="skip the real packets")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -293,17 +300,34 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def citus_coordinator(dsn: str | None) -> str:
+    """The coordinator to ingest into (``dsn``, else the local cluster, started if needed), initialised as
+    ``dbp initdb --distributed`` does: the distributed built-in schema and its migrations recorded."""
+    from dbplugins.citus import LocalCluster, builtin_tables, default_cluster_dir
+    from dbplugins.config import resolve
+    from dbplugins.migrations import runner
+
+    if dsn is None:
+        dsn = LocalCluster(default_cluster_dir()).start().dsn()
+        print(f"bench.ingest: using the local Citus cluster at {dsn}", file=sys.stderr)
+    tables = [t.name for t in builtin_tables()]
+    runner.initdb(resolve(dsn=dsn), builtin_tables=tables, distributed=True)
+    return dsn
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m bench.ingest``: create the schema if needed, ingest, print the summary."""
     args = parse_args(argv)
     real = 0 if args.no_real else sum(1 for _ in read_packets())
     db = SQLConnection()
-    if args.dsn:
-        db.connect(dsn=args.dsn)
+    dsn = citus_coordinator(args.dsn) if args.citus else args.dsn
+    if dsn:
+        db.connect(dsn=dsn)
     else:
         db.connect()
     try:
-        db.create_db()
+        if not args.citus:
+            db.create_db()
         progress = None if args.quiet else Progress(real + args.alerts)
         report = ingest(
             db, night(args.alerts, args.seed, real=not args.no_real), batch_size=args.batch, progress=progress

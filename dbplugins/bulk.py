@@ -54,7 +54,8 @@ from psycopg import errors as pge
 from psycopg import sql
 from psycopg.copy import LibpqWriter
 
-from .errors import ConfigurationError, DataError, DbpError, MissingValueError, wrap_db_error
+from .citus.relay import on_citus, relayed_conflict, relayed_violation
+from .errors import ConfigurationError, ConstraintError, DataError, DbpError, MissingValueError, wrap_db_error
 from .rows import as_mapping, check_columns
 from .schema import Table
 
@@ -746,6 +747,12 @@ class _Loader:
             # A key exists; or a concurrent caller holds one of ours uncommitted (we waited past the lowered
             # lock_timeout, or deadlocked with it): staging takes keys in order and waits as long as needed.
             raise _Restart(spool, self.feed.index - start) from None
+        except pge.InternalError_ as exc:
+            # The same, relayed by Citus from a worker (XX000, "detection_pkey_102119"): dbplugins/citus/relay.py.
+            if not relayed_conflict(exc, self.check.table):
+                spool.close()
+                raise
+            raise _Restart(spool, self.feed.index - start) from None
         except BaseException as exc:
             if not isinstance(exc, _Restart):
                 spool.close()
@@ -794,6 +801,8 @@ class _Loader:
                 copy.write(_BINARY_TRAILER)  # replayed rows lost theirs and no written row follows to add it
         insert = stmts.insert_update if mode == "update" else stmts.insert_ignore
         assert insert is not None
+        if on_citus(self.conn):  # Citus's INSERT ... SELECT reports the rows selected: count what RETURNING gives
+            insert = sql.SQL("WITH _dbp_ins AS ({} RETURNING 1) SELECT count(*) FROM _dbp_ins").format(insert)
         return self._insert_from_stage(insert)
 
     def _insert_from_stage(self, insert: sql.Composed) -> int:
@@ -807,7 +816,8 @@ class _Loader:
             try:
                 with self.conn.transaction():
                     self.cur.execute(insert)
-                return max(self.cur.rowcount, 0)
+                    counted = self.cur.fetchone() if self.cur.description else None
+                return int(counted[0]) if counted is not None else max(self.cur.rowcount, 0)
             except pge.DeadlockDetected:
                 if attempt == _DEADLOCK_RETRIES - 1:
                     raise
@@ -835,6 +845,10 @@ def _server_error(exc: psycopg.Error, check: _RowChecker, feed: _Feed) -> DbpErr
         if "0x00" in str(exc):
             return check._nul(check.names.index(column), row)
     err = wrap_db_error(exc, model=model, row=row, action="bulk_insert")
+    relayed = relayed_violation(exc, check.table)
+    if relayed is not None:  # a constraint as Citus names it on a worker: the logical table's, as a ConstraintError
+        text = err.message if err.constraint else f"{err.message.removesuffix(']')}, constraint {relayed[1]!r}]"
+        err = ConstraintError(text, model=model, row=row, sqlstate=err.sqlstate, constraint=relayed[1])
     if column is not None and err.column is None:
         err = type(err)(
             f"{err.message} (column {column!r})",

@@ -249,14 +249,14 @@ def cli() -> None:
 # -- initdb -----------------------------------------------------------------------------------------------------
 
 
-def _initdb(env: _Env) -> str:
+def _initdb(env: _Env, distributed: bool = False) -> str:
     from .migrations import runner
     from .models import ALL_MODELS
     from .schema import table_of
 
     cs = env.settings
     tables = [table_of(m).name for m in ALL_MODELS]
-    result = runner.initdb(cs, builtin_tables=tables)
+    result = runner.initdb(cs, builtin_tables=tables, distributed=distributed)
     if result.created:
         text = f"Database initialised at {cs.safe_dsn}: created the {len(tables)} built-in tables"
     else:
@@ -272,8 +272,9 @@ def _initdb(env: _Env) -> str:
 
 @cli.command()
 @_db_options
+@click.option("--distributed", is_flag=True, help="On a Citus coordinator: distribute the tables (docs/scaling.md).")
 @click.pass_context
-def initdb(ctx: click.Context, settings_path: str | None, dsn: str | None) -> None:
+def initdb(ctx: click.Context, settings_path: str | None, dsn: str | None, distributed: bool) -> None:
     """Create the built-in schema and record its migrations as applied.
 
     Example: dbp initdb --settings_path ./config
@@ -282,7 +283,7 @@ def initdb(ctx: click.Context, settings_path: str | None, dsn: str | None) -> No
     dbp make_migrations followed by dbp migrate.
     """
     env = _env(ctx, settings_path, dsn)
-    click.echo(_initdb(env))
+    click.echo(_initdb(env, distributed))
     if env.user_models:
         click.echo(
             "To fully init the database with your step configuration run: dbp make_migrations; dbp migrate"

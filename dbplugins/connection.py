@@ -258,8 +258,12 @@ class SQLConnection:
         except psycopg.Error as exc:
             raise wrap_db_error(exc) from exc
 
-    def create_db(self) -> None:
-        """Create the built-in schema from the hand-written DDL in ``sql/schema`` (missing tables only)."""
+    def create_db(self, distributed: bool = False) -> None:
+        """Create the built-in schema from the hand-written DDL in ``sql/schema`` (missing tables only).
+
+        ``distributed=True``: on a Citus coordinator, also distribute the tables as their models declare
+        (``DbpError`` if the server has no Citus); see docs/scaling.md.
+        """
         from .sqlfiles import schema_script
 
         script = schema_script()
@@ -268,6 +272,11 @@ class SQLConnection:
         session = self.current_session()
         try:
             with session.atomic() as conn:
+                if distributed:
+                    from . import citus
+
+                    citus.create_distributed_schema(conn, citus.builtin_tables(), script)
+                    return
                 conn.execute(script.encode())  # our own files, not user data
         except psycopg.Error as exc:
             raise wrap_db_error(exc, action="create_db") from exc

@@ -72,6 +72,7 @@ class _Commons:
 
 @model(
     "object",
+    distribute_by="oid",
     primary_key=["oid"],
     indexes=[
         Index("ix_object_ndet", ["ndet"]),
@@ -113,7 +114,7 @@ class Object:
         return f"<Object(oid='{self.oid}')>"
 
 
-@model("step", primary_key=["step_id"])
+@model("step", reference=True, primary_key=["step_id"])
 @dataclass(kw_only=True)
 class Step:
     """A pipeline step and its version."""
@@ -125,7 +126,7 @@ class Step:
     date: ts
 
 
-@model("pipeline", primary_key=["pipeline_id"])
+@model("pipeline", reference=True, primary_key=["pipeline_id"])
 @dataclass(kw_only=True)
 class Pipeline:
     """A pipeline: the steps that produced a set of results."""
@@ -139,7 +140,7 @@ class Pipeline:
     date: ts
 
 
-@model("taxonomy", primary_key=["classifier_name", "classifier_version"])
+@model("taxonomy", reference=True, primary_key=["classifier_name", "classifier_version"])
 @dataclass(kw_only=True)
 class Taxonomy:
     """The classes a classifier version can assign."""
@@ -151,6 +152,8 @@ class Taxonomy:
 
 @model(
     "probability",
+    distribute_by="oid",
+    colocate_with="object",
     primary_key=["oid", "class_name", "classifier_name", "classifier_version"],
     indexes=[
         Index("ix_probabilities_oid", ["oid"], using="hash"),
@@ -171,7 +174,7 @@ class Probability:
     ranking: int
 
 
-@model("feature_version", primary_key=["version"])
+@model("feature_version", reference=True, primary_key=["version"])
 @dataclass(kw_only=True)
 class FeatureVersion:
     """A version of the feature set and the steps that computed it."""
@@ -183,6 +186,8 @@ class FeatureVersion:
 
 @model(
     "feature",
+    distribute_by="oid",
+    colocate_with="object",
     primary_key=["oid", "name", "fid", "version"],
     indexes=[Index("ix_feature_oid_2", ["oid"], using="hash")],
 )
@@ -197,7 +202,7 @@ class Feature:
     version: Annotated[str, Column(references="feature_version.version")]
 
 
-@model("xmatch", primary_key=["oid", "catid"])
+@model("xmatch", distribute_by="oid", colocate_with="object", primary_key=["oid", "catid"])
 @dataclass(kw_only=True)
 class Xmatch:
     """A cross-match of an object with an external catalog."""
@@ -212,6 +217,7 @@ class Xmatch:
 
 @model(
     "allwise",
+    reference=True,
     primary_key=["oid_catalog"],
     indexes=[Index("ix_allwise_dec", ["dec"]), Index("ix_allwise_ra", ["ra"])],
 )
@@ -240,6 +246,8 @@ class Allwise:
 
 @model(
     "magstat",
+    distribute_by="oid",
+    colocate_with="object",
     primary_key=["oid", "fid"],
     indexes=[
         Index("ix_magstats_dmdt_first", ["dmdt_first"]),
@@ -289,6 +297,8 @@ class MagStats:
 
 @model(
     "non_detection",
+    distribute_by="oid",
+    colocate_with="object",
     primary_key=["oid", "fid", "mjd"],
     indexes=[Index("ix_non_detection_oid", ["oid"], using="hash")],
 )
@@ -304,6 +314,8 @@ class NonDetection(_Commons):
 
 @model(
     "detection",
+    distribute_by="oid",
+    colocate_with="object",
     primary_key=["candid", "oid"],
     indexes=[Index("ix_ndetection_oid", ["oid"], using="hash")],  # "ndetection": the library's own spelling
 )
@@ -348,6 +360,8 @@ class Detection(_Commons):
 
 @model(
     "dataquality",
+    distribute_by="oid",
+    colocate_with="object",
     primary_key=["candid", "oid"],
     foreign_keys=[ForeignKey("dataquality_candid_oid_fkey", ("candid", "oid"), "detection", ("candid", "oid"))],
 )
@@ -389,7 +403,7 @@ class Dataquality:
     exptime: float | None = None
 
 
-@model("gaia_ztf", primary_key=["oid"])
+@model("gaia_ztf", distribute_by="oid", colocate_with="object", primary_key=["oid"])
 @dataclass(kw_only=True)
 class Gaia_ztf:
     """The nearest Gaia sources of an object, from its ZTF alert."""
@@ -405,6 +419,8 @@ class Gaia_ztf:
 
 @model(
     "ss_ztf",
+    distribute_by="oid",
+    colocate_with="object",
     primary_key=["oid"],
     indexes=[Index("ix_ss_ztf_candid", ["candid"]), Index("ix_ss_ztf_ssnamenr", ["ssnamenr"])],
 )
@@ -419,7 +435,7 @@ class Ss_ztf:
     ssnamenr: str | None = None
 
 
-@model("ps1_ztf", primary_key=["oid", "candid"])
+@model("ps1_ztf", distribute_by="oid", colocate_with="object", primary_key=["oid", "candid"])
 @dataclass(kw_only=True)
 class Ps1_ztf:
     """The three nearest Pan-STARRS1 sources of an object, from a ZTF alert."""
@@ -453,7 +469,13 @@ class Ps1_ztf:
     unique3: bool
 
 
-@model("reference", primary_key=["oid", "rfid"], indexes=[Index("ix_reference_fid", ["fid"])])
+@model(
+    "reference",
+    distribute_by="oid",
+    colocate_with="object",
+    primary_key=["oid", "rfid"],
+    indexes=[Index("ix_reference_fid", ["fid"])],
+)
 @dataclass(kw_only=True)
 class Reference:
     """The reference image of an object in one band."""

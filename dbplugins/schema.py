@@ -182,6 +182,10 @@ class Table:
     # a generated migration drops a constraint under the name it really has.
     pk_constraint: str | None = None
     unique_names: dict[tuple[str, ...], str] = field(default_factory=dict)
+    # Citus (DESIGN.md §7): hash-distributed by this column, colocated with that table; or a reference table.
+    distribute_by: str | None = None
+    colocate_with: str | None = None
+    reference: bool = False
 
     @property
     def column_names(self) -> list[str]:
@@ -300,12 +304,18 @@ def model(
     indexes: Sequence[Index] = (),
     foreign_keys: Sequence[ForeignKey] = (),
     unique: Sequence[Sequence[str]] = (),
+    distribute_by: str | None = None,
+    colocate_with: str | None = None,
+    reference: bool = False,
 ) -> Callable[[type[T]], type[T]]:
     """Declare a dataclass as the model of table ``name``.
 
     Column types come from the annotations (``str`` varchar, ``int`` integer, ``float`` double precision,
     ``bool``, ``datetime`` timestamp, ``date``, ``bytes`` bytea, ``list[str]`` varchar[], ``dict`` jsonb;
     ``Optional[...]`` allows NULL). Primary key columns are always NOT NULL.
+
+    On a Citus cluster ``distribute_by="oid", colocate_with="object"`` hash-distributes the table by that column
+    (with that table's shards), ``reference=True`` copies it to every node; plain PostgreSQL ignores both.
     """
 
     # The names visible where the model is declared, so string annotations (``from __future__ import
@@ -350,6 +360,13 @@ def model(
             for c in ix.columns:
                 if c not in columns:
                     raise ConfigurationError(f"model {name!r}: index {ix.name!r} names unknown column {c!r}")
+        if (distribute_by is not None and (reference or distribute_by not in columns)) or (
+            colocate_with is not None and distribute_by is None
+        ):
+            raise ConfigurationError(
+                f"model {name!r}: distribute_by={distribute_by!r} must name a column (colocate_with needs it; reference=True excludes it)",
+                model=name,
+            )
         table = Table(
             name=name,
             columns=columns,
@@ -358,6 +375,9 @@ def model(
             indexes=idx,
             unique=uniq,
             cls=cls,
+            distribute_by=distribute_by,
+            colocate_with=colocate_with,
+            reference=reference,
         )
         cls.__table__ = table  # type: ignore[attr-defined]
         cls.__tablename__ = name  # type: ignore[attr-defined]

@@ -24,6 +24,9 @@ from psycopg.conninfo import make_conninfo
 # checkout, not start another under their temporary directory.
 os.environ.setdefault("DBP_EMBEDDED_DIR", str(Path(__file__).resolve().parents[1] / ".dbp"))
 
+# The local Citus cluster and the DBP_REQUIRE_CITUS hook (tests/citus_fixtures.py).
+pytest_plugins = ["citus_fixtures"]
+
 EMPTY_TEMPLATE = f"dbp_test_tpl_empty_{os.getpid()}"
 SCHEMA_TEMPLATE = f"dbp_test_tpl_schema_{os.getpid()}"
 

@@ -21,6 +21,7 @@ import string
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..citus.ddl import distribute_sql
 from ..schema import ColumnDef, ForeignKey, Index, Table
 from .diff import Operation, pg_identifier
 
@@ -83,9 +84,12 @@ def _create_table(t: Table) -> list[str]:
     for u in t.unique:
         parts.append(f"CONSTRAINT {quote_ident(pg_identifier(t.unique_name(tuple(u))))} UNIQUE ({_cols(u)})")
     body = ",\n    ".join(parts)
-    return [f"CREATE TABLE {quote_ident(t.name)} (\n    {body}\n)"] + [
-        _create_index(t.name, ix) for ix in t.indexes
-    ]
+    distribute = distribute_sql(t)  # on a Citus coordinator: distribute it as the model declares (§7)
+    return (
+        [f"CREATE TABLE {quote_ident(t.name)} (\n    {body}\n)"]
+        + [_create_index(t.name, ix) for ix in t.indexes]
+        + ([distribute] if distribute else [])
+    )
 
 
 def _alter(table: str, action: str) -> str:

@@ -197,6 +197,7 @@ def initdb(
     *,
     builtin_tables: Sequence[str],
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    distributed: bool = False,
 ) -> InitResult:
     """Create the built-in schema from ``sql/schema`` and record the built-in migrations as applied.
 
@@ -208,7 +209,14 @@ def initdb(
     - Some built-in tables but not all, and no record: an error; guessing could destroy data.
 
     Runs under the migration lock, in one transaction: the schema and its bookkeeping land together or not at all.
+    ``distributed``: on a Citus coordinator, distribute the tables as their models declare (docs/scaling.md).
     """
+    if distributed:  # checked before any DDL, yoyo's bookkeeping tables included
+        from .. import citus
+
+        with connect(settings) as check_conn:
+            citus.require_citus(check_conn, f"initdb --distributed at {settings.safe_dsn}")
+        citus.check_distribution(citus.builtin_tables())
     migrations = load(None)
     builtin = migrations.__class__([m for m in migrations if _is_builtin(m.path)])
     with _backend(settings) as backend, _locked(backend, lock_timeout):
@@ -230,7 +238,10 @@ def initdb(
         with backend.transaction():
             if missing:
                 try:
-                    conn.execute(schema_script())  # a parameterless script: psycopg runs all its statements
+                    if distributed:
+                        citus.create_distributed_schema(conn, citus.builtin_tables(), schema_script())
+                    else:
+                        conn.execute(schema_script())  # a parameterless script: psycopg runs all its statements
                 except psycopg.Error as exc:
                     raise MigrationError(f"creating the built-in schema failed: {_one_line(exc)}") from exc
             for m in mark:
