@@ -100,7 +100,7 @@ class Session:
         self._conn: Conn | None = None
         self._explicit = 0  # depth of open ``transaction()`` blocks
         self._closed = False
-        self._streaming: str | None = None  # what holds the transaction's connection for a COPY (see streaming)
+        self._streaming: str | None = None  # who holds the connection for a COPY (see streaming)
 
     # -- state ---------------------------------------------------------------------------------------------
 

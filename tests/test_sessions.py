@@ -80,7 +80,9 @@ def obj(db: SQLConnection, oid: str) -> Object:
 # -- 1. scoped sessions belong to one live thread ------------------------------------------------------------------
 
 
-def test_a_thread_that_ends_uncommitted_leaves_nothing_to_the_next_thread(scoped: SQLConnection, dsn: str) -> None:
+def test_a_thread_that_ends_uncommitted_leaves_nothing_to_the_next_thread(
+    scoped: SQLConnection, dsn: str
+) -> None:
     """Thread 1 updates A and ends without committing; thread 2 updates B and commits. Only B is committed, and
     no connection stays "idle in transaction" (Python reuses thread idents: a registry keyed by them handed
     thread 1's open transaction to thread 2, which committed A with B)."""
@@ -157,7 +159,9 @@ def test_scope_func_sessions_are_per_value(dsn: str) -> None:
 # -- 2. nothing inside a transaction block commits or rolls back on its own -----------------------------------------
 
 
-def test_rollback_inside_a_block_is_refused_and_the_block_stays_transactional(db: SQLConnection, dsn: str) -> None:
+def test_rollback_inside_a_block_is_refused_and_the_block_stays_transactional(
+    db: SQLConnection, dsn: str
+) -> None:
     """The issue's sequence: the refused rollback() changes nothing, the rest of the block stays in it, and the
     exception at the end undoes all of it (B and C used to be stored: the block ran on in autocommit)."""
     q = db.query(Object)
@@ -217,7 +221,9 @@ def test_a_block_after_an_uncommitted_update_commits_at_its_end(stored: SQLConne
     assert idle_in_transaction(dsn) == 0
 
 
-def test_a_failed_block_after_an_uncommitted_update_undoes_only_itself(stored: SQLConnection, dsn: str) -> None:
+def test_a_failed_block_after_an_uncommitted_update_undoes_only_itself(
+    stored: SQLConnection, dsn: str
+) -> None:
     stored.query().update(obj(stored, "A"), {"ndet": 10})
     with pytest.raises(RuntimeError), stored.transaction():
         stored.query().update(obj(stored, "B"), {"ndet": 20})

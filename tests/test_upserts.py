@@ -13,6 +13,7 @@ from typing import Any, Optional
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 
 from dbplugins import ConstraintError, DbpError, SQLConnection, model
 from dbplugins.cli import cli
@@ -21,8 +22,9 @@ from dbplugins.models import Object
 
 def stored(dsn: str, columns: str = "oid, ndet, meanra") -> list[tuple[Any, ...]]:
     """Committed object rows, as another connection sees them."""
+    names = sql.SQL(", ").join(sql.Identifier(c.strip()) for c in columns.split(","))
     with psycopg.connect(dsn) as conn:
-        return list(conn.execute(f"SELECT {columns} FROM object ORDER BY oid"))  # type: ignore[call-overload]
+        return list(conn.execute(sql.SQL("SELECT {} FROM object ORDER BY oid").format(names)))
 
 
 # -- 7. on_conflict="update" sets only the columns the input names ----------------------------------------------
@@ -58,7 +60,7 @@ def test_update_from_a_generator_in_many_runs_of_column_sets(db: SQLConnection, 
     q.bulk_insert({"oid": f"K{k:03d}", "ndet": 0, "meanra": 0.0} for k in range(100))
     rnd = random.Random(7)
     rows: list[dict[str, Any]] = []
-    expected = {f"K{k:03d}": [0, 0.0] for k in range(100)}
+    expected: dict[str, list[float | None]] = {f"K{k:03d}": [0, 0.0] for k in range(100)}
     for n in range(1_000):
         oid = f"K{rnd.randrange(120):03d}"  # some keys are new
         expected.setdefault(oid, [None, None])
@@ -89,7 +91,9 @@ def test_update_inside_a_transaction_rolls_back_whole(db: SQLConnection, dsn: st
     assert stored(dsn) == [("A", 1, 1.0)]
 
 
-def test_load_cli_update_with_some_columns_keeps_the_others(db: SQLConnection, dsn: str, tmp_path: Path) -> None:
+def test_load_cli_update_with_some_columns_keeps_the_others(
+    db: SQLConnection, dsn: str, tmp_path: Path
+) -> None:
     """``dbp load object f.csv --on-conflict update`` with a header ``oid,ndet`` used to wipe every other column."""
     db.query(Object).bulk_insert([{"oid": "ZTF1", "ndet": 1, "meanra": 10.5, "meandec": 4.5}])
     path = tmp_path / "f.csv"
@@ -170,7 +174,9 @@ def test_get_or_create_many_across_batches_writes_nothing_when_a_later_batch_rai
     assert stored(dsn, "oid, ndet") == [("X", 5)]
 
 
-def test_get_or_create_many_that_raises_inside_a_block_undoes_only_itself(db: SQLConnection, dsn: str) -> None:
+def test_get_or_create_many_that_raises_inside_a_block_undoes_only_itself(
+    db: SQLConnection, dsn: str
+) -> None:
     q = db.query(Object)
     q.bulk_insert([{"oid": "X", "ndet": 5}])
     with db.transaction():
@@ -207,7 +213,9 @@ def nan_db(db: SQLConnection) -> SQLConnection:
 def test_get_or_create_many_counts_a_nan_key_once(nan_db: SQLConnection) -> None:
     """PostgreSQL stores one row for two NaN keys (NaN = NaN there); both used to be reported created=True."""
     q = nan_db.query(NanKey)
-    result = q.get_or_create_many([{"x": math.nan, "note": "a"}, {"x": 1.0}, {"x": float("nan"), "note": "b"}])
+    result = q.get_or_create_many(
+        [{"x": math.nan, "note": "a"}, {"x": 1.0}, {"x": float("nan"), "note": "b"}]
+    )
     assert [c for _, c in result] == [True, True, False]
     assert math.isnan(result[0][0].x) and result[2][0].note == "a"  # the first occurrence is the row
     assert nan_db.execute("SELECT count(*) FROM up_nan_key") == [(2,)]
