@@ -377,6 +377,7 @@ class ScopedSession:
         self._sessions: dict[Hashable, Session] = {}  # scope_func() value -> session
         self._local = threading.local()  # .slot: the current thread's _ThreadSlot
         self._live: dict[int, Session] = {}  # id -> every session not yet removed, for remove_all()
+        self._finalizers: dict[int, weakref.finalize[Any, Any]] = {}  # id -> its thread's end hook
         self._lock = threading.Lock()
 
     def current(self) -> Session:
@@ -385,6 +386,8 @@ class ScopedSession:
             slot: _ThreadSlot | None = getattr(self._local, "slot", None)
             if slot is None or slot.session._closed:
                 slot = self._local.slot = _ThreadSlot(self, self._new())
+                with self._lock:
+                    self._finalizers[id(slot.session)] = slot.finalizer
             return slot.session
         key = self._scope()
         with self._lock:
@@ -403,6 +406,7 @@ class ScopedSession:
     def _forget(self, session: Session) -> None:
         with self._lock:
             self._live.pop(id(session), None)
+            self._finalizers.pop(id(session), None)
 
     def __call__(self) -> Session:
         return self.current()
@@ -428,7 +432,10 @@ class ScopedSession:
         """Close every scope's session (``db.close()``): their uncommitted transactions are rolled back."""
         with self._lock:
             sessions = list(self._live.values())
-            self._live, self._sessions = {}, {}
+            finalizers = list(self._finalizers.values())
+            self._live, self._sessions, self._finalizers = {}, {}, {}
+        for finalizer in finalizers:
+            finalizer.detach()  # nothing left for the threads' ends to do (and the sessions can be freed)
         for session in sessions:
             session._end()
 
