@@ -18,9 +18,9 @@ Conflict modes:
     temporary staging table and moved over with ``INSERT ... SELECT ... ORDER BY pk, ctid ON CONFLICT (pk) DO
     NOTHING`` (``ctid``, the staging order, is the input order: of rows sharing a key the first one given is
     the one kept, on every path), and the rest of the input follows the same way, ``chunk_size`` rows per
-    flush. The same happens
-    when the COPY has waited ``_FAST_PATH_LOCK_WAIT`` for a key that a concurrent caller holds uncommitted:
-    staging takes keys in order, so racing callers wait for each other instead of deadlocking.
+    flush. The same happens when the COPY has waited ``_FAST_PATH_LOCK_WAIT`` for a key that a concurrent
+    caller holds uncommitted: staging takes keys in order, so racing callers wait for each other instead of
+    deadlocking.
 ``"error"``
     One plain COPY: a duplicate raises ``ConstraintError`` naming the constraint.
 ``"update"``
@@ -35,8 +35,9 @@ Conflict modes:
     the statements run again.
 
 The call runs inside ``session.atomic()``: a savepoint of the caller's ``db.transaction()`` if one is open, its
-own transaction (committed on return) otherwise. Memory stays bounded whatever the input size: one staging chunk,
-or the 16 MiB in-memory part of the fast path's record.
+own transaction (committed on return) otherwise. Client memory stays bounded whatever the input size: one staging
+chunk, or the 16 MiB in-memory part of the fast path's record (``"update"`` stages the whole input in a server-side
+temporary table, which spills to disk).
 """
 
 from __future__ import annotations
