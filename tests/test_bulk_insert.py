@@ -235,10 +235,10 @@ def test_ignore_duplicates_reported_while_streaming(
         peeks.append(fd)
         return len(peeks) == 1 or real(fd)
 
-    monkeypatch.setattr(bulk_module, "_answered", answered)
-    restarts = record_restarts(monkeypatch)
     q = objects.query(Detection)
     q.bulk_insert([det(0), det(7_001), det(25_000), det(44_999)])
+    monkeypatch.setattr(bulk_module, "_answered", answered)  # after the set-up call, which peeks too
+    restarts = record_restarts(monkeypatch)
     assert q.bulk_insert((det(i) for i in range(45_000)), chunk_size=chunk_size) == 45_000 - 4
     assert objects.execute("SELECT count(*), count(DISTINCT candid), sum(candid) FROM detection") == [
         (45_000, 45_000, sum(range(45_000)))
