@@ -15,19 +15,29 @@ Conflict modes:
     encoded rows are recorded as they go (in memory up to 16 MiB, then in a temporary file). If the server
     reports a unique violation (looked for every ``_PEEK_ROWS`` rows while streaming, so that a re-delivered batch
     is not sent in full first), the call starts over in a new atomic scope: the recorded rows are replayed into a
-    temporary staging table and moved over with ``INSERT ... SELECT ... ORDER BY pk ON CONFLICT (pk) DO
-    NOTHING``, and the rest of the input follows the same way, ``chunk_size`` rows per flush. The same happens
-    when the COPY has waited ``_FAST_PATH_LOCK_WAIT`` for a key that a concurrent caller holds uncommitted:
-    staging takes keys in order, so racing callers wait for each other instead of deadlocking.
+    temporary staging table and moved over with ``INSERT ... SELECT ... ORDER BY pk, ctid ON CONFLICT (pk) DO
+    NOTHING`` (``ctid``, the staging order, is the input order: of rows sharing a key the first one given is
+    the one kept, on every path), and the rest of the input follows the same way, ``chunk_size`` rows per
+    flush. The same happens when the COPY has waited ``_FAST_PATH_LOCK_WAIT`` for a key that a concurrent
+    caller holds uncommitted: staging takes keys in order, so racing callers wait for each other instead of
+    deadlocking.
 ``"error"``
     One plain COPY: a duplicate raises ``ConstraintError`` naming the constraint.
 ``"update"``
-    Upsert through the staging table: new keys are inserted, existing ones get the non-key columns of the
-    *last* row with that key in the call (rows equal to what is stored are left alone).
+    Upsert through the staging table: new keys are inserted (the columns the rows leave out get their defaults
+    or NULL); an existing row gets only the columns each row *names* (a dict's keys; a dataclass instance names
+    them all), applied in input order, so a column the input does not name is never touched and the last row
+    naming a column wins (rows equal to what is stored are left alone). The whole input is staged first (each
+    run of rows naming the same columns tagged as one segment), then moved over by one ``INSERT ... SELECT ...
+    ORDER BY pk ... ON CONFLICT DO UPDATE`` per segment, all in one savepoint: with one segment (the usual
+    case) callers upserting the same keys in any order take the row locks in key order and queue instead of
+    deadlocking; with several, a deadlock rolls the savepoint back (releasing every row lock of the call) and
+    the statements run again.
 
 The call runs inside ``session.atomic()``: a savepoint of the caller's ``db.transaction()`` if one is open, its
-own transaction (committed on return) otherwise. Memory stays bounded whatever the input size: one staging chunk,
-or the 16 MiB in-memory part of the fast path's record.
+own transaction (committed on return) otherwise. Client memory stays bounded whatever the input size: one staging
+chunk, or the 16 MiB in-memory part of the fast path's record (``"update"`` stages the whole input in a server-side
+temporary table, which spills to disk).
 """
 
 from __future__ import annotations
@@ -41,7 +51,6 @@ import numbers
 import operator
 import random
 import re
-import select
 import struct
 import tempfile
 import time
@@ -58,6 +67,7 @@ from .citus.relay import on_citus, relayed_conflict, relayed_violation
 from .errors import ConfigurationError, ConstraintError, DataError, DbpError, MissingValueError, wrap_db_error
 from .rows import as_mapping, check_columns
 from .schema import Table
+from .session import readable
 
 if TYPE_CHECKING:
     from psycopg.abc import Buffer
@@ -69,7 +79,7 @@ __all__ = ["bulk_insert", "OnConflict", "DEFAULT_CHUNK_SIZE"]
 OnConflict = Literal["ignore", "error", "update"]
 _MODES: tuple[str, ...] = get_args(OnConflict)
 
-# Rows per staging flush: in "update" mode, and in "ignore" mode once a key turned out to exist (each flush is a
+# Rows per staging flush in "ignore" mode once a key turned out to exist ("update" mode stages all; each flush is a
 # TRUNCATE, a COPY into the staging table and an INSERT ... SELECT in a savepoint). The fast path of "ignore" mode
 # is not chunked: it sends the whole input as one COPY straight into the table, like "error" mode, and records it
 # (_Spool) for the replay. It used to send chunks of this size, each after the first in a savepoint; measured with
@@ -104,6 +114,10 @@ _MAX_SIGNATURES = 4096
 _DEADLOCK_RETRIES = 5
 
 _BINARY_TRAILER = b"\xff\xff"
+_SEGMENT = "_dbp_segment"  # "update" mode's staging column: the run of rows naming the same columns
+
+# Whether the server has sent something during the fast path's COPY (poll(): select() fails on fd >= 1024).
+_answered = readable
 _END: Any = object()
 
 
@@ -623,7 +637,7 @@ class _Statements:
         digest = hashlib.sha1(
             repr(list(zip(check.names, check.sql_types, strict=True))).encode()
         ).hexdigest()[:10]
-        stage = sql.Identifier(f"_dbp_stage_{table.name[:40]}_{digest}")
+        stage = self.stage = sql.Identifier(f"_dbp_stage_{table.name[:40]}_{digest}")
         self.copy_target = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(t, cols)
         self.copy_stage = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, cols)
         # A temporary table per connection, reused: created once (it lives as long as the pooled connection,
@@ -631,6 +645,19 @@ class _Statements:
         # CREATE ... ON COMMIT DROP per call, which would write ~35 catalog rows per call.
         self.create_stage = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {})").format(stage, t)
         self.truncate_stage = sql.SQL("TRUNCATE {}").format(stage)
+        # "update" mode's staging table: the table's columns plus the segment (run of rows naming the same
+        # columns) of each row, filled by the column default from a setting changed between the runs' COPYs.
+        ustage = self.ustage = sql.Identifier(f"_dbp_ustage_{table.name[:40]}_{digest}")
+        self.create_ustage = sql.SQL(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {}, {} integer NOT NULL "
+            "DEFAULT current_setting('dbplugins.bulk_segment')::integer)"
+        ).format(ustage, t, sql.Identifier(_SEGMENT))
+        self.index_ustage = sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+            sql.Identifier(f"_dbp_ustage_{digest}_seg"), ustage, sql.Identifier(_SEGMENT)
+        )
+        self.truncate_ustage = sql.SQL("TRUNCATE {}").format(ustage)
+        self.copy_ustage = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(ustage, cols)
+        self.set_segment = sql.SQL("SELECT set_config('dbplugins.bulk_segment', %s, true)")
         # Lower lock_timeout for the fast path's COPY (never raise it), returning the setting to restore after.
         self.limit_lock_wait = sql.SQL(
             "SELECT s.prev, set_config('lock_timeout', CASE WHEN s.prev::interval = interval '0' "
@@ -642,31 +669,56 @@ class _Statements:
         target = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, pk))) if pk else sql.SQL("")
         # ORDER BY the key: concurrent callers then take row locks in the same order and cannot deadlock on
         # each other's uncommitted keys within a chunk (racing re-deliveries of one batch in other orders).
+        # Then ctid: the staging table is truncated and filled by COPY, so ctid order is input order, and the
+        # first row given for a key is inserted first (the later ones conflict with it and are skipped).
         order = (
-            sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(map(sql.Identifier, pk))) if pk else sql.SQL("")
+            sql.SQL(" ORDER BY {}, ctid").format(sql.SQL(", ").join(map(sql.Identifier, pk)))
+            if pk
+            else sql.SQL("")
         )
         self.insert_ignore = sql.SQL(
             "INSERT INTO {t} ({c}) SELECT {c} FROM {s}{o} ON CONFLICT{k} DO NOTHING"
         ).format(t=t, c=cols, s=stage, o=order, k=target)
-        self.insert_update: sql.Composed | None = None
-        if pk:
-            pkcols = sql.SQL(", ").join(map(sql.Identifier, pk))
-            rest = [n for n in check.names if n not in pk]
-            action: sql.Composable
-            if rest:
-                action = sql.SQL("DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})").format(
-                    sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in rest),
-                    sql.SQL(", ").join(sql.Identifier(table.name, n) for n in rest),
-                    sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in rest),
-                )
-            else:
-                action = sql.SQL("DO NOTHING")
-            # DISTINCT ON keeps one row per key (DO UPDATE may not touch a row twice in one statement): the last
-            # one given, as ctid order is insertion order in a staging table just truncated and filled by COPY.
-            self.insert_update = sql.SQL(
-                "INSERT INTO {t} ({c}) SELECT DISTINCT ON ({k}) {c} FROM {s} ORDER BY {k}, ctid DESC "
-                "ON CONFLICT ({k}) {a}"
-            ).format(t=t, c=cols, s=stage, k=pkcols, a=action)
+        self.table = table
+        self.names = check.names
+        self.has_key = bool(pk)
+        self._upserts: dict[tuple[tuple[str, ...], bool], sql.Composed] = {}
+
+    def upsert(self, named: tuple[str, ...], segmented: bool) -> sql.Composed:
+        """The staged upsert that sets only the ``named`` non-key columns of an existing row (cached per set).
+
+        ``DISTINCT ON`` keeps one row per key (DO UPDATE may not touch a row twice in one statement): the last one
+        given, as ctid order is input order in a staging table just truncated and filled by COPY. ``ORDER BY``
+        the key makes the statement lock keys in order (see :meth:`_Loader.upsert`). ``segmented``: only the
+        rows of the segment bound as the statement's parameter.
+        """
+        cache = (named, segmented)
+        found = self._upserts.get(cache)
+        if found is not None:
+            return found
+        pk = self.table.primary_key
+        t = sql.Identifier(self.table.name)
+        cols = sql.SQL(", ").join(map(sql.Identifier, self.names))
+        pkcols = sql.SQL(", ").join(map(sql.Identifier, pk))
+        rest = [n for n in self.names if n in named and n not in pk]  # table order; names checked against it
+        action: sql.Composable
+        if rest:
+            action = sql.SQL("DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})").format(
+                sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in rest),
+                sql.SQL(", ").join(sql.Identifier(self.table.name, n) for n in rest),
+                sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in rest),
+            )
+        else:
+            action = sql.SQL("DO NOTHING")
+        where = sql.SQL(" WHERE {} = %s").format(sql.Identifier(_SEGMENT)) if segmented else sql.SQL("")
+        stmt = sql.SQL(
+            "INSERT INTO {t} ({c}) SELECT DISTINCT ON ({k}) {c} FROM {s}{w} ORDER BY {k}, ctid DESC "
+            "ON CONFLICT ({k}) {a}"
+        ).format(t=t, c=cols, s=self.ustage, w=where, k=pkcols, a=action)
+        if len(self._upserts) >= _MAX_SIGNATURES:
+            self._upserts.clear()
+        self._upserts[cache] = stmt
+        return stmt
 
 
 _STATEMENTS: dict[int, tuple[Table, _Statements]] = {}
@@ -731,12 +783,13 @@ class _Loader:
         spool = _Spool(self.check.table.name)
         writer = _RecordingWriter(self.cur, spool)
         fileno = self.conn.fileno()
+        answered = _answered
         try:
             with self.cur.copy(self.stmts.copy_target, writer=writer) as copy:
                 copy.set_types(self.check.pg_types)
                 while not self.feed.done:
                     _write_rows(copy, self.check, self.feed, _PEEK_ROWS)
-                    if select.select([fileno], [], [], 0)[0]:
+                    if answered(fileno):
                         break
                 writer.ending = True
             if not self.feed.done:
@@ -782,6 +835,42 @@ class _Loader:
                 replay.close()
         return total
 
+    def upsert(self) -> int:
+        """ "update" mode: the whole input into the staging table, then one upsert per segment; rows written.
+
+        A segment is a run of rows naming the same columns: its statement sets exactly those. One statement per
+        call in the usual case, which takes the keys in order: two callers upserting the same keys (in any order,
+        in any number of rows) queue on the first key they share instead of deadlocking across chunks.
+        """
+        stmts = self.stmts
+        check = self.check
+        feed = self.feed
+        if not self.stage_ready:
+            self.cur.execute(stmts.create_ustage)
+            self.stage_ready = True
+        self.cur.execute(stmts.truncate_ustage)
+        segments: list[tuple[str, ...]] = []
+        while not feed.done:
+            named = _named_columns(check, feed.head)
+            self.cur.execute(stmts.set_segment, (str(len(segments)),))
+            if len(segments) == 1:
+                self.cur.execute(stmts.index_ustage)  # each later segment's statement reads only its rows
+            segments.append(named)
+            run = _Run(check, named, feed.rest)
+            part = _Feed(feed.head, run)
+            part.index = feed.index
+            feed.copy_start = feed.index
+            try:
+                with self.cur.copy(stmts.copy_ustage) as copy:
+                    copy.set_types(check.pg_types)
+                    _write_rows(copy, check, part, None)
+            finally:
+                feed.index = part.index
+                feed.head = run.pending if part.done else part.head
+        if len(segments) == 1:
+            return self._apply([(stmts.upsert(segments[0], False), ())])
+        return self._apply([(stmts.upsert(named, True), (n,)) for n, named in enumerate(segments)])
+
     def _stage_chunk(self, limit: int, mode: str, replay: _Spool | None, replay_rows: int) -> int:
         stmts = self.stmts
         if not self.stage_ready:
@@ -799,30 +888,81 @@ class _Loader:
                 _write_rows(copy, self.check, self.feed, remaining)
             elif replay is not None:
                 copy.write(_BINARY_TRAILER)  # replayed rows lost theirs and no written row follows to add it
-        insert = stmts.insert_update if mode == "update" else stmts.insert_ignore
-        assert insert is not None
-        if on_citus(self.conn):  # Citus's INSERT ... SELECT reports the rows selected: count what RETURNING gives
-            insert = sql.SQL("WITH _dbp_ins AS ({} RETURNING 1) SELECT count(*) FROM _dbp_ins").format(insert)
-        return self._insert_from_stage(insert)
+        return self._insert_from_stage(stmts.insert_ignore)
 
     def _insert_from_stage(self, insert: sql.Composed) -> int:
-        """Run the staged INSERT in a savepoint, retried when the server breaks a deadlock by aborting it.
+        return self._apply([(insert, ())])
 
-        Ordered inserts cannot deadlock with each other inside one chunk, but they can with a concurrent direct
-        COPY (input order) or across chunks of two multi-chunk calls; the other side usually finishes within
-        the back-off. After the last try the DeadlockDetected propagates and the whole call is rolled back.
+    def _apply(self, statements: list[tuple[sql.Composed, tuple[Any, ...]]]) -> int:
+        """Run the staged statements in one savepoint, retried when the server breaks a deadlock by aborting one.
+
+        Ordered inserts cannot deadlock with each other inside one statement, but they can with a concurrent
+        direct COPY (input order), across chunks of two multi-chunk "ignore" calls, or across the segments of
+        "update" calls. Rolling back to the savepoint releases every row lock the statements took, so the other
+        side finishes within the back-off. After the last try the DeadlockDetected propagates and the whole call
+        is rolled back.
         """
         for attempt in range(_DEADLOCK_RETRIES):
             try:
+                written = 0
                 with self.conn.transaction():
-                    self.cur.execute(insert)
-                    counted = self.cur.fetchone() if self.cur.description else None
-                return int(counted[0]) if counted is not None else max(self.cur.rowcount, 0)
+                    citus = on_citus(self.conn)
+                    for stmt, params in statements:
+                        if citus:  # Citus's INSERT ... SELECT reports the rows selected: count what RETURNING gives
+                            stmt = sql.SQL("WITH _dbp_ins AS ({} RETURNING 1) SELECT count(*) FROM _dbp_ins").format(
+                                stmt
+                            )
+                        self.cur.execute(stmt, params or None)
+                        counted = self.cur.fetchone() if self.cur.description else None
+                        written += int(counted[0]) if counted is not None else max(self.cur.rowcount, 0)
+                return written
             except pge.DeadlockDetected:
                 if attempt == _DEADLOCK_RETRIES - 1:
                     raise
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter, not crypto
         raise AssertionError("unreachable")
+
+
+def _named_columns(check: _RowChecker, row: Any) -> tuple[str, ...]:
+    """The columns a row names, in table order: a mapping's keys, or every column (a model instance)."""
+    if isinstance(row, Mapping):
+        return tuple(n for n in check.names if n in row)
+    return check.names
+
+
+class _Run:
+    """The rows of an iterator while they name the same columns as the first of the run ("update" mode).
+
+    Stops (StopIteration) before the first row that names others and keeps it in ``pending``; the caller starts
+    the next run with it. ``pending`` is ``_END`` when the input itself ended.
+    """
+
+    __slots__ = ("rows", "keys", "full", "cls", "pending")
+
+    def __init__(self, check: _RowChecker, named: tuple[str, ...], rows: Iterator[Any]) -> None:
+        self.rows = rows
+        self.keys = frozenset(named)
+        self.full = len(named) == check.ncols
+        self.cls = check.cls
+        self.pending: Any = _END
+
+    def __iter__(self) -> _Run:
+        return self
+
+    def __next__(self) -> Any:
+        if self.pending is not _END:
+            raise StopIteration
+        row = next(self.rows)  # the end of the input ends the run
+        if type(row) is dict:
+            same = row.keys() == self.keys
+        elif isinstance(row, Mapping):
+            same = frozenset(row.keys()) == self.keys
+        else:  # a model instance names every column (anything else: the writer names the error)
+            same = self.full or type(row) is not self.cls
+        if same:
+            return row
+        self.pending = row
+        raise StopIteration
 
 
 # -- errors from the server ---------------------------------------------------------------------------------
@@ -879,10 +1019,13 @@ def bulk_insert(
 
     The count is the rows inserted: duplicates skipped by ``"ignore"`` are not counted; for ``"update"`` it is
     the rows inserted plus the rows whose stored values changed (a key given twice in one call counts once
-    per chunk it appears in).
+    per segment, a run of rows naming the same columns, it appears in).
 
-    ``chunk_size`` (default :data:`DEFAULT_CHUNK_SIZE`) is the number of rows per staging flush: in ``"update"``
-    mode, and in ``"ignore"`` mode after a key turned out to exist. Without duplicates, ``"ignore"`` and
+    ``"update"`` touches only the columns the rows name: each row sets its own keys on an existing row, a new
+    row gets defaults or NULL for the rest; of several rows with one key, the last to name a column wins.
+
+    ``chunk_size`` (default :data:`DEFAULT_CHUNK_SIZE`) is the number of rows per staging flush in ``"ignore"``
+    mode after a key turned out to exist (``"update"`` stages the whole input, then applies it). Without duplicates, ``"ignore"`` and
     ``"error"`` send everything in one COPY. Memory use stays bounded (see the module documentation); the
     ``"ignore"`` fast path keeps a copy of what it sent, beyond 16 MiB in a temporary file (about 0.3 kB per
     30-column row), to replay it if a duplicate shows up.
@@ -910,7 +1053,7 @@ def bulk_insert(
         )
     check = _checker(table)
     stmts = _statements(table, check)
-    if on_conflict == "update" and stmts.insert_update is None:
+    if on_conflict == "update" and not stmts.has_key:
         raise DbpError(
             f'on_conflict="update" needs a primary key; model {table.name!r} has none', model=table.name
         )
@@ -927,17 +1070,19 @@ def bulk_insert(
         raise error
     feed = _Feed(head, rest)
     joined = session.in_transaction  # the call becomes a savepoint of the caller's transaction
+    # While the COPY streams, the connection is busy: a statement on the session from the rows' iterable raises.
+    busy = f"bulk_insert into {table.name!r}"
     try:
         try:
-            with session.atomic() as conn:
+            with session.atomic() as conn, session.streaming(busy):
                 loader = _Loader(conn, check, stmts, feed)
                 if on_conflict == "error":
                     return loader.plain()
                 if on_conflict == "update":
-                    return loader.staged(chunk, "update")
+                    return loader.upsert()
                 return loader.optimistic(in_callers_transaction=joined)
         except _Restart as restart:
-            with session.atomic() as conn:
+            with session.atomic() as conn, session.streaming(busy):
                 loader = _Loader(conn, check, stmts, feed)
                 return loader.staged(chunk, "ignore", restart.spool, restart.rows)
     except psycopg.Error as exc:

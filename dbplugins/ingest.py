@@ -21,9 +21,12 @@ session), and leaves an explicit ``with db.transaction():`` block to commit.
 
 from __future__ import annotations
 
+import decimal
 import functools
 import logging
 import operator
+import random
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -293,11 +296,12 @@ def _mismatch(
     row: Mapping[str, Any],
     filter_by: Mapping[str, Any],
     index: int | None = None,
+    action: str = "get_or_create",
 ) -> ConstraintError:
     key = ", ".join(f"{c}={row[c]!r}" for c in target)
     where = f" (row {index})" if index is not None else ""
     return ConstraintError(
-        f"get_or_create: a row of model {table.name!r} with {key} exists but does not match "
+        f"{action}: a row of model {table.name!r} with {key} exists but does not match "
         f"{dict(filter_by)!r}{where}; fetch it by its key, or update it",
         model=table.name,
         row=index,
@@ -426,9 +430,14 @@ def get_or_create_many(
     Each row is looked up by its ``key`` columns (default: the primary key, which ``key`` must contain, or a
     unique constraint). Per batch of ``batch_size`` rows it runs one statement (an ``INSERT ... SELECT FROM
     unnest(...) ON CONFLICT DO NOTHING RETURNING``) and, when some keys existed, a second one that selects them.
-    Duplicate keys in the input: the first occurrence is inserted, later ones get the same row and
-    ``created=False``. A column that a row leaves out is NULL (rows may differ in the columns they give). Concurrent callers never both create a key. Outside a transaction each batch is atomic on
-    its own; inside ``db.transaction()`` the whole call belongs to the transaction.
+    Duplicate keys in the input (NaN equal to NaN, as PostgreSQL compares them): the first occurrence is
+    inserted, later ones get the same row and ``created=False``. A column that a row leaves out is NULL (rows may
+    differ in the columns they give). Concurrent callers never both create a key.
+
+    All or nothing: a call that raises (a key that exists with other values, a constraint, a lost connection)
+    has written none of its rows. Outside a transaction the call is one transaction, committed on return (a
+    deadlock with a concurrent caller rolls it back and runs it again); inside ``db.transaction()`` it is a
+    savepoint of the caller's transaction.
     """
     table = table_of(model)
     if batch_size < 1:
@@ -463,10 +472,36 @@ def get_or_create_many(
         group = tuple(c for c in m if c in defaulted) if defaulted else ()
         groups.setdefault(group, []).append(i)
         given.setdefault(group, set()).update(m)
-    out: list[tuple[T, bool] | None] = [None] * len(maps)
     if not maps:
         return []
-    with _session_scope(session) as conn:
+    joined = session.in_transaction
+    for attempt in range(MAX_TRIES):
+        try:
+            return _many_call(session, model, table, key_cols, batch_size, groups, given, maps)
+        except pge.DeadlockDetected as exc:
+            # Two callers' batches locked keys in opposite orders across batches; the server rolled ours back.
+            # Our own transaction is gone with everything it held: run the call again. In the caller's
+            # transaction only the caller can decide.
+            if joined or attempt == MAX_TRIES - 1:
+                raise translate_error(exc, table, maps, action="get_or_create_many") from exc
+            log.info("get_or_create_many: deadlock on model %r, running the call again", table.name)
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter, not crypto
+    raise AssertionError("unreachable")
+
+
+def _many_call(
+    session: Session,
+    model: type[T],
+    table: Table,
+    key_cols: tuple[str, ...],
+    batch_size: int,
+    groups: dict[tuple[str, ...], list[int]],
+    given: dict[tuple[str, ...], set[str]],
+    maps: list[Mapping[str, Any]],
+) -> list[tuple[T, bool]]:
+    """Every batch in one atomic scope: a transaction of its own, or a savepoint of the caller's."""
+    out: list[tuple[T, bool] | None] = [None] * len(maps)
+    with session.atomic() as conn:
         for group, indices in groups.items():
             cols = tuple(c for c in table.columns if c in given[group])
             plan = _many_plan(cast(Any, model), cols, key_cols)
@@ -478,7 +513,9 @@ def get_or_create_many(
             for start in range(0, len(indices), size):
                 chunk = indices[start : start + size]
                 try:
-                    _many_batch(conn, session, model, table, plan, [maps[i] for i in chunk], chunk, out)
+                    _many_batch(conn, model, table, plan, [maps[i] for i in chunk], chunk, out)
+                except pge.DeadlockDetected:
+                    raise  # the whole call runs again (get_or_create_many)
                 except (psycopg.Error, UnicodeEncodeError) as exc:
                     raise translate_error(
                         exc, table, [maps[i] for i in chunk], action="get_or_create_many", row_numbers=chunk
@@ -487,9 +524,18 @@ def get_or_create_many(
     return out  # type: ignore[return-value]
 
 
+def _key_ident(value: Any) -> Any:
+    """A key value as a dict/set key that compares as PostgreSQL does: NaN equals NaN (not so in Python)."""
+    if isinstance(value, (float, decimal.Decimal)) and value != value:
+        return _NAN
+    return value
+
+
+_NAN = ("dbp:NaN",)
+
+
 def _many_batch(
     conn: psycopg.Connection[Any],
-    session: Session,
     model: Any,
     table: Table,
     plan: _ManyPlan,
@@ -502,22 +548,14 @@ def _many_batch(
     names = plan.returning
     target_pos = [names.index(c) for c in plan.target]
     pending = list(range(len(batch)))  # positions in ``batch`` still without a result
-    autocommit = not session.in_transaction
     for _attempt in range(MAX_TRIES):
         rows = [batch[p] for p in pending]
-        try:
-            inserted = statement_cursor(conn).execute(*_insert_call(model, plan, adapters, rows)).fetchall()
-        except pge.DeadlockDetected:
-            # Our statement was the victim and rolled back; in autocommit nothing else is held, so retry.
-            if not autocommit:
-                raise
-            log.info("get_or_create_many: deadlock on model %r, retrying the batch", table.name)
-            continue
+        inserted = statement_cursor(conn).execute(*_insert_call(model, plan, adapters, rows)).fetchall()
         first_seen: set[tuple[Any, ...]] = set()
         done: set[int] = set()
         for ordinal, *values in sorted(inserted, key=lambda r: r[0]):
             pos = pending[ordinal - 1]
-            ident = tuple(values[j] for j in target_pos)
+            ident = tuple(_key_ident(values[j]) for j in target_pos)
             created = ident not in first_seen
             first_seen.add(ident)
             out[numbers[pos]] = (model(**dict(zip(names, values, strict=True))), created)
@@ -542,7 +580,14 @@ def _many_batch(
             if clash:
                 pos = still[min(r[0] for r in clash) - 1]
                 row = batch[pos]
-                raise _mismatch(table, plan.target, row, {c: row[c] for c in plan.key}, index=numbers[pos])
+                raise _mismatch(
+                    table,
+                    plan.target,
+                    row,
+                    {c: row[c] for c in plan.key},
+                    index=numbers[pos],
+                    action="get_or_create_many",
+                )
         pending = still  # their conflicting rows vanished before we could read them: insert again
     raise DbpError(
         f"get_or_create_many: gave up after {MAX_TRIES} attempts on model {table.name!r}: rows kept conflicting "

@@ -5,6 +5,17 @@ borrows a connection (in autocommit) and gives it back at once, so an idle worke
 opens either explicitly (``with session.transaction():``, nested blocks become savepoints) or implicitly, with
 the first write that the caller must confirm (``Query.update``): it then lasts until ``commit()`` or
 ``rollback()``, as db-plugins' ``db.session.commit()`` after ``update`` expects.
+
+The rules of ``with session.transaction():`` (docs/sessions.md):
+
+- Nothing inside the block commits or rolls back on its own: ``commit()``, ``rollback()`` and ``close()`` inside
+  it raise ``DbpError``; to undo the block, raise out of it.
+- Outside any block it always ends in a COMMIT on success. When an implicit transaction is open (an uncommitted
+  ``update()``), the block joins it: on success everything, the earlier writes included, is committed; on an
+  exception only the block is undone (a savepoint) and the earlier writes stay pending, as before the block.
+- Nested blocks are savepoints.
+- While ``bulk_insert`` streams a COPY on the transaction's connection, a statement on the same session (from
+  the generator that feeds it) raises ``DbpError`` at once instead of waiting forever for the connection.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ import contextlib
 import logging
 import select
 import threading
+import weakref
 from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -42,12 +54,27 @@ def is_alive(conn: Conn) -> bool:
     if conn.closed or conn.broken:
         return False
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
-        if readable:
+        if readable(conn.fileno()):
             conn.execute("")
     except (psycopg.Error, OSError, ValueError):
         return False
     return True
+
+
+def readable(fd: int) -> bool:
+    """Whether ``fd`` has something to read now (no wait).
+
+    ``poll`` rather than ``select.select``, which refuses descriptors of 1024 and more (FD_SETSIZE) with a
+    ValueError: a worker with many open files (Kafka consumers, logs) gets such sockets.
+    """
+    if _HAVE_POLL:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows has no poll()
+
+
+_HAVE_POLL = hasattr(select, "poll")
 
 
 def statement_cursor(conn: Conn) -> psycopg.Cursor[Any]:
@@ -73,6 +100,7 @@ class Session:
         self._conn: Conn | None = None
         self._explicit = 0  # depth of open ``transaction()`` blocks
         self._closed = False
+        self._streaming: str | None = None  # who holds the connection for a COPY (see streaming)
 
     # -- state ---------------------------------------------------------------------------------------------
 
@@ -117,14 +145,43 @@ class Session:
         if conn is not None:
             self._pool.putconn(conn)
 
+    def _own(self) -> Conn | None:
+        """The transaction's connection, if one is open and free for a statement now."""
+        if self._conn is not None and self._streaming is not None:
+            # psycopg's connection lock is held by the COPY: a statement would wait for it forever.
+            raise DbpError(
+                f"{self._streaming} is streaming rows into a COPY on this session's transaction, so the rows' "
+                "iterable cannot run statements on the same session (the connection is busy until the COPY "
+                "ends): read what the rows need first (e.g. list(...) of the query), or make the reads "
+                "outside the transaction or with another SQLConnection"
+            )
+        return self._conn
+
+    @contextlib.contextmanager
+    def streaming(self, what: str) -> Iterator[None]:
+        """Mark the transaction's connection as busy with a COPY fed by ``what`` (a caller's iterable).
+
+        Any statement on this session meanwhile raises ``DbpError`` at once instead of hanging on the lock.
+        Outside a transaction there is nothing to mark: statements borrow other pooled connections.
+        """
+        if self._conn is None:
+            yield
+            return
+        previous, self._streaming = self._streaming, what
+        try:
+            yield
+        finally:
+            self._streaming = previous
+
     @contextlib.contextmanager
     def connection(self) -> Iterator[Conn]:
         """The connection to run a statement on: the transaction's, or a borrowed one in autocommit.
 
         psycopg errors raised inside are translated to ``DbpError`` by the callers (who know the model and row).
         """
-        if self._conn is not None:
-            yield self._conn
+        own = self._own()
+        if own is not None:
+            yield own
             return
         conn = self._acquire()
         try:
@@ -144,9 +201,10 @@ class Session:
         fresh transaction that commits on success; when ``persist`` is true and an implicit transaction is open,
         it is committed too after the block (db-plugins' get_or_create committed the session).
         """
-        if self._conn is not None:
-            with self._conn.transaction():
-                yield self._conn
+        own = self._own()
+        if own is not None:
+            with own.transaction():
+                yield own
             if persist and not self._explicit:
                 self.commit()
             return
@@ -155,41 +213,61 @@ class Session:
 
     def begin(self) -> Conn:
         """Open the implicit transaction unless one is open; return its connection."""
-        if self._conn is None:
-            conn = self._acquire()
-            try:
-                conn.execute("BEGIN")
-            except psycopg.Error as exc:
-                self._pool.putconn(conn)
-                raise wrap_db_error(exc, action="BEGIN") from exc
-            self._conn = conn
-        return self._conn
+        own = self._own()
+        if own is not None:
+            return own
+        conn = self._acquire()
+        try:
+            conn.execute("BEGIN")
+        except psycopg.Error as exc:
+            self._pool.putconn(conn)
+            raise wrap_db_error(exc, action="BEGIN") from exc
+        self._conn = conn
+        return conn
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """``with session.transaction():`` commits on success and rolls back on any exception.
 
-        Nested blocks are savepoints: an exception inside undoes the inner block only if the caller catches it.
+        Nothing inside commits on its own: ``commit()``, ``rollback()`` and ``close()`` inside the block raise
+        ``DbpError`` (raise out of the block to undo it). Outside any block it always ends in a COMMIT on success;
+        if an implicit transaction is open (an uncommitted ``update()``), the block joins it, commits it with the
+        block on success, and on an exception undoes only the block, leaving the earlier writes pending. Nested
+        blocks are savepoints: an exception inside undoes the inner block only if the caller catches it.
         """
-        outermost = self._conn is None
-        conn = self.begin() if outermost else self._conn
-        assert conn is not None
-        self._explicit += 1
-        try:
-            if outermost:
-                yield self
-            else:
+        if self._explicit:
+            conn = self._own()
+            assert conn is not None
+            self._explicit += 1
+            try:
                 with conn.transaction():
                     yield self
+            finally:
+                self._explicit -= 1
+            return
+        joined = self._own() is not None  # the uncommitted writes of an implicit transaction
+        conn = self.begin()
+        self._explicit = 1
+        try:
+            if joined:
+                with conn.transaction():  # a savepoint: an exception undoes the block, not the earlier writes
+                    yield self
+            else:
+                yield self
         except BaseException:
-            self._explicit -= 1
-            if outermost:
+            self._explicit = 0
+            if not joined:
                 self.rollback()
             raise
-        else:
-            self._explicit -= 1
-            if outermost:
-                self.commit()
+        self._explicit = 0
+        self.commit()
+
+    def _refuse_inside_block(self, what: str) -> None:
+        if self._explicit:
+            raise DbpError(
+                f"{what}() inside 'with db.transaction()': the block commits when it ends and rolls back when an "
+                "exception leaves it; raise out of the block to undo it"
+            )
 
     # -- unit of work ----------------------------------------------------------------------------------------
 
@@ -197,8 +275,7 @@ class Session:
         """Make the open transaction durable and give its connection back. No-op without a transaction."""
         if self._conn is None:
             return
-        if self._explicit:
-            raise DbpError("commit() inside 'with db.transaction()': the block commits when it ends")
+        self._refuse_inside_block("commit")
         conn = self._conn
         if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
             # PostgreSQL answers COMMIT of a failed transaction with ROLLBACK and no error: the writes made
@@ -216,7 +293,16 @@ class Session:
             self._release()
 
     def rollback(self) -> None:
-        """Undo the open transaction and give its connection back. No-op without a transaction."""
+        """Undo the open transaction and give its connection back. No-op without a transaction.
+
+        Refused (``DbpError``) inside ``with db.transaction():``, which would otherwise run the rest of the block
+        in autocommit: raise out of the block to undo it.
+        """
+        self._refuse_inside_block("rollback")
+        self._discard()
+
+    def _discard(self) -> None:
+        """Roll back and give the connection back, whatever the state (a thread or the pool ending)."""
         if self._conn is None:
             return
         conn = self._conn
@@ -231,23 +317,54 @@ class Session:
 
     def close(self) -> None:
         """Roll back anything uncommitted and release the connection. The session stays usable."""
-        self.rollback()
-        self._explicit = 0
+        self._refuse_inside_block("close")
+        self._discard()
 
     def remove(self) -> None:
         """Close the session for good (db-plugins' scoped ``session.remove()``)."""
         self.close()
         self._closed = True
 
+    def _end(self) -> None:
+        """Close for good from outside the session's thread (the thread ended, or the pool is closing)."""
+        self._closed = True
+        self._explicit = 0
+        self._discard()
 
-def _thread_scope() -> Hashable:
-    return threading.get_ident()
+
+class _ThreadSlot:
+    """Holds one thread's scoped session in a ``threading.local``.
+
+    Python drops a thread's locals when the thread ends (before ``join()`` returns), and with them this slot: its
+    finalizer rolls the session's open transaction back and returns its connection to the pool. A session keyed by
+    ``threading.get_ident()`` outlived its thread, and a new thread given the same ident inherited it.
+    """
+
+    def __init__(self, registry: ScopedSession, session: Session) -> None:
+        self.session = session
+        self.finalizer = weakref.finalize(self, _thread_ended, weakref.ref(registry), session)
+        self.finalizer.atexit = False  # at interpreter exit the pool goes away anyway
+
+
+def _thread_ended(registry_ref: weakref.ref[ScopedSession], session: Session) -> None:
+    try:
+        registry = registry_ref()
+        if registry is not None:
+            registry._forget(session)
+        if session.in_transaction:
+            log.info("a thread ended with an uncommitted transaction: rolled back")
+        session._end()
+    except Exception as exc:  # a finalizer must not raise; the pool replaces a connection left broken
+        log.warning("closing the session of an ended thread failed: %s", type(exc).__name__)
 
 
 class ScopedSession:
-    """A registry of sessions, one per scope: per thread by default, or per ``scope_func()`` value.
+    """A registry of sessions, one per scope: per live thread by default, or per ``scope_func()`` value.
 
     ``db.session`` is this object when ``use_scoped=True``; every method acts on the current scope's session.
+    A thread's session lives in a ``threading.local``: a new thread never inherits another's (Python reuses
+    thread idents), and when a thread ends its uncommitted transaction is rolled back and its connection returned
+    to the pool. ``scope_func()`` sessions live until ``remove()`` in their scope (or ``db.close()``).
     """
 
     def __init__(
@@ -256,35 +373,71 @@ class ScopedSession:
         scope_func: Callable[[], Hashable] | None = None,
     ) -> None:
         self._factory = factory
-        self._scope = scope_func or _thread_scope
-        self._sessions: dict[Hashable, Session] = {}
+        self._scope = scope_func
+        self._sessions: dict[Hashable, Session] = {}  # scope_func() value -> session
+        self._local = threading.local()  # .slot: the current thread's _ThreadSlot
+        self._live: dict[int, Session] = {}  # id -> every session not yet removed, for remove_all()
+        self._finalizers: dict[int, weakref.finalize[Any, Any]] = {}  # id -> its thread's end hook
         self._lock = threading.Lock()
 
     def current(self) -> Session:
         """The session of the current scope, created on first use."""
+        if self._scope is None:
+            slot: _ThreadSlot | None = getattr(self._local, "slot", None)
+            if slot is None or slot.session._closed:
+                slot = self._local.slot = _ThreadSlot(self, self._new())
+                with self._lock:
+                    self._finalizers[id(slot.session)] = slot.finalizer
+            return slot.session
         key = self._scope()
         with self._lock:
             session = self._sessions.get(key)
-            if session is None:
+            if session is None or session._closed:
                 session = self._sessions[key] = self._factory()
+                self._live[id(session)] = session
         return session
+
+    def _new(self) -> Session:
+        session = self._factory()
+        with self._lock:
+            self._live[id(session)] = session
+        return session
+
+    def _forget(self, session: Session) -> None:
+        with self._lock:
+            self._live.pop(id(session), None)
+            self._finalizers.pop(id(session), None)
 
     def __call__(self) -> Session:
         return self.current()
 
     def remove(self) -> None:
         """Close and forget the current scope's session."""
-        key = self._scope()
-        with self._lock:
-            session = self._sessions.pop(key, None)
+        session: Session | None
+        if self._scope is None:
+            slot: _ThreadSlot | None = self._local.__dict__.pop("slot", None)
+            session = None
+            if slot is not None:
+                slot.finalizer.detach()
+                session = slot.session
+        else:
+            key = self._scope()
+            with self._lock:
+                session = self._sessions.pop(key, None)
         if session is not None:
+            self._forget(session)
             session.remove()
 
     def remove_all(self) -> None:
+        """Close every scope's session (``db.close()``): their uncommitted transactions are rolled back."""
         with self._lock:
-            sessions, self._sessions = list(self._sessions.values()), {}
+            sessions = list(self._live.values())
+            finalizers = list(self._finalizers.values())
+            self._live, self._sessions, self._finalizers = {}, {}, {}
+        for finalizer in finalizers:
+            finalizer.detach()  # nothing left for the threads' ends to do (and the sessions can be freed)
         for session in sessions:
-            session.remove()
+            session._end()
 
     # Delegation: the unit-of-work API of the current scope's session.
     def commit(self) -> None:
@@ -317,4 +470,4 @@ class ScopedSession:
         return self.current().in_explicit_transaction
 
     def __repr__(self) -> str:
-        return f"<dbplugins.ScopedSession {len(self._sessions)} scope(s)>"
+        return f"<dbplugins.ScopedSession {len(self._live)} scope(s)>"
