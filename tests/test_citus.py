@@ -252,7 +252,8 @@ def test_on_conflict_update_inserts_new_keys_and_updates_existing_ones(
         ],
         on_conflict="update",
     )
-    assert n == 2
+    # "update" counts the rows each run of same-column rows wrote, as on plain PostgreSQL: U1 twice (two runs), U3.
+    assert n == 3
     assert rows(citus_dsn, "SELECT oid, ndet, meanra FROM object ORDER BY oid") == [
         ("U1", 8, 6.0),
         ("U2", 1, None),
