@@ -69,6 +69,18 @@ def embedded_allowed() -> bool:
     return os.environ.get("DBP_EMBEDDED", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+@contextlib.contextmanager
+def directory_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``root/lock`` (created with ``root``): one process starts or stops a server."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def default_dir() -> Path:
     """Where the embedded server keeps its files: ``$DBP_EMBEDDED_DIR`` or ``./.dbp``."""
     return Path(os.environ.get("DBP_EMBEDDED_DIR") or Path.cwd() / ".dbp").resolve()
@@ -127,15 +139,8 @@ class EmbeddedServer:
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        return directory_lock(self.root)
 
     def _run(self, exe: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         cmd = [str(_bin_dir() / exe), *args]

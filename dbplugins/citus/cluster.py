@@ -16,7 +16,6 @@ as the embedded server does (``dbplugins.embedded``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import pwd
@@ -26,7 +25,6 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from ..embedded import directory_lock
 from ..errors import ConfigurationError
 
 __all__ = ["LocalCluster", "pg_bin", "unavailable_reason", "default_cluster_dir"]
@@ -197,15 +196,8 @@ class LocalCluster:
         """Whether every node's server runs."""
         return self._state() is not None and all(self._running(n) for n in range(self.workers + 1))
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        return directory_lock(self.root)
 
     def _own(self, path: Path) -> None:
         user = _server_user()
