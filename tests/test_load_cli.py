@@ -170,7 +170,7 @@ def test_gzip_and_stdin(with_objects: Any, dsn: str, csv_file: Path, tmp_path: P
         (
             "bad.csv",
             DET_HEADER + "\n" + det_line(1) + "\n" + det_line(2).replace(",1.0,", ",,"),
-            "missing value for NOT NULL column 'pid' of model 'detection' in row 1",
+            "missing value for NOT NULL column 'pid' [model 'detection', column 'pid', row 1]",
         ),
         ("bad.csv", DET_HEADER + ",colour\n" + det_line(1) + ",red", "header names column 'colour'"),
         ("bad.csv", DET_HEADER + "\n" + det_line(1) + ",extra", "line 2 has 17 fields, the header 16"),
@@ -178,7 +178,7 @@ def test_gzip_and_stdin(with_objects: Any, dsn: str, csv_file: Path, tmp_path: P
         ("bad.jsonl", '{"oid": "ZTF20y", "ndet": 1}\n{not json', "line 2 is not valid JSON"),
         ("bad.jsonl", "[1, 2]", "line 1 is a JSON list, not an object"),
         ("bad.jsonl", '{"oid": "ZTF20x", "ndet": "three"}', "column 'ndet' of model"),
-        ("bad.jsonl", '{"oid": "ZTF20x", "colour": "red"}', "unknown key 'colour' for model"),
+        ("bad.jsonl", '{"oid": "ZTF20x", "colour": "red"}', "unknown key 'colour' (columns: "),
     ],
 )
 def test_errors_are_one_line_and_load_nothing(
