@@ -171,7 +171,8 @@ def _float(real: bool) -> Convert:
                     f = float(v)
                 except OverflowError:
                     raise Refused(f"{_short(v)} is out of range for {sql}") from None
-                if math.isinf(f) and not (isinstance(v, (float, decimal.Decimal)) and math.isinf(v)):
+                infinite = v.is_infinite() if isinstance(v, decimal.Decimal) else math.isinf(v)
+                if math.isinf(f) and not infinite:
                     raise Refused(f"{_short(v)} is out of range for {sql}")
                 v = f
             else:
