@@ -34,7 +34,7 @@ from psycopg import errors as pge
 from psycopg import sql
 
 from .errors import ConstraintError, DbpError, MissingValueError, QueryError, context
-from .rows import as_mapping, check_columns, check_required, warn_dropped
+from .rows import as_mapping, check_columns, check_required, field_defaults, warn_dropped
 from .schema import Table, table_of
 from .session import Session, statement_cursor
 from .statements import cast_type, class_row_for, column_list, render
@@ -216,6 +216,9 @@ def get_or_create(
     # -> NULL outside float columns; 1.5 into an integer or a too long text refused, naming the column).
     filter_by = convert_row(table, filter_by, action="get_or_create")
     row = {**convert_row(table, values, action="get_or_create"), **filter_by}
+    for c, make in field_defaults(table).items():
+        if c not in row:
+            row[c] = convert_row(table, {c: make()}, action="get_or_create")[c]
     missing: MissingValueError | None = None
     try:
         check_required(table, row)
@@ -434,6 +437,7 @@ def get_or_create_many(
     if unknown not in ("error", "ignore", "warn"):
         raise QueryError(f'unknown must be "error" or "ignore", got {unknown!r}', model=table.name)
     dropped: set[str] = set()
+    pydefaults = field_defaults(table)
     # Check every row before anything is written. A column a row leaves out is NULL, unless the column has a
     # server default: rows are grouped by the defaulted columns they give (one group, without such columns).
     defaulted = frozenset(c for c, col in table.columns.items() if col.default is not None)
@@ -447,6 +451,8 @@ def get_or_create_many(
         elif any(c not in table.columns for c in m):
             dropped.update(str(c) for c in m if c not in table.columns)
             m = {c: v for c, v in m.items() if c in table.columns}
+        if pydefaults and not pydefaults.keys() <= m.keys():
+            m = {**{c: make() for c, make in pydefaults.items() if c not in m}, **m}
         m = convert_row(table, m, row=i, action="get_or_create_many")
         check_required(table, m, row=i)
         for c in key_cols:

@@ -14,7 +14,7 @@ from typing import Any
 from .errors import DbpError, MissingValueError, UnknownColumnError, context
 from .schema import Table
 
-__all__ = ["check_columns", "as_mapping", "check_required", "warn_dropped", "UNKNOWN_MODES"]
+__all__ = ["check_columns", "as_mapping", "check_required", "warn_dropped", "field_defaults", "UNKNOWN_MODES"]
 
 #: What a write does with row keys that are not columns: raise ``UnknownColumnError``, or drop them (``"warn"``:
 #: drop them with one warning per call, the ``db_plugins`` compatibility default).
@@ -80,3 +80,26 @@ def warn_dropped(table: Table, dropped: Iterable[str], action: str, *, stackleve
         UserWarning,
         stacklevel=stacklevel,
     )
+
+
+_FIELD_DEFAULTS: dict[int, tuple[Table, dict[str, Any]]] = {}
+
+
+def field_defaults(table: Table) -> dict[str, Any]:
+    """Column -> zero-argument callable giving the dataclass field default, for the columns that have a non-None
+    field default and no SQL default: what a row leaving the key out gets on every path (``bulk_insert`` fills
+    them the same way), rather than NULL on some paths."""
+    entry = _FIELD_DEFAULTS.get(id(table))
+    if entry is None or entry[0] is not table:
+        found: dict[str, Any] = {}
+        if table.cls is not None:
+            for f in dataclasses.fields(table.cls):
+                col = table.columns.get(f.name)
+                if col is None or col.default is not None:
+                    continue
+                if f.default_factory is not dataclasses.MISSING:
+                    found[f.name] = f.default_factory
+                elif f.default is not dataclasses.MISSING and f.default is not None:
+                    found[f.name] = lambda value=f.default: value
+        entry = _FIELD_DEFAULTS[id(table)] = (table, found)
+    return entry[1]

@@ -308,3 +308,25 @@ def test_from_json_parses_strings_of_typed_columns() -> None:
     assert ColumnType("c", "integer").from_json(1001.0) == 1001
     with pytest.raises(Refused):
         ColumnType("c", "integer").from_json("12")  # a JSON string is not a number
+
+
+@model("t_fdefault", primary_key=["id"])
+@dataclass
+class FieldDefault:
+    id: int
+    n: int = 5  # a dataclass default, no SQL default
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda db: db.query(FieldDefault).bulk_insert([{"id": 1}]),
+        lambda db: db.query(FieldDefault).get_or_create(filter_by={"id": 1}),
+        lambda db: db.query(FieldDefault).get_or_create_many([{"id": 1}]),
+    ],
+    ids=["bulk_insert", "get_or_create", "get_or_create_many"],
+)
+def test_a_dataclass_default_applies_on_every_path(db: Any, write: Any) -> None:
+    db.execute("CREATE TABLE t_fdefault (id integer PRIMARY KEY, n integer NOT NULL)")
+    write(db)
+    assert db.execute("SELECT n FROM t_fdefault") == [(5,)]
