@@ -778,17 +778,7 @@ def _server_error(exc: psycopg.Error, check: _RowChecker, feed: _Feed) -> DbpErr
     if column is not None and row is not None and isinstance(exc, pge.CharacterNotInRepertoire):
         if "0x00" in str(exc):
             return check._nul(check.names.index(column), row)
-    err = wrap_db_error(exc, model=model, row=row, action="bulk_insert")
-    if column is not None and err.column is None:
-        err = type(err)(
-            f"{err.message} (column {column!r})",
-            model=model,
-            column=column,
-            row=row,
-            sqlstate=err.sqlstate,
-            constraint=err.constraint,
-        )
-    return err
+    return wrap_db_error(exc, model=model, row=row, column=column, action="bulk_insert")
 
 
 # -- the entry point -------------------------------------------------------------------------------------

@@ -176,9 +176,13 @@ def wrap_db_error(
     *,
     model: str | None = None,
     row: int | None = None,
+    column: str | None = None,
     action: str = "",
 ) -> DbpError:
     """Translate a psycopg error into the matching ``DbpError`` (the caller raises it ``from exc``).
+
+    This is the one translator of server errors: ``column`` and ``row`` name what the caller knows beyond the
+    server's diagnostics (a COPY's context line), in the same ``[model, column, row]`` form as every error.
 
     The message names the model, the constraint or column the server reported, and the row when known.
     The server's message never contains a password; the DSN is never included.
@@ -188,7 +192,7 @@ def wrap_db_error(
     sqlstate: str | None = getattr(exc, "sqlstate", None)
     diag = getattr(exc, "diag", None)
     constraint = getattr(diag, "constraint_name", None) if diag is not None else None
-    column = getattr(diag, "column_name", None) if diag is not None else None
+    column = (getattr(diag, "column_name", None) if diag is not None else None) or column
     primary = (getattr(diag, "message_primary", None) if diag is not None else None) or str(exc).strip()
     detail = getattr(diag, "message_detail", None) if diag is not None else None
     prefix = f"{action}: " if action else ""

@@ -330,3 +330,12 @@ def test_a_dataclass_default_applies_on_every_path(db: Any, write: Any) -> None:
     db.execute("CREATE TABLE t_fdefault (id integer PRIMARY KEY, n integer NOT NULL)")
     write(db)
     assert db.execute("SELECT n FROM t_fdefault") == [(5,)]
+
+
+@paths
+def test_errors_name_model_column_and_row_one_way(tdb: Any, write: Any) -> None:
+    with pytest.raises(DataError) as info:
+        write(tdb, {"id": 1, "n": 2.5})
+    row = ", row 0" if info.value.row is not None else ""
+    assert str(info.value).endswith(f"[model 't_types', column 'n'{row}]")
+    assert " in row " not in str(info.value) and "(row " not in str(info.value)
