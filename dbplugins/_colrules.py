@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from psycopg.types.json import _JsonWrapper
+
 Convert = Callable[[Any], Any]
 
 # -- values -------------------------------------------------------------------------------------------------
@@ -204,6 +206,8 @@ def _json(binary: bool) -> Convert:
     def convert(v: Any) -> Any:
         if _is_nan(v):
             return None
+        if isinstance(v, _JsonWrapper):  # psycopg's Json / Jsonb, given by the caller or bound already
+            v = v.obj
         if type(v) is tuple:
             v = list(v)
         if not isinstance(v, (dict, list, str, int, float, bool)):

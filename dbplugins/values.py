@@ -7,7 +7,7 @@ stored identically on every path or refused on every path with the same ``DataEr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -16,7 +16,7 @@ from .coltypes import Refused
 from .errors import DataError, DbpError, MissingValueError, context, refused_error, wrap_db_error
 from .schema import Table
 
-__all__ = ["bind", "convert_row", "binder", "filter_value", "adapt", "value_adapter", "value_problem", "translate_error"]
+__all__ = ["bind", "convert_row", "filter_value", "value_problem", "translate_error"]
 
 
 def bind(
@@ -59,15 +59,6 @@ def convert_row(
     return out
 
 
-def binder(table: Table, column: str, *, action: str = "") -> Callable[[Any, int | None], Any]:
-    """``(value, row) -> bound value`` for one column (see :func:`bind`), made once per statement shape."""
-
-    def convert(value: Any, row: int | None = None) -> Any:
-        return bind(table, column, value, row=row, action=action)
-
-    return convert
-
-
 def filter_value(table: Table, column: str, value: Any) -> Any:
     """A value compared with ``table.column`` in a filter: converted like a write where the column type accepts
     it (``1001.0`` -> ``1001``, a dict for a json column), else left for the server to compare (``ndet < 1.5``
@@ -76,19 +67,6 @@ def filter_value(table: Table, column: str, value: Any) -> Any:
         return table.columns[column].type.param(value)
     except Refused:
         return value
-
-
-def adapt(table: Table, column: str, value: Any) -> Any:
-    """``value`` ready to bind to ``table.column`` (see :func:`bind`)."""
-    return bind(table, column, value)
-
-
-def value_adapter(sql_type: str) -> Callable[[Any], Any] | None:
-    """Kept for callers of the old API: binding now goes through the column type (:func:`bind`)."""
-    from .coltypes import ColumnType
-
-    ctype = ColumnType("value", sql_type)
-    return ctype.param
 
 
 def value_problem(table: Table, column: str, value: Any) -> str | None:

@@ -339,3 +339,11 @@ def test_errors_name_model_column_and_row_one_way(tdb: Any, write: Any) -> None:
     row = ", row 0" if info.value.row is not None else ""
     assert str(info.value).endswith(f"[model 't_types', column 'n'{row}]")
     assert " in row " not in str(info.value) and "(row " not in str(info.value)
+
+
+@paths
+def test_psycopg_json_wrappers_are_accepted(tdb: Any, write: Any) -> None:
+    from psycopg.types.json import Json
+
+    write(tdb, {"id": 1, "doc": Json({"a": [1, 2]})})
+    assert stored(tdb, "doc") == {"a": [1, 2]}
