@@ -26,7 +26,7 @@ from typing import IO, Any, cast
 
 import click
 
-from .errors import DataError, DbpError, UnknownColumnError
+from .errors import DataError, DbpError, UnknownColumnError, context
 from .schema import ColumnDef, Table, table_of
 
 __all__ = ["load_file", "find_table", "guess_format"]
@@ -61,8 +61,7 @@ def _bad_value(table: Table, column: str, index: int, where: str, text: str, exc
     sql_type = table.columns[column].sql_type
     shown = text if len(text) <= 60 else text[:57] + "..."
     return DataError(
-        f"cannot read {shown!r} as {sql_type} for column {column!r} of model {table.name!r} "
-        f"in row {index} ({where}): {exc}",
+        f"cannot read {shown!r} as {sql_type} ({where}): {exc}" + context(model=table.name, column=column, row=index),
         model=table.name,
         column=column,
         row=index,
