@@ -147,7 +147,10 @@ _FAST = {
 _COPY_NAMES = {"character": "text"}
 # Unconstrained names for ::casts (a cast to varchar(5) would truncate; to "character", cut to one letter).
 _CAST_NAMES = {"character": "bpchar"}
-_CONSTANT_DEFAULT = re.compile(r"^\(*('(?:[^']|'')*'|-?[0-9.]+(?:e[-+]?[0-9]+)?|true|false)\)*(?:::[a-z ]+(?:\([0-9, ]*\))?)?$", re.I)
+# A default that is a literal (optionally cast): evaluated here, so bulk_insert's COPY can send it.
+_CONSTANT_DEFAULT = re.compile(
+    r"^\(*('(?:[^']|'')*'|-?[0-9.]+(?:e[-+]?[0-9]+)?|true|false|null)\)*(?:::[a-z ]+(?:\([0-9, ]*\))?)?$", re.I
+)
 
 
 class ColumnType:
@@ -240,6 +243,8 @@ class ColumnType:
         if m is None or self.array:
             return _SERVER
         literal = m.group(1)
+        if literal.lower() == "null":
+            return None
         try:
             if literal.startswith("'"):
                 body = literal[1:-1].replace("''", "'")

@@ -347,3 +347,22 @@ def test_psycopg_json_wrappers_are_accepted(tdb: Any, write: Any) -> None:
 
     write(tdb, {"id": 1, "doc": Json({"a": [1, 2]})})
     assert stored(tdb, "doc") == {"a": [1, 2]}
+
+
+@model("t_sdefault", primary_key=["id"])
+@dataclass
+class ServerDefault:
+    id: int
+    at: Annotated[datetime.datetime | None, Column("timestamp", default="now()")] = None
+
+
+def test_bulk_insert_names_a_server_computed_default_it_cannot_apply(db: Any) -> None:
+    """COPY sends every column: a default only the server computes cannot apply, so the row is refused (never
+    NULL silently); a constant default is applied (test_a_declared_default_applies_when_the_key_is_left_out)."""
+    db.execute("CREATE TABLE t_sdefault (id integer PRIMARY KEY, at timestamp DEFAULT now())")
+    with pytest.raises(DataError, match=r"computed by the server \(now\(\)\)") as info:
+        db.query(ServerDefault).bulk_insert([{"id": 1, "at": datetime.datetime(2024, 1, 1)}, {"id": 2}])
+    assert (info.value.column, info.value.row) == ("at", 1)
+    assert db.query(ServerDefault).bulk_insert([{"id": 1, "at": datetime.datetime(2024, 1, 1)}]) == 1
+    db.query(ServerDefault).get_or_create(filter_by={"id": 2})  # an INSERT naming its columns: the server's now()
+    assert db.execute("SELECT count(*) FROM t_sdefault WHERE at IS NOT NULL") == [(2,)]
