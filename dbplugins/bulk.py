@@ -42,19 +42,16 @@ temporary table, which spills to disk).
 
 from __future__ import annotations
 
+import copy as copymod
 import dataclasses
-import datetime
-import decimal
 import hashlib
 import itertools
-import numbers
 import operator
 import random
 import re
 import struct
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, Literal, get_args
 
@@ -64,8 +61,18 @@ from psycopg import sql
 from psycopg.copy import LibpqWriter
 
 from .citus.relay import on_citus, relayed_conflict, relayed_violation
-from .errors import ConfigurationError, ConstraintError, DataError, DbpError, MissingValueError, wrap_db_error
-from .rows import as_mapping, check_columns
+from .coltypes import ColumnType, Refused
+from .errors import (
+    ConfigurationError,
+    ConstraintError,
+    DataError,
+    DbpError,
+    MissingValueError,
+    context,
+    refused_error,
+    wrap_db_error,
+)
+from .rows import UNKNOWN_MODES, as_mapping, check_columns
 from .schema import Table
 from .session import readable
 
@@ -122,7 +129,13 @@ _END: Any = object()
 
 
 class _RowChecker:
-    """Validation compiled once per table: per column, the accepted Python types and the value checks."""
+    """Validation compiled once per table from its column types (``ColumnDef.type``, see dbplugins.coltypes).
+
+    The per-row work is a signature check (the tuple of value types): a signature whose every value is of a type
+    the column's COPY dumper takes as is needs nothing more than the struct range check of the narrow integer
+    columns; any other signature gets a ``fix`` that converts the odd columns with ``ColumnType.convert`` (integral
+    floats into integers, NaN into NULL, tuples into lists...) or raises naming the column and row.
+    """
 
     def __init__(self, table: Table) -> None:
         self.table = table
@@ -130,10 +143,10 @@ class _RowChecker:
         self.names: tuple[str, ...] = tuple(c.name for c in cols)
         self.ncols = len(cols)
         self.colset = frozenset(self.names)
+        self.types: tuple[ColumnType, ...] = tuple(c.type for c in cols)
         self.nullable = tuple(c.nullable for c in cols)
         self.sql_types = tuple(c.sql_type for c in cols)
-        self.kinds = tuple(_kind(c.sql_type) for c in cols)
-        self.pg_types = [_pg_type_name(c.sql_type, table.name, c.name) for c in cols]
+        self.pg_types = [_pg_type_name(t, table.name) for t in self.types]
         # Tuple builders without a per-column Python loop (itemgetter of one key returns a bare value).
         self.item_getter: Callable[[Any], tuple[Any, ...]]
         self.attr_getter: Callable[[Any], tuple[Any, ...]]
@@ -145,29 +158,51 @@ class _RowChecker:
             self.item_getter = lambda row: (row[only],)
             self.attr_getter = lambda row: (getattr(row, only),)
         self.cls = table.cls
-        # Values for keys missing from a dict row: the dataclass field default, else None (NULL).
+        # Values for keys missing from a dict row: the column's SQL default (a constant, evaluated once by its
+        # column type), else the dataclass field default, else None (NULL). A default only the server can compute
+        # (now(), nextval(...)) cannot go through COPY's fixed column list: such rows are refused, naming it.
         self.defaults: dict[str, Any] = {}
         self.factories: dict[str, Callable[[], Any]] = {}
+        self.server_defaults: frozenset[str] = frozenset(t.name for t in self.types if t.server_default)
         fields = {f.name: f for f in dataclasses.fields(table.cls)} if table.cls is not None else {}
-        for name in self.names:
+        for t in self.types:
+            name = t.name
             f = fields.get(name)
-            if f is not None and f.default_factory is not dataclasses.MISSING:
+            if t.has_default:
+                self.defaults[name] = None if t.server_default else t.default
+            elif f is not None and f.default_factory is not dataclasses.MISSING:
                 self.factories[name] = f.default_factory
                 self.defaults[name] = None
             elif f is not None and f.default is not dataclasses.MISSING:
                 self.defaults[name] = f.default
             else:
                 self.defaults[name] = None
-        # signature -> range check to run on rows with that signature (None: nothing to check)
-        self.signatures: dict[tuple[type, ...], _RangeCheck | None] = {}
-        self.array_columns = tuple(k for k, kind in enumerate(self.kinds) if kind.endswith("[]"))
+        # signature -> what to do with rows of that signature (None: nothing to check)
+        self.signatures: dict[tuple[type, ...], _SigPlan | None] = {}
+        self.unknown = "error"  # or "ignore": keys that are not columns are dropped (see for_call)
+        self.dropped: set[str] = set()
+
+    def for_call(self, unknown: str, dropped: set[str] | None = None) -> _RowChecker:
+        """This checker for one call: compiled parts and signature cache shared, the unknown-key mode its own
+        (dropped keys are added to ``dropped``)."""
+        if unknown == "error":
+            return self
+        call = copymod.copy(self)
+        call.unknown = unknown
+        call.dropped = dropped if dropped is not None else set()
+        return call
 
     # -- turning a row into a tuple of column values -------------------------------------------------------
 
     def values_slow(self, row: Any, index: int) -> tuple[Any, ...]:
         """The general path: any Mapping, dicts with missing keys, model instances; raises for anything else."""
         if isinstance(row, Mapping):
-            check_columns(self.table, row.keys(), what="key", row=index)
+            if self.unknown != "error":
+                extra = [k for k in row if k not in self.colset]
+                if extra:
+                    self.dropped.update(map(str, extra))
+            else:
+                check_columns(self.table, row.keys(), what="key", row=index)
             mapping: Mapping[str, Any] = row
         else:
             mapping = as_mapping(self.table, row, index=index)
@@ -177,70 +212,61 @@ class _RowChecker:
                 out.append(mapping[name])
             elif name in self.factories:
                 out.append(self.factories[name]())
+            elif name in self.server_defaults:
+                raise DataError(
+                    f"bulk_insert: the row leaves out column {name!r}, whose default is computed by the server "
+                    f"({self.table.columns[name].default}); COPY cannot apply it: give the value"
+                    + context(model=self.table.name, column=name, row=index),
+                    model=self.table.name,
+                    column=name,
+                    row=index,
+                )
             else:
                 out.append(self.defaults[name])
         return tuple(out)
 
     # -- type checks, cached per signature ---------------------------------------------------------------
 
-    def check_signature(self, values: tuple[Any, ...], index: int) -> _RangeCheck | None:
-        """Check the value types of one row; remember its signature as good. Raises naming column and row."""
+    def check_signature(self, values: tuple[Any, ...], index: int) -> _SigPlan | None:
+        """Compile (and remember) what rows of this row's signature need; check this row. Raises naming column
+        and row."""
         sig = tuple(map(type, values))
-        error = self._type_error(sig, values, index)
-        if error is not None:
-            raise error
-        check = _RangeCheck.build(self.kinds, sig)
-        if len(self.signatures) >= _MAX_SIGNATURES:
-            self.signatures.clear()
-        self.signatures[sig] = check
-        return check
-
-    def _type_error(self, sig: tuple[type, ...], values: tuple[Any, ...], index: int) -> DbpError | None:
+        convert: list[int] = []
+        lengths: list[tuple[int, int]] = []
         for k, t in enumerate(sig):
+            ctype = self.types[k]
             if t is type(None):
                 if not self.nullable[k]:
-                    return self._missing(k, index)
-            elif not _accepts(self.kinds[k], t):
-                return self._wrong_type(k, values[k], index)
-        return None
+                    raise self._missing(k, index)
+            elif t not in ctype.fast:
+                convert.append(k)
+            elif ctype.length is not None:
+                lengths.append((k, ctype.length))
+        plan = _SigPlan.build(self, sig, tuple(convert), tuple(lengths))
+        if plan is not None and plan.fix is not None:
+            plan.fix(values, index)  # raises for this row now, before the signature is remembered
+        if len(self.signatures) >= _MAX_SIGNATURES:
+            self.signatures.clear()
+        self.signatures[sig] = plan
+        return plan
 
-    def check_arrays(self, values: tuple[Any, ...], index: int) -> None:
-        """Elements of the array columns: their type, and the range of integers (the signature sees only lists)."""
-        for k in self.array_columns:
-            items = values[k]
-            if items is None:
-                continue
-            element = self.kinds[k][:-2]
-            limits = _INT_RANGES.get(element)
-            for item in items:
-                if item is None:
-                    continue
-                if not _accepts(element, type(item)):
-                    raise self._wrong_type(k, item, index, element=True)
-                if limits is not None and not limits[0] <= item <= limits[1]:
-                    raise self._out_of_range(k, item, index)
+    def convert(self, k: int, value: Any, index: int) -> Any:
+        """``value`` for column ``k`` as its column type converts it; raises DataError / MissingValueError."""
+        try:
+            out = self.types[k].convert(value)
+        except Refused as exc:
+            raise self._refused(k, value, index, exc) from None
+        if out is None and not self.nullable[k]:
+            raise self._missing(k, index)
+        return out
 
     def diagnose(self, values: tuple[Any, ...], index: int) -> DbpError | None:
-        """The precise error for a row the encoder rejected (checks values, not just types), or None."""
-        error = self._type_error(tuple(map(type, values)), values, index)
-        if error is not None:
-            return error
-        try:
-            self.check_arrays(values, index)
-        except DbpError as exc:
-            return exc
-        for k, kind in enumerate(self.kinds):
-            value = values[k]
-            if value is None:
-                continue
-            if kind in _INT_RANGES:
-                low, high = _INT_RANGES[kind]
-                if not low <= value <= high:
-                    return self._out_of_range(k, value, index)
-            elif kind == "text" and "\x00" in value:
-                return self._nul(k, index)
-            elif kind == "text[]" and any(isinstance(v, str) and "\x00" in v for v in value):
-                return self._nul(k, index)
+        """The precise error for a row (every value through its column type), or None when all are good."""
+        for k, value in enumerate(values):
+            try:
+                self.convert(k, value, index)
+            except DbpError as exc:
+                return exc
         return None
 
     # -- errors ---------------------------------------------------------------------------------------------
@@ -248,157 +274,77 @@ class _RowChecker:
     def _missing(self, k: int, index: int) -> MissingValueError:
         name = self.names[k]
         return MissingValueError(
-            f"missing value for NOT NULL column {name!r} of model {self.table.name!r} in row {index}",
+            f"bulk_insert: missing value for NOT NULL column {name!r}"
+            + context(model=self.table.name, column=name, row=index),
             model=self.table.name,
             column=name,
             row=index,
         )
 
-    def _wrong_type(self, k: int, value: Any, index: int, *, element: bool = False) -> DataError:
-        name = self.names[k]
-        what = "an element of " if element else ""
-        expected = self.sql_types[k][:-2] if element else self.sql_types[k]
-        return DataError(
-            f"wrong type for {what}column {name!r} of model {self.table.name!r} in row {index}: "
-            f"{expected} expected, got {type(value).__name__} {_short(value)}",
-            model=self.table.name,
-            column=name,
-            row=index,
-        )
-
-    def _out_of_range(self, k: int, value: Any, index: int) -> DataError:
-        name = self.names[k]
-        return DataError(
-            f"value {value} out of range for {self.sql_types[k]} column {name!r} of model "
-            f"{self.table.name!r} in row {index}",
-            model=self.table.name,
-            column=name,
-            row=index,
-        )
+    def _refused(self, k: int, value: Any, index: int, exc: Exception) -> DataError:
+        return refused_error(self.table.name, self.types[k], value, exc, row=index, action="bulk_insert")
 
     def _nul(self, k: int, index: int) -> DataError:
-        name = self.names[k]
-        return DataError(
-            f"NUL byte (\\x00) in text column {name!r} of model {self.table.name!r} in row {index}: "
-            "PostgreSQL text cannot store it",
-            model=self.table.name,
-            column=name,
-            row=index,
-        )
+        return self._refused(k, "\x00", index, Refused("contains a NUL (0x00) character, which PostgreSQL text "
+                                                       "cannot store"))
 
 
-class _RangeCheck:
-    """Range check of the integer/smallint columns of rows of one signature, done by ``struct.pack`` in C.
+class _SigPlan:
+    """What rows of one signature need: the struct range check of the narrow integer columns given as ints
+    (``pack(*getter(values))``, in C: psycopg's binary int2/int4 dumpers wrap out-of-range values silently), and
+    ``fix`` converting the columns whose value type the COPY dumper does not take as is (and checking lengths)."""
 
-    psycopg's binary int4/int2 dumpers wrap out-of-range values silently (2**31 arrives as -2**31), so the
-    narrow integer columns must be checked here; bigint overflow is caught by psycopg itself.
-    """
+    __slots__ = ("getter", "pack", "fix")
 
-    __slots__ = ("getter", "pack")
-
-    def __init__(self, getter: Callable[[Any], tuple[Any, ...]], pack: Callable[..., bytes]) -> None:
+    def __init__(
+        self,
+        getter: Callable[[Any], tuple[Any, ...]] | None,
+        pack: Callable[..., bytes] | None,
+        fix: Callable[[tuple[Any, ...], int], tuple[Any, ...]] | None,
+    ) -> None:
         self.getter = getter
         self.pack = pack
+        self.fix = fix
 
     @classmethod
-    def build(cls, kinds: tuple[str, ...], sig: tuple[type, ...]) -> _RangeCheck | None:
-        idx = [k for k, kind in enumerate(kinds) if kind in _STRUCT_CODES and sig[k] is not type(None)]
-        if not idx:
+    def build(
+        cls, check: _RowChecker, sig: tuple[type, ...], convert: tuple[int, ...], lengths: tuple[tuple[int, int], ...]
+    ) -> _SigPlan | None:
+        idx = [k for k, t in enumerate(check.types) if t.struct_code and sig[k] is int]
+        getter = pack = None
+        if idx:
+            codes = "".join(str(check.types[k].struct_code) for k in idx)
+            if len(idx) == 1:  # itemgetter of one index returns a bare value: repeat it to keep a tuple
+                idx = idx * 2
+                codes = codes * 2
+            getter, pack = operator.itemgetter(*idx), struct.Struct("!" + codes).pack
+        fix = None
+        if convert or lengths:
+            def fix(values: tuple[Any, ...], index: int) -> tuple[Any, ...]:
+                out = list(values)
+                for k in convert:
+                    out[k] = check.convert(k, out[k], index)
+                for k, n in lengths:
+                    if len(out[k]) > n:
+                        check.convert(k, out[k], index)  # raises: too long
+                return tuple(out)
+        if getter is None and fix is None:
             return None
-        codes = "".join(_STRUCT_CODES[kinds[k]] for k in idx)
-        if len(idx) == 1:  # itemgetter of one index returns a bare value: repeat it to keep a tuple
-            idx = idx * 2
-            codes = codes * 2
-        return cls(operator.itemgetter(*idx), struct.Struct("!" + codes).pack)
+        return cls(getter, pack, fix)
 
 
-# Base SQL type -> the kind of Python value it takes. Kinds not listed accept any value (psycopg decides).
-_KINDS = {
-    "smallint": "smallint",
-    "integer": "integer",
-    "bigint": "bigint",
-    "double precision": "float",
-    "real": "float",
-    "numeric": "numeric",
-    "character varying": "text",
-    "character": "text",
-    "text": "text",
-    "boolean": "boolean",
-    "timestamp without time zone": "datetime",
-    "timestamp with time zone": "datetime",
-    "date": "date",
-    "time without time zone": "time",
-    "interval": "interval",
-    "bytea": "bytes",
-    "jsonb": "json",
-    "json": "json",
-    "uuid": "uuid",
-}
-_INT_RANGES = {
-    "smallint": (-(2**15), 2**15 - 1),
-    "integer": (-(2**31), 2**31 - 1),
-    "bigint": (-(2**63), 2**63 - 1),
-}
-_STRUCT_CODES = {"smallint": "h", "integer": "i"}
-
-
-def _base_type(sql_type: str) -> str:
-    base = sql_type[:-2] if sql_type.endswith("[]") else sql_type
-    return base.split("(", 1)[0].strip()
-
-
-def _kind(sql_type: str) -> str:
-    kind = _KINDS.get(_base_type(sql_type), "any")
-    return kind + "[]" if sql_type.endswith("[]") else kind
-
-
-def _pg_type_name(sql_type: str, table: str, column: str) -> str:
-    """The name psycopg's type registry knows (typmods dropped: they do not change the wire format)."""
-    name = _base_type(sql_type) + ("[]" if sql_type.endswith("[]") else "")
+def _pg_type_name(ctype: ColumnType, table: str) -> str:
+    """The name psycopg's type registry knows for the column's COPY format (typmods do not change it)."""
     try:
-        psycopg.adapters.types.get_oid(name)
+        psycopg.adapters.types.get_oid(ctype.copy_type)
     except KeyError:
         raise ConfigurationError(
-            f"bulk_insert cannot COPY column {column!r} of model {table!r}: psycopg knows no type {sql_type!r}",
+            f"bulk_insert cannot COPY column {ctype.name!r}: psycopg knows no type {ctype.sql_type!r}"
+            + context(model=table, column=ctype.name),
             model=table,
-            column=column,
+            column=ctype.name,
         ) from None
-    return name
-
-
-def _is_numpy_bool(t: type) -> bool:
-    return getattr(t, "__module__", "") == "numpy" and t.__name__ in ("bool_", "bool")
-
-
-def _accepts(kind: str, t: type) -> bool:
-    """Whether values of Python type ``t`` may go to a column of ``kind`` (bool is never an int here)."""
-    if kind in ("smallint", "integer", "bigint"):
-        return issubclass(t, numbers.Integral) and not issubclass(t, bool)
-    if kind == "float":
-        return (issubclass(t, numbers.Real) or issubclass(t, decimal.Decimal)) and not issubclass(t, bool)
-    if kind == "numeric":  # psycopg's binary numeric dumper takes no float
-        return (issubclass(t, numbers.Integral) or issubclass(t, decimal.Decimal)) and not issubclass(t, bool)
-    if kind == "text":
-        return issubclass(t, str)
-    if kind == "boolean":
-        return issubclass(t, bool) or _is_numpy_bool(t)
-    if kind == "datetime":
-        return issubclass(t, datetime.datetime)
-    if kind == "date":
-        return issubclass(t, datetime.date)
-    if kind == "time":
-        return issubclass(t, datetime.time)
-    if kind == "interval":
-        return issubclass(t, datetime.timedelta)
-    if kind == "bytes":
-        return issubclass(t, (bytes, bytearray, memoryview))
-    if kind == "json":
-        return issubclass(t, (dict, list, tuple, str, int, float))
-    if kind == "uuid":
-        return issubclass(t, uuid.UUID)
-    if kind.endswith("[]"):
-        return issubclass(t, (list, tuple))
-    return True
+    return ctype.copy_type
 
 
 def _short(value: Any) -> str:
@@ -456,29 +402,28 @@ def _write_rows(copy: psycopg.Copy, check: _RowChecker, feed: _Feed, limit: int 
     attrs = check.attr_getter
     cls = check.cls
     signatures = check.signatures
-    base = None if check.factories else check.defaults
-    arrays = bool(check.array_columns)
+    base = None if check.factories or check.server_defaults else check.defaults
     rows = itertools.chain(
         (feed.head,), feed.rest if limit is None else itertools.islice(feed.rest, limit - 1)
     )
     i = feed.index
     values: tuple[Any, ...] = ()
-    # The last two checked signatures and their range checks (pack, getter: None when nothing to check).
+    # The last two checked signatures and their plans (pack, getter, fix: None when nothing to do).
     last: list[type] | None = None
     prev: list[type] | None = None
     pack: Callable[..., bytes] | None = None
     getter: Callable[[Any], tuple[Any, ...]] | None = None
+    fix: Callable[[tuple[Any, ...], int], tuple[Any, ...]] | None = None
     prev_pack: Callable[..., bytes] | None = None
     prev_getter: Callable[[Any], tuple[Any, ...]] | None = None
+    prev_fix: Callable[[tuple[Any, ...], int], tuple[Any, ...]] | None = None
     for row in rows:
         try:
             if type(row) is dict:
                 if len(row) == ncols:
                     try:
                         values = items(row)
-                    except (
-                        KeyError
-                    ):  # as many keys as columns, but one is not a column: the slow path names it
+                    except KeyError:  # as many keys as columns, but one is not a column: the slow path
                         values = check.values_slow(row, i)
                 elif base is not None and row.keys() <= colset:
                     values = items(base | row)
@@ -492,22 +437,24 @@ def _write_rows(copy: psycopg.Copy, check: _RowChecker, feed: _Feed, limit: int 
             if sig != last:
                 if sig == prev:
                     last, prev = prev, last
-                    pack, getter, prev_pack, prev_getter = prev_pack, prev_getter, pack, getter
+                    pack, getter, fix, prev_pack, prev_getter, prev_fix = (
+                        prev_pack, prev_getter, prev_fix, pack, getter, fix
+                    )
                 else:
                     try:
-                        ranges = signatures[tuple(sig)]
+                        plan = signatures[tuple(sig)]
                     except KeyError:
-                        ranges = check.check_signature(values, i)
-                    prev, prev_pack, prev_getter = last, pack, getter
+                        plan = check.check_signature(values, i)
+                    prev, prev_pack, prev_getter, prev_fix = last, pack, getter, fix
                     last = sig
-                    if ranges is None:
-                        pack = getter = None
+                    if plan is None:
+                        pack = getter = fix = None
                     else:
-                        pack, getter = ranges.pack, ranges.getter
+                        pack, getter, fix = plan.pack, plan.getter, plan.fix
             if getter is not None and pack is not None:
                 pack(*getter(values))
-            if arrays:
-                check.check_arrays(values, i)
+            if fix is not None:
+                values = fix(values, i)
             write(values)
         except (DbpError, psycopg.OperationalError, psycopg.InterfaceError):
             raise  # ours, or the connection failing
@@ -533,15 +480,10 @@ def _encoding_error(check: _RowChecker, values: tuple[Any, ...], index: int, exc
     column = _unencodable_column(check, values)
     if column is not None:
         k = check.names.index(column)
-        return DataError(
-            f"cannot encode {type(values[k]).__name__} {_short(values[k])} for {check.sql_types[k]} column "
-            f"{column!r} of model {model!r} in row {index}: {exc}",
-            model=model,
-            column=column,
-            row=index,
-        )
+        return check._refused(k, values[k], index, Refused(f"cannot be encoded for COPY: {exc}"))
     return DataError(
-        f"row {index} of model {model!r} cannot be encoded for COPY: {type(exc).__name__}: {exc}",
+        f"bulk_insert: the row cannot be encoded for COPY: {type(exc).__name__}: {exc}"
+        + context(model=model, row=index),
         model=model,
         row=index,
     )
@@ -703,10 +645,12 @@ class _Statements:
         rest = [n for n in self.names if n in named and n not in pk]  # table order; names checked against it
         action: sql.Composable
         if rest:
+            # json has no equality operator: its columns compare as text (what json stores)
+            cast = {n: sql.SQL("::text" if self.table.columns[n].type.base == "json" else "") for n in rest}
             action = sql.SQL("DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})").format(
                 sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in rest),
-                sql.SQL(", ").join(sql.Identifier(self.table.name, n) for n in rest),
-                sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in rest),
+                sql.SQL(", ").join(sql.Identifier(self.table.name, n) + cast[n] for n in rest),
+                sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) + cast[n] for n in rest),
             )
         else:
             action = sql.SQL("DO NOTHING")
@@ -984,19 +928,12 @@ def _server_error(exc: psycopg.Error, check: _RowChecker, feed: _Feed) -> DbpErr
     if column is not None and row is not None and isinstance(exc, pge.CharacterNotInRepertoire):
         if "0x00" in str(exc):
             return check._nul(check.names.index(column), row)
-    err = wrap_db_error(exc, model=model, row=row, action="bulk_insert")
+    err = wrap_db_error(exc, model=model, row=row, column=column, action="bulk_insert")
     relayed = relayed_violation(exc, check.table)
     if relayed is not None:  # a constraint as Citus names it on a worker: the logical table's, as a ConstraintError
         text = err.message if err.constraint else f"{err.message.removesuffix(']')}, constraint {relayed[1]!r}]"
-        err = ConstraintError(text, model=model, row=row, sqlstate=err.sqlstate, constraint=relayed[1])
-    if column is not None and err.column is None:
-        err = type(err)(
-            f"{err.message} (column {column!r})",
-            model=model,
-            column=column,
-            row=row,
-            sqlstate=err.sqlstate,
-            constraint=err.constraint,
+        err = ConstraintError(
+            text, model=model, column=err.column, row=row, sqlstate=err.sqlstate, constraint=relayed[1]
         )
     return err
 
@@ -1011,6 +948,8 @@ def bulk_insert(
     *,
     on_conflict: OnConflict = "ignore",
     chunk_size: int | None = None,
+    unknown: str = "error",
+    dropped: set[str] | None = None,
 ) -> int:
     """COPY ``rows`` (dicts or instances of the table's model, any iterable) into ``table``; return the count.
 
@@ -1032,7 +971,10 @@ def bulk_insert(
 
     Raises ``UnknownColumnError`` (a key that is not a column), ``MissingValueError`` (no value for a NOT NULL
     column), ``DataError`` (a value of the wrong type or out of range, a NUL byte in text), each naming the
-    column and the row index; ``ConstraintError`` naming the constraint (a foreign key; a duplicate key with
+    column and the row index (values follow the column-type rules of :mod:`dbplugins.coltypes`: ``1001.0`` goes
+    into an integer column, ``1.5`` is refused; NaN is NULL outside float columns); ``unknown="ignore"`` drops row
+    keys that are not columns instead of raising, and adds their names to ``dropped`` when given (the caller warns
+    with them); ``ConstraintError`` naming the constraint (a foreign key; a duplicate key with
     ``on_conflict="error"``); ``ConnectionError`` if the server goes away. Nothing is written when it raises.
     """
     if on_conflict not in _MODES:
@@ -1051,7 +993,9 @@ def bulk_insert(
             f"bulk_insert takes an iterable of rows, got a single {type(rows).__name__}; wrap it in a list",
             model=table.name,
         )
-    check = _checker(table)
+    if unknown not in UNKNOWN_MODES:
+        raise DbpError(f'unknown must be "error" or "ignore", got {unknown!r}', model=table.name)
+    check = _checker(table).for_call(unknown, dropped)
     stmts = _statements(table, check)
     if on_conflict == "update" and not stmts.has_key:
         raise DbpError(

@@ -29,6 +29,8 @@ __all__ = [
     "MigrationError",
     "QueryError",
     "wrap_db_error",
+    "context",
+    "refused_error",
 ]
 
 
@@ -132,26 +134,18 @@ class MigrationError(DbpError):
     """A migration could not be generated, applied or rolled back."""
 
 
-def wrap_db_error(
-    exc: BaseException,
+def context(
     *,
     model: str | None = None,
+    column: str | None = None,
     row: int | None = None,
-    action: str = "",
-) -> DbpError:
-    """Translate a psycopg error into the matching ``DbpError`` (the caller raises it ``from exc``).
+    constraint: str | None = None,
+) -> str:
+    """The one way an error message names what it is about: `` [model 'm', column 'c', row 3]`` ('' if nothing).
 
-    The message names the model, the constraint or column the server reported, and the row when known.
-    The server's message never contains a password; the DSN is never included.
+    >>> context(model="object", column="ndet", row=3)
+    " [model 'object', column 'ndet', row 3]"
     """
-    if isinstance(exc, DbpError):
-        return exc
-    sqlstate: str | None = getattr(exc, "sqlstate", None)
-    diag = getattr(exc, "diag", None)
-    constraint = getattr(diag, "constraint_name", None) if diag is not None else None
-    column = getattr(diag, "column_name", None) if diag is not None else None
-    primary = (getattr(diag, "message_primary", None) if diag is not None else None) or str(exc).strip()
-    detail = getattr(diag, "message_detail", None) if diag is not None else None
     where = []
     if model:
         where.append(f"model {model!r}")
@@ -161,12 +155,58 @@ def wrap_db_error(
         where.append(f"constraint {constraint!r}")
     if row is not None:
         where.append(f"row {row}")
+    return " [" + ", ".join(where) + "]" if where else ""
+
+
+def refused_error(
+    model: str, ctype: Any, value: Any, reason: BaseException | str, *, row: int | None = None, action: str = ""
+) -> DataError:
+    """The ``DataError`` for a value the column type ``ctype`` (a ``dbplugins.coltypes.ColumnType``) refused.
+
+    Every path (COPY, bound parameters, filters, ``dbp load``) raises this same error for the same value.
+    """
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    prefix = f"{action}: " if action else ""
+    return DataError(
+        f"{prefix}{ctype.sql_type} column {ctype.name!r} got {type(value).__name__} {shown}: {reason}"
+        + context(model=model, column=ctype.name, row=row),
+        model=model,
+        column=ctype.name,
+        row=row,
+    )
+
+
+def wrap_db_error(
+    exc: BaseException,
+    *,
+    model: str | None = None,
+    row: int | None = None,
+    column: str | None = None,
+    action: str = "",
+) -> DbpError:
+    """Translate a psycopg error into the matching ``DbpError`` (the caller raises it ``from exc``).
+
+    This is the one translator of server errors: ``column`` and ``row`` name what the caller knows beyond the
+    server's diagnostics (a COPY's context line), in the same ``[model, column, row]`` form as every error.
+
+    The message names the model, the constraint or column the server reported, and the row when known.
+    The server's message never contains a password; the DSN is never included.
+    """
+    if isinstance(exc, DbpError):
+        return exc
+    sqlstate: str | None = getattr(exc, "sqlstate", None)
+    diag = getattr(exc, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) if diag is not None else None
+    column = (getattr(diag, "column_name", None) if diag is not None else None) or column
+    primary = (getattr(diag, "message_primary", None) if diag is not None else None) or str(exc).strip()
+    detail = getattr(diag, "message_detail", None) if diag is not None else None
     prefix = f"{action}: " if action else ""
     text = f"{prefix}{primary}"
     if detail:
         text += f" ({detail})"
-    if where:
-        text += " [" + ", ".join(where) + "]"
+    text += context(model=model, column=column, constraint=constraint, row=row)
     kwargs: dict[str, Any] = {
         "model": model,
         "column": column,

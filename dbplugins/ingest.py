@@ -36,12 +36,12 @@ import psycopg
 from psycopg import errors as pge
 from psycopg import sql
 
-from .errors import ConstraintError, DbpError, MissingValueError, QueryError
-from .rows import as_mapping, check_columns, check_required
+from .errors import ConstraintError, DbpError, MissingValueError, QueryError, context
+from .rows import as_mapping, check_columns, check_required, field_defaults, warn_dropped
 from .schema import Table, table_of
 from .session import Session, statement_cursor
 from .statements import cast_type, class_row_for, column_list, render
-from .values import adapt, translate_error, value_adapter
+from .values import convert_row, translate_error
 
 __all__ = ["get_or_create", "get_or_create_many", "MAX_TRIES"]
 
@@ -106,28 +106,13 @@ class _OnePlan:
 
 
 def _binder(table: Table, cols: Sequence[str]) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
-    """``row -> the values of cols``, each adapted for its column (see ``value_adapter``)."""
+    """``row -> the values of cols`` (the row's values are already bound by ``convert_row``)."""
     if not cols:
         return lambda row: ()
-    get: Callable[[Mapping[str, Any]], Sequence[Any]]
     if len(cols) == 1:
         only = cols[0]
-        get = lambda row: (row[only],)  # noqa: E731 - itemgetter of one key returns a bare value
-    else:
-        get = operator.itemgetter(*cols)
-    adapters = [
-        (i, a) for i, c in enumerate(cols) if (a := value_adapter(table.columns[c].sql_type)) is not None
-    ]
-    if not adapters:
-        return get
-
-    def bind(row: Mapping[str, Any]) -> Sequence[Any]:
-        values = list(get(row))
-        for i, adapter in adapters:
-            values[i] = adapter(values[i])
-        return values
-
-    return bind
+        return lambda row: (row[only],)  # itemgetter of one key returns a bare value
+    return operator.itemgetter(*cols)
 
 
 @functools.lru_cache(maxsize=2048)
@@ -230,7 +215,13 @@ def get_or_create(
         )
     check_columns(table, filter_by, what="filter_by column")
     check_columns(table, values, what="column")
-    row = {**values, **filter_by}
+    # Every value through its column type before any SQL: the rules of bulk_insert's COPY (1001.0 -> 1001, NaN
+    # -> NULL outside float columns; 1.5 into an integer or a too long text refused, naming the column).
+    filter_by = convert_row(table, filter_by, action="get_or_create")
+    row = {**convert_row(table, values, action="get_or_create"), **filter_by}
+    for c, make in field_defaults(table).items():
+        if c not in row:
+            row[c] = convert_row(table, {c: make()}, action="get_or_create")[c]
     missing: MissingValueError | None = None
     try:
         check_required(table, row)
@@ -279,7 +270,7 @@ def _get_or_create_slow(
             if found is not None:
                 return found, False
             if plan.check is not None and plan.target is not None:
-                key = [adapt(table, c, row[c]) for c in plan.target]
+                key = [row[c] for c in plan.target]
                 if statement_cursor(conn).execute(plan.check, key).fetchone() is not None:
                     raise _mismatch(table, plan.target, row, filter_by)
             # The conflicting row is gone (deleted, or its insert rolled back): insert again.
@@ -299,10 +290,9 @@ def _mismatch(
     action: str = "get_or_create",
 ) -> ConstraintError:
     key = ", ".join(f"{c}={row[c]!r}" for c in target)
-    where = f" (row {index})" if index is not None else ""
     return ConstraintError(
-        f"{action}: a row of model {table.name!r} with {key} exists but does not match "
-        f"{dict(filter_by)!r}{where}; fetch it by its key, or update it",
+        f"{action}: a row with {key} exists but does not match "
+        f"{dict(filter_by)!r}; fetch it by its key, or update it" + context(model=table.name, row=index),
         model=table.name,
         row=index,
         constraint=table.pk_name if tuple(target) == tuple(table.primary_key) else None,
@@ -326,6 +316,8 @@ class _ManyPlan:
 
 
 def _unnest(cols: Sequence[str], types: Sequence[str], alias: str) -> sql.Composable:
+    # ``types`` are ColumnType.cast_type names, without typmods: an explicit cast to varchar(5)[] would truncate
+    # (the INSERT's assignment to the column then refuses a too long value, as every other path does).
     arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(cast_type(t)) for t in types)
     return sql.SQL("unnest({}) WITH ORDINALITY AS {}({}, {})").format(
         arrays, sql.Identifier(alias), column_list(cols), sql.Identifier(_ORD)
@@ -371,7 +363,7 @@ def _many_plan(model: Any, cols: tuple[str, ...], key: tuple[str, ...]) -> _Many
     for c in key:
         if table.columns[c].is_array:
             raise QueryError(f"get_or_create_many: key column {c!r} is an array", model=table.name, column=c)
-    types = [table.columns[c].sql_type for c in cols]
+    types = [table.columns[c].type.cast_type for c in cols]
     insert: str | None = None
     if not any(table.columns[c].is_array for c in cols):
         # unnest() flattens arrays of arrays, so array columns take the VALUES form instead.
@@ -380,7 +372,7 @@ def _many_plan(model: Any, cols: tuple[str, ...], key: tuple[str, ...]) -> _Many
     select = sql.SQL("SELECT {}, {} FROM {} JOIN {} ON {}").format(
         sql.Identifier("dbp_k", _ORD),
         column_list(table.columns, "dbp_t"),
-        _unnest(key, [table.columns[c].sql_type for c in key], "dbp_k"),
+        _unnest(key, [table.columns[c].type.cast_type for c in key], "dbp_k"),
         sql.SQL("{} AS dbp_t").format(sql.Identifier(table.name)),
         sql.SQL(" AND ").join(
             sql.SQL("{} = {}").format(sql.Identifier("dbp_t", c), sql.Identifier("dbp_k", c)) for c in key
@@ -391,7 +383,7 @@ def _many_plan(model: Any, cols: tuple[str, ...], key: tuple[str, ...]) -> _Many
         check = render(
             sql.SQL("SELECT {} FROM {} JOIN {} ON {}").format(
                 sql.Identifier("dbp_k", _ORD),
-                _unnest(target, [table.columns[c].sql_type for c in target], "dbp_k"),
+                _unnest(target, [table.columns[c].type.cast_type for c in target], "dbp_k"),
                 sql.SQL("{} AS dbp_t").format(sql.Identifier(table.name)),
                 sql.SQL(" AND ").join(
                     sql.SQL("{} = {}").format(sql.Identifier("dbp_t", c), sql.Identifier("dbp_k", c))
@@ -408,7 +400,7 @@ def _values_insert(model: Any, cols: tuple[str, ...], key: tuple[str, ...], n: i
     table = table_of(model)
     target = conflict_target(table, key)
     assert target is not None
-    casts = [cast_type(table.columns[c].sql_type) for c in cols]
+    casts = [cast_type(table.columns[c].type.cast_type) for c in cols]
     one = sql.SQL(", ").join([*(sql.SQL("%s::{}").format(t) for t in casts), sql.SQL("%s::bigint")])
     rows = sql.SQL(", ").join(sql.SQL("({})").format(one) for _ in range(n))
     src = sql.SQL("WITH dbp_src ({}, {}) AS MATERIALIZED (VALUES {})").format(
@@ -424,6 +416,7 @@ def get_or_create_many(
     *,
     key: Sequence[str] | None = None,
     batch_size: int = 10_000,
+    unknown: str = "error",
 ) -> list[tuple[T, bool]]:
     """``[(instance, created), ...]`` for ``rows`` (dicts or model instances), in input order.
 
@@ -450,6 +443,10 @@ def get_or_create_many(
     if isinstance(key, str):
         raise QueryError("get_or_create_many: key must be a list of column names, not a string")
     check_columns(table, key_cols, what="key column")
+    if unknown not in ("error", "ignore", "warn"):
+        raise QueryError(f'unknown must be "error" or "ignore", got {unknown!r}', model=table.name)
+    dropped: set[str] = set()
+    pydefaults = field_defaults(table)
     # Check every row before anything is written. A column a row leaves out is NULL, unless the column has a
     # server default: rows are grouped by the defaulted columns they give (one group, without such columns).
     defaulted = frozenset(c for c, col in table.columns.items() if col.default is not None)
@@ -458,12 +455,20 @@ def get_or_create_many(
     maps: list[Mapping[str, Any]] = []
     for i, item in enumerate(rows):
         m = as_mapping(table, item, index=i)
-        check_columns(table, m, row=i)
+        if unknown == "error":
+            check_columns(table, m, row=i)
+        elif any(c not in table.columns for c in m):
+            dropped.update(str(c) for c in m if c not in table.columns)
+            m = {c: v for c, v in m.items() if c in table.columns}
+        if pydefaults and not pydefaults.keys() <= m.keys():
+            m = {**{c: make() for c, make in pydefaults.items() if c not in m}, **m}
+        m = convert_row(table, m, row=i, action="get_or_create_many")
         check_required(table, m, row=i)
         for c in key_cols:
             if m.get(c) is None:
                 raise MissingValueError(
-                    f"get_or_create_many: row {i} has no value for key column {c!r} of model {table.name!r}",
+                    f"get_or_create_many: no value for key column {c!r}"
+                    + context(model=table.name, column=c, row=i),
                     model=table.name,
                     column=c,
                     row=i,
@@ -472,6 +477,8 @@ def get_or_create_many(
         group = tuple(c for c in m if c in defaulted) if defaulted else ()
         groups.setdefault(group, []).append(i)
         given.setdefault(group, set()).update(m)
+    if dropped and unknown == "warn":
+        warn_dropped(table, dropped, "get_or_create_many", stacklevel=4)
     if not maps:
         return []
     joined = session.in_transaction
@@ -544,7 +551,7 @@ def _many_batch(
     out: list[Any],
 ) -> None:
     """Resolve one batch into ``out`` (indexed by input row number)."""
-    adapters = [value_adapter(table.columns[c].sql_type) for c in plan.cols]
+    adapters: list[Any] = [None] * len(plan.cols)  # values were bound by convert_row
     names = plan.returning
     target_pos = [names.index(c) for c in plan.target]
     pending = list(range(len(batch)))  # positions in ``batch`` still without a result
@@ -564,7 +571,7 @@ def _many_batch(
         if not missing:
             return
         found = statement_cursor(conn).execute(
-            plan.select, [[adapt(table, c, batch[p][c]) for p in missing] for c in plan.key]
+            plan.select, [[batch[p][c] for p in missing] for c in plan.key]
         ).fetchall()
         for ordinal, *values in found:
             pos = missing[ordinal - 1]
@@ -575,7 +582,7 @@ def _many_batch(
             return
         if plan.check is not None:
             clash = statement_cursor(conn).execute(
-                plan.check, [[adapt(table, c, batch[p][c]) for p in still] for c in plan.target]
+                plan.check, [[batch[p][c] for p in still] for c in plan.target]
             ).fetchall()
             if clash:
                 pos = still[min(r[0] for r in clash) - 1]

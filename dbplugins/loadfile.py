@@ -19,20 +19,16 @@ the file and line, and exit code 1. The guide is docs/load.md.
 
 from __future__ import annotations
 
-import datetime
-import decimal
 import gzip
-import json
 import os
 import sys
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, TextIO, cast
 
 import click
 
 from . import textformats
-from .errors import DataError, DbpError, UnknownColumnError
+from .errors import DataError, DbpError, UnknownColumnError, context
 from .progress import DEFAULT_INTERVAL, Progress
 from .schema import ColumnDef, Table, table_of
 
@@ -42,128 +38,10 @@ Converter = Callable[[str], Any]
 
 
 # -- reading text as column values ----------------------------------------------------------------------------
+# Delegated to the column-type layer (ColumnDef.type, dbplugins.coltypes), so a loaded value follows the rules of
+# every other path: ColumnType.from_text for CSV fields, ColumnType.from_json for JSON strings.
 
-_TRUE = frozenset({"t", "true", "1", "y", "yes", "on"})
-_FALSE = frozenset({"f", "false", "0", "n", "no", "off"})
-
-
-def _to_bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise ValueError("not a boolean (t/true/1/yes or f/false/0/no)")
-
-
-def _to_datetime(text: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(text.strip())
-
-
-def _to_date(text: str) -> datetime.date:
-    return datetime.date.fromisoformat(text.strip())
-
-
-def _to_time(text: str) -> datetime.time:
-    return datetime.time.fromisoformat(text.strip())
-
-
-def _to_bytes(text: str) -> bytes:
-    body = text.strip()
-    if body.startswith("\\x"):
-        body = body[2:]
-    return bytes.fromhex(body)
-
-
-def _to_int(text: str) -> int:
-    return int(text.strip())
-
-
-def _to_float(text: str) -> float:
-    return float(text)
-
-
-def _array_of(element: Converter) -> Converter:
-    """A JSON list (``["a", null]``) or a PostgreSQL array literal (``{a,"b c",NULL}``), one dimension."""
-
-    def convert(text: str) -> list[Any]:
-        body = text.strip()
-        if body.startswith("["):
-            items = json.loads(body)
-            if not isinstance(items, list):
-                raise ValueError("not a JSON list")
-            return [item if item is None or not isinstance(item, str) else element(item) for item in items]
-        if not (body.startswith("{") and body.endswith("}")):
-            raise ValueError("not an array: give a JSON list [..] or a {..} literal")
-        return [None if item is None else element(item) for item in _parse_pg_array(body[1:-1])]
-
-    return convert
-
-
-def _parse_pg_array(body: str) -> list[str | None]:
-    items: list[str | None] = []
-    i, n = 0, len(body)
-    while i < n:
-        while i < n and body[i] == " ":
-            i += 1
-        if i < n and body[i] == '"':
-            i += 1
-            out = []
-            while i < n and body[i] != '"':
-                if body[i] == "\\" and i + 1 < n:
-                    i += 1
-                out.append(body[i])
-                i += 1
-            if i >= n:
-                raise ValueError("unterminated quoted array element")
-            items.append("".join(out))
-            i += 1
-            while i < n and body[i] == " ":
-                i += 1
-        else:
-            start = i
-            while i < n and body[i] != ",":
-                i += 1
-            raw = body[start:i].strip()
-            items.append(None if raw.upper() == "NULL" else raw)
-        if i < n:
-            if body[i] != ",":
-                raise ValueError(f"unexpected {body[i]!r} in array literal")
-            i += 1
-            if i == n:
-                raise ValueError("array literal ends with a comma")
-    return items
-
-
-_SCALARS: dict[str, Converter] = {
-    "smallint": _to_int,
-    "integer": _to_int,
-    "bigint": _to_int,
-    "double precision": _to_float,
-    "real": _to_float,
-    "numeric": decimal.Decimal,
-    "boolean": _to_bool,
-    "timestamp without time zone": _to_datetime,
-    "timestamp with time zone": _to_datetime,
-    "date": _to_date,
-    "time without time zone": _to_time,
-    "bytea": _to_bytes,
-    "uuid": uuid.UUID,
-    "json": json.loads,
-    "jsonb": json.loads,
-}
 _TEXT = frozenset({"character varying", "character", "text"})
-# In JSON lines, these types arrive as strings; everything else is used as JSON gives it.
-_FROM_JSON_STRINGS = frozenset(
-    {
-        "timestamp without time zone",
-        "timestamp with time zone",
-        "date",
-        "time without time zone",
-        "bytea",
-        "uuid",
-    }
-)
 
 
 def _base(sql_type: str) -> tuple[str, bool]:
@@ -173,29 +51,20 @@ def _base(sql_type: str) -> tuple[str, bool]:
 
 
 def _csv_converter(col: ColumnDef) -> Converter | None:
-    """Text -> value for a CSV field of ``col`` (None: keep the text)."""
-    base, array = _base(col.sql_type)
-    scalar = _SCALARS.get(base)
-    if array:
-        return _array_of(scalar or str)
-    return scalar
+    """Text -> value for a CSV field of ``col``: the column type's ``from_text``."""
+    return col.type.from_text
 
 
 def _json_converter(col: ColumnDef) -> Converter | None:
-    """str -> value for a JSON string in ``col`` (None: keep JSON's value)."""
-    base, array = _base(col.sql_type)
-    if base not in _FROM_JSON_STRINGS:
-        return None
-    scalar = _SCALARS[base]
-    return _array_of(scalar) if array else scalar
+    """str -> value for a JSON string in ``col``: the column type's ``from_json``."""
+    return col.type.from_json
 
 
 def _bad_value(table: Table, column: str, index: int, where: str, text: str, exc: Exception) -> DataError:
     sql_type = table.columns[column].sql_type
     shown = text if len(text) <= 60 else text[:57] + "..."
     return DataError(
-        f"cannot read {shown!r} as {sql_type} for column {column!r} of model {table.name!r} "
-        f"in row {index} ({where}): {exc}",
+        f"cannot read {shown!r} as {sql_type} ({where}): {exc}" + context(model=table.name, column=column, row=index),
         model=table.name,
         column=column,
         row=index,

@@ -38,7 +38,7 @@ from .errors import (
     QueryError,
 )
 from .pagination import KeysetPage, Pagination
-from .rows import check_columns
+from .rows import check_columns, warn_dropped
 from .schema import Table, table_of
 from .session import statement_cursor
 from .statements import (
@@ -48,7 +48,7 @@ from .statements import (
     statement,
     update_statement,
 )
-from .values import adapt, translate_error
+from .values import bind, filter_value, translate_error
 
 if TYPE_CHECKING:
     from .connection import SQLConnection
@@ -285,15 +285,15 @@ class Query(Generic[T]):
         params: list[Any] = []
         for column, op, value in self._conds:
             col = table.columns[column]
-            spec.append((column, op, col.sql_type if op in ("in", "not in") else ""))
+            spec.append((column, op, col.type.cast_type if op in ("in", "not in") else ""))
             if op in ("is null", "is not null"):
                 continue
             if op == "between":
-                params.extend(adapt(table, column, v) for v in value)
+                params.extend(filter_value(table, column, v) for v in value)
             elif op in ("in", "not in"):
                 if col.is_array:
                     raise QueryError(f"filter {column!r} {op!r}: not supported on array column {column!r}")
-                params.append([adapt(table, column, v) for v in value])
+                params.append([filter_value(table, column, v) for v in value])
             else:
                 if (
                     isinstance(value, (list, tuple, set, frozenset))
@@ -306,7 +306,7 @@ class Query(Generic[T]):
                         model=table.name,
                         column=column,
                     )
-                params.append(adapt(table, column, value))
+                params.append(filter_value(table, column, value))
         return tuple(spec), params
 
     def _select(
@@ -585,6 +585,7 @@ class Query(Generic[T]):
         key: Sequence[str] | None = None,
         *,
         batch_size: int = 10_000,
+        unknown: Literal["error", "ignore"] | None = None,
     ) -> list[tuple[Any, bool]]:
         """``[(instance, created), ...]`` for ``rows`` in input order; the batched :meth:`get_or_create`.
 
@@ -592,7 +593,12 @@ class Query(Generic[T]):
         """
         query = self._bind(model)
         return ingest.get_or_create_many(
-            query._session(), cast(Any, query._model), rows, key=key, batch_size=batch_size
+            query._session(),
+            cast(Any, query._model),
+            rows,
+            key=key,
+            batch_size=batch_size,
+            unknown=str(unknown or getattr(self._db, "unknown_keys", "error")),
         )
 
     def update(self, instance: Any, values: Mapping[str, Any], model: Any = None) -> Any:
@@ -627,7 +633,7 @@ class Query(Generic[T]):
         if not values:
             return instance
         stmt = update_statement(table.name, tuple(values), table.primary_key, tuple(table.columns))
-        params = [adapt(table, c, v) for c, v in values.items()] + key
+        params = [bind(table, c, v, action="update") for c, v in values.items()] + key
         session = query._session()
         conn = session.begin()
         try:
@@ -653,15 +659,30 @@ class Query(Generic[T]):
         *,
         on_conflict: Literal["ignore", "error", "update"] = "ignore",
         chunk_size: int | None = None,
+        unknown: Literal["error", "ignore"] | None = None,
     ) -> int:
         """Insert ``rows`` (dicts or model instances, any iterable) with COPY; return the number inserted.
+
+        ``unknown``: ``"error"`` (the default) raises for a row key that is not a column, ``"ignore"`` drops it.
 
         See :func:`dbplugins.bulk.bulk_insert` for ``on_conflict`` (``"ignore"``, ``"error"``, ``"update"``).
         """
         query = self._bind(model)
-        count: int = bulk.bulk_insert(
-            query._session(), query._table(), rows, on_conflict=on_conflict, chunk_size=chunk_size
-        )
+        mode = str(unknown or getattr(self._db, "unknown_keys", "error"))
+        dropped: set[str] = set()
+        try:
+            count: int = bulk.bulk_insert(
+                query._session(),
+                query._table(),
+                rows,
+                on_conflict=on_conflict,
+                chunk_size=chunk_size,
+                unknown=mode,
+                dropped=dropped,
+            )
+        finally:
+            if dropped and mode == "warn":
+                warn_dropped(query._table(), dropped, "bulk_insert")
         return count
 
     def __repr__(self) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import sys
 import types
 import typing
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .coltypes import ColumnType, canonical_type
 from .errors import ConfigurationError
 
 __all__ = [
@@ -44,54 +46,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-# Canonical spellings, as PostgreSQL's format_type() prints them, so declared and introspected types compare equal.
-_TYPE_ALIASES = {
-    "varchar": "character varying",
-    "character varying": "character varying",
-    "text": "text",
-    "int": "integer",
-    "int4": "integer",
-    "integer": "integer",
-    "int8": "bigint",
-    "bigint": "bigint",
-    "int2": "smallint",
-    "smallint": "smallint",
-    "float8": "double precision",
-    "double precision": "double precision",
-    "float": "double precision",
-    "float4": "real",
-    "real": "real",
-    "bool": "boolean",
-    "boolean": "boolean",
-    "timestamp": "timestamp without time zone",
-    "timestamp without time zone": "timestamp without time zone",
-    "timestamptz": "timestamp with time zone",
-    "timestamp with time zone": "timestamp with time zone",
-    "date": "date",
-    "bytea": "bytea",
-    "jsonb": "jsonb",
-    "json": "json",
-    "numeric": "numeric",
-    "uuid": "uuid",
-}
-
-
-def canonical_type(sql_type: str) -> str:
-    """Return PostgreSQL's ``format_type`` spelling of ``sql_type`` (``varchar[]`` -> ``character varying[]``)."""
-    text = " ".join(sql_type.strip().lower().split())
-    suffix = ""
-    while text.endswith("[]"):
-        suffix += "[]"
-        text = text[:-2].strip()
-    base, paren, rest = text.partition("(")
-    base = base.strip()
-    canonical = _TYPE_ALIASES.get(base, base)
-    if paren:
-        canonical = f"{canonical}({rest.replace(' ', '')}"
-        # format_type prints varchar(10) as "character varying(10)"
-    return canonical + suffix
-
 
 # Python annotation -> SQL type (the defaults listed in docs/types.md).
 _PY_TYPES: dict[Any, str] = {
@@ -162,9 +116,18 @@ class ColumnDef:
     default: str | None = None
     python_type: Any = None
 
+    def __post_init__(self) -> None:
+        # One spelling everywhere (DDL, introspection, diff): PostgreSQL's format_type().
+        object.__setattr__(self, "sql_type", canonical_type(self.sql_type))
+
     @property
     def is_array(self) -> bool:
         return self.sql_type.endswith("[]")
+
+    @functools.cached_property
+    def type(self) -> ColumnType:
+        """The compiled column type: accepted values, checks and converters (see :mod:`dbplugins.coltypes`)."""
+        return ColumnType(self.name, self.sql_type, nullable=self.nullable, default=self.default)
 
 
 @dataclass

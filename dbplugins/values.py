@@ -1,81 +1,81 @@
-"""Binding values to columns, and naming the column when psycopg or the server refuses one."""
+"""Binding values to columns through their column types, and naming the column when a value is refused.
+
+Every bound parameter of a write (get_or_create, get_or_create_many, update) goes through :func:`bind`, i.e.
+``ColumnDef.type.param``: the same rules as bulk_insert's COPY (see :mod:`dbplugins.coltypes`), so a value is
+stored identically on every path or refused on every path with the same ``DataError``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Json, Jsonb
 
-from .errors import DataError, DbpError, wrap_db_error
+from .coltypes import Refused
+from .errors import DataError, DbpError, MissingValueError, context, refused_error, wrap_db_error
 from .schema import Table
 
-__all__ = ["value_adapter", "adapt", "value_problem", "translate_error"]
+__all__ = ["bind", "convert_row", "filter_value", "value_problem", "translate_error"]
 
 
-def value_adapter(sql_type: str) -> Callable[[Any], Any] | None:
-    """How to bind a Python value to a column of ``sql_type``, or None when psycopg's default fits.
+def bind(
+    table: Table, column: str, value: Any, *, row: int | None = None, action: str = "", check_null: bool = True
+) -> Any:
+    """``value`` ready to bind to ``table.column`` for a write: converted and checked by the column type.
 
-    json/jsonb columns take any JSON-able value (``dict`` included), which psycopg only dumps when wrapped.
+    Raises ``DataError`` naming model, column (and ``row``) for a value the column refuses, and
+    ``MissingValueError`` for a NULL (None, NaN, ``pd.NA``) in a NOT NULL column.
     """
-    if sql_type == "jsonb":
-        return _wrap_json(Jsonb)
-    if sql_type == "json":
-        return _wrap_json(Json)
-    if sql_type in ("jsonb[]", "json[]"):
-        inner = _wrap_json(Jsonb if sql_type == "jsonb[]" else Json)
-        return lambda v: v if v is None else [inner(x) for x in v]
-    return None
-
-
-def _wrap_json(wrapper: type[Json] | type[Jsonb]) -> Callable[[Any], Any]:
-    def adapt(value: Any) -> Any:
-        if value is None or isinstance(value, (Json, Jsonb)):
-            return value
-        return wrapper(value)
-
-    return adapt
-
-
-def adapt(table: Table, column: str, value: Any) -> Any:
-    """``value`` ready to bind to ``table.column`` (see :func:`value_adapter`)."""
-    adapter = value_adapter(table.columns[column].sql_type)
-    return value if adapter is None else adapter(value)
-
-
-_INT_RANGES = {
-    "smallint": (-(2**15), 2**15 - 1),
-    "integer": (-(2**31), 2**31 - 1),
-    "bigint": (-(2**63), 2**63 - 1),
-}
-
-
-def value_problem(sql_type: str, value: Any) -> str | None:
-    """Why ``value`` cannot be stored in a column of ``sql_type`` (a NUL in text, an int out of range), or None.
-
-    Used only after the server or psycopg refused a statement, to say which value it was.
-    """
-    base = sql_type[:-2] if sql_type.endswith("[]") else sql_type
-    items = value if sql_type.endswith("[]") and isinstance(value, (list, tuple)) else (value,)
-    for item in items:
-        if isinstance(item, str) and "\x00" in item:
-            return "contains a NUL (0x00) character, which PostgreSQL text cannot store"
-        if isinstance(item, str) and not _encodable(item):
-            return "contains a lone surrogate (not valid Unicode), which UTF-8 cannot encode"
-        if isinstance(item, int) and not isinstance(item, bool) and base in _INT_RANGES:
-            low, high = _INT_RANGES[base]
-            if not low <= item <= high:
-                return f"has the value {item!r}, out of range for {base} [{low}, {high}]"
-    return None
-
-
-def _encodable(text: str) -> bool:
+    col = table.columns[column]
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+        out = col.type.param(value)
+    except Refused as exc:
+        raise refused_error(table.name, col.type, value, exc, row=row, action=action) from None
+    if check_null and out is None and not col.nullable and value is not None:
+        raise MissingValueError(
+            f"{action + ': ' if action else ''}{value!r} is NULL in NOT NULL column {column!r}"
+            + context(model=table.name, column=column, row=row),
+            model=table.name,
+            column=column,
+            row=row,
+        )
+    return out
+
+
+def convert_row(
+    table: Table, values: Mapping[str, Any], *, row: int | None = None, action: str = ""
+) -> dict[str, Any]:
+    """``values`` (column -> value, columns already checked) with each value bound as :func:`bind` does; a NULL
+    (None, NaN...) in a NOT NULL column is left for the caller's required-value check. Values whose type the
+    column takes as it is (``ColumnType.trusted``) are not touched: the common case costs a set lookup."""
+    cols = table.columns
+    out: dict[str, Any] = {}
+    for c, v in values.items():
+        if v is None or type(v) in cols[c].type.trusted:
+            out[c] = v
+        else:
+            out[c] = bind(table, c, v, row=row, action=action, check_null=False)
+    return out
+
+
+def filter_value(table: Table, column: str, value: Any) -> Any:
+    """A value compared with ``table.column`` in a filter: converted like a write where the column type accepts
+    it (``1001.0`` -> ``1001``, a dict for a json column), else left for the server to compare (``ndet < 1.5``
+    is a fine filter although 1.5 cannot be stored in an integer column)."""
+    try:
+        return table.columns[column].type.param(value)
+    except Refused:
+        return value
+
+
+def value_problem(table: Table, column: str, value: Any) -> str | None:
+    """Why ``value`` cannot be stored in ``table.column`` (its column type refuses it), or None."""
+    try:
+        table.columns[column].type.convert(value)
+    except Refused as exc:
+        return str(exc)
+    return None
 
 
 def translate_error(
@@ -88,25 +88,21 @@ def translate_error(
 ) -> DbpError:
     """The ``DbpError`` for a psycopg error raised while running a statement on ``table``.
 
-    A value psycopg or the server refuses (a NUL byte in text, an integer out of range) comes back with a message
-    that names no column: find it in ``rows`` (the values bound) and name its column, and its row number in a
-    batch (``row_numbers[i]`` for ``rows[i]``, else ``i``).
+    A value psycopg or the server refuses comes back with a message that names no column: find it in ``rows``
+    (the values bound) and name its column, and its row number in a batch (``row_numbers[i]`` for ``rows[i]``,
+    else ``i``).
     """
     err = wrap_db_error(exc, model=table.name, action=action)
     if isinstance(exc, (psycopg.DataError, UnicodeEncodeError)) and err.column is None:
         for i, values in enumerate(rows):
             for column, value in values.items():
                 col = table.columns.get(column)
-                problem = value_problem(col.sql_type, value) if col is not None else None
-                if problem is None:
+                problem = value_problem(table, column, value) if col is not None else None
+                if problem is None or col is None:
                     continue
                 row = row_numbers[i] if row_numbers is not None else (i if len(rows) > 1 else None)
-                where = f" in row {row}" if row is not None else ""
+                found = refused_error(table.name, col.type, value, problem, row=row, action=action)
                 return DataError(
-                    f"{action}: column {column!r} of model {table.name!r}{where} {problem}",
-                    model=table.name,
-                    column=column,
-                    row=row,
-                    sqlstate=err.sqlstate,
+                    found.message, model=table.name, column=column, row=row, sqlstate=err.sqlstate
                 )
     return err

@@ -427,7 +427,7 @@ def test_foreign_key_violation_names_the_constraint(objects: Any) -> None:
 
 
 def test_array_elements_are_checked(db: Any) -> None:
-    with pytest.raises(DataError, match="element of column 'classes'") as info:
+    with pytest.raises(DataError, match="element 1: character varying expected, got int") as info:
         db.query(Taxonomy).bulk_insert(
             [{"classifier_name": "a", "classifier_version": "1", "classes": ["SN", 3]}]
         )
@@ -438,9 +438,9 @@ def test_array_elements_are_checked(db: Any) -> None:
 
 
 def test_rows_that_are_not_rows(db: Any) -> None:
-    with pytest.raises(DbpError, match="row 1 .* must be a dict or a dataclass instance, got tuple"):
+    with pytest.raises(DbpError, match=r"must be a dict or a dataclass instance, got tuple \[model 'object', row 1\]"):
         db.query(Object).bulk_insert([{"oid": "a"}, ("b",)])
-    with pytest.raises(DbpError, match="row 0 is a Taxonomy, not a Object"):
+    with pytest.raises(DbpError, match=r"is a Taxonomy, not a Object \[model 'object', row 0\]"):
         db.query(Object).bulk_insert([Taxonomy(classifier_name="a", classifier_version="1", classes=[])])
     with pytest.raises(DbpError, match="single dict"):
         db.query(Object).bulk_insert({"oid": "a"})
@@ -540,14 +540,14 @@ def test_other_column_types_round_trip(db: Any) -> None:
     ("values", "column", "text"),
     [
         ({"id": 32768}, "id", "out of range for smallint"),
-        ({"id": 1, "at": datetime.datetime(2024, 1, 1)}, "at", "cannot encode datetime"),
-        ({"id": 1, "amount": 1.5}, "amount", "numeric expected, got float"),
+        ({"id": 1, "at": datetime.datetime(2024, 1, 1)}, "at", "takes a timezone-aware value"),
+        ({"id": 1, "amount": "1.5"}, "amount", "numeric expected, got str"),
         ({"id": 1, "day": "2024-01-01"}, "day", "date expected, got str"),
         ({"id": 1, "blob": "abc"}, "blob", "bytea expected, got str"),
-        ({"id": 1, "doc": {"a": {1, 2}}}, "doc", "cannot encode dict"),
-        ({"id": 1, "key": "not-a-uuid"}, "key", "uuid expected, got str"),
-        ({"id": 1, "counts": [1, 2**31]}, "counts", "value 2147483648 out of range for integer"),
-        ({"id": 1, "counts": [1, True]}, "counts", "an element of column 'counts'"),
+        ({"id": 1, "doc": {"a": {1, 2}}}, "doc", "is not valid JSON"),
+        ({"id": 1, "key": "not-a-uuid"}, "key", "is not a UUID"),
+        ({"id": 1, "counts": [1, 2**31]}, "counts", "2147483648 is out of range for integer"),
+        ({"id": 1, "counts": [1, True]}, "counts", "element 1: a bool"),
     ],
 )
 def test_other_column_types_are_checked(db: Any, values: dict[str, Any], column: str, text: str) -> None:

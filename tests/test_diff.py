@@ -292,3 +292,75 @@ def test_rows_survive_a_non_destructive_migration(empty_dsn: str, tmp_path: Path
     _migrate_to(empty_dsn, _with_builtin(grown), migrations, "grow")
     with psycopg.connect(empty_dsn) as conn:
         assert conn.execute("SELECT wid, note, extra FROM w_list").fetchall() == [(1, "kept", None)]
+
+
+# -- every column type diffs clean (issue 12) ------------------------------------------------------------------
+
+
+@model("w_types", primary_key=["id"])
+@dataclass
+class EveryType:
+    id: Annotated[int, Column("smallint")]
+    code: Annotated[str | None, Column("char(3)")] = None
+    letter: Annotated[str | None, Column("char")] = None
+    short: Annotated[str | None, Column("varchar(5)")] = None
+    price: Annotated[object | None, Column("decimal(10,2)")] = None
+    amount: Annotated[object | None, Column("numeric")] = None
+    at: Annotated[datetime | None, Column("timestamp(3)")] = None
+    at_tz: Annotated[datetime | None, Column("timestamptz(0)")] = None
+    clock: Annotated[object | None, Column("time")] = None
+    clock_tz: Annotated[object | None, Column("timetz")] = None
+    ratio: Annotated[float | None, Column("float4")] = None
+    big: Annotated[int | None, Column("int8")] = None
+    flag: Annotated[bool | None, Column("bool")] = None
+    doc: Annotated[object | None, Column("json")] = None
+    docb: Annotated[object | None, Column("jsonb")] = None
+    key: Annotated[object | None, Column("uuid")] = None
+    codes: Annotated[list[str] | None, Column("char(2)[]")] = None
+    names: Annotated[list[str] | None, Column("varchar(10)[]")] = None
+    status: Annotated[str, Column("varchar(8)", default="'new'")] = "new"
+
+
+def test_every_type_renders_and_diffs_clean_after_migrate(empty_dsn: str, tmp_path: Path) -> None:
+    """char(n), numeric(p,s), timestamp(p), timetz...: no diff right after migrate (it used to never go away), and
+    ``timestamp(3)`` renders valid SQL (it used to be ``timestamp without time zone(3)``)."""
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    apply(from_dsn(empty_dsn), migrations)
+    desired = _with_builtin(Schema.from_models([EveryType]))
+    _migrate_to(empty_dsn, desired, migrations, "types")
+    assert _remaining(empty_dsn, desired) == []
+    with psycopg.connect(empty_dsn) as conn:
+        assert conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'w_types'::regclass AND attname = 'at'"
+        ).fetchone() == ("timestamp(3) without time zone",)
+
+
+@model("w_drop", primary_key=["id"])
+@dataclass
+class DropBefore:
+    id: int
+    label: str  # NOT NULL, no default: dropped below
+
+
+@model("w_drop", primary_key=["id"])
+@dataclass
+class DropAfter:
+    id: int
+
+
+def test_rollback_of_a_dropped_not_null_column_works_on_a_table_with_rows(empty_dsn: str, tmp_path: Path) -> None:
+    """The rollback used to be ``ADD COLUMN label ... NOT NULL``, which fails as soon as the table has a row."""
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    apply(from_dsn(empty_dsn), migrations)
+    _migrate_to(empty_dsn, _with_builtin(Schema.from_models([DropBefore])), migrations, "before")
+    with psycopg.connect(empty_dsn) as conn:
+        conn.execute("INSERT INTO w_drop (id, label) VALUES (1, 'a'), (2, 'b')")
+    _migrate_to(empty_dsn, _with_builtin(Schema.from_models([DropAfter])), migrations, "drop")
+    rollback_file = next(migrations.glob("*drop.rollback.sql"))
+    assert "NULL-able" in rollback_file.read_text()
+    rollback(from_dsn(empty_dsn), migrations, count=1)
+    with psycopg.connect(empty_dsn) as conn:
+        assert conn.execute("SELECT id, label FROM w_drop ORDER BY id").fetchall() == [(1, None), (2, None)]

@@ -162,25 +162,26 @@ def test_gzip_and_stdin(with_objects: Any, dsn: str, csv_file: Path, tmp_path: P
         (
             "bad.csv",
             DET_HEADER + "\n" + det_line(1) + "\n" + det_line(2).replace("59000.5", "soon"),
-            "cannot read 'soon' as double precision for column 'mjd' of model 'detection' in row 1 (line 3 of bad.csv)",
+            "cannot read 'soon' as double precision (line 3 of bad.csv): could not convert string to float: 'soon' "
+            "[model 'detection', column 'mjd', row 1]",
         ),
         (
             "bad.csv",
             DET_HEADER + "\n" + det_line(1).replace(",f,", ",maybe,"),
-            "column 'corrected' of model 'detection' in row 0",
+            "[model 'detection', column 'corrected', row 0]",
         ),
         (
             "bad.csv",
             DET_HEADER + "\n" + det_line(1) + "\n" + det_line(2).replace(",1.0,", ",,"),
-            "missing value for NOT NULL column 'pid' of model 'detection' in row 1",
+            "missing value for NOT NULL column 'pid' [model 'detection', column 'pid', row 1]",
         ),
         ("bad.csv", DET_HEADER + ",colour\n" + det_line(1) + ",red", "header names column 'colour'"),
         ("bad.csv", DET_HEADER + "\n" + det_line(1) + ",extra", "line 2 has 17 fields, the header 16"),
         ("bad.csv", DET_HEADER + "\n" + det_line(1, "ZTF99none"), "detection_oid_fkey"),
         ("bad.jsonl", '{"oid": "ZTF20y", "ndet": 1}\n{not json', "line 2 is not valid JSON"),
         ("bad.jsonl", "[1, 2]", "line 1 is a JSON list, not an object"),
-        ("bad.jsonl", '{"oid": "ZTF20x", "ndet": "three"}', "column 'ndet' of model"),
-        ("bad.jsonl", '{"oid": "ZTF20x", "colour": "red"}', "unknown key 'colour' for model"),
+        ("bad.jsonl", '{"oid": "ZTF20x", "ndet": "three"}', "column 'ndet'"),
+        ("bad.jsonl", '{"oid": "ZTF20x", "colour": "red"}', "unknown key 'colour' (columns: "),
     ],
 )
 def test_errors_are_one_line_and_load_nothing(

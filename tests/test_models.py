@@ -540,14 +540,16 @@ def test_alias_imports() -> None:
     from db_plugins.db.sql import models as alias_models
     from db_plugins.db.sql.connection import SQLConnection as ConnSQLConnection
 
-    assert SQLConnection is dbplugins.SQLConnection is ConnSQLConnection
+    # the compatibility class only changes a default (unknown row keys dropped with a warning)
+    assert SQLConnection is ConnSQLConnection
+    assert issubclass(SQLConnection, dbplugins.SQLConnection)
     namespace: dict[str, Any] = {}
     exec("from db_plugins.db.sql.models import *", namespace)
     for m in ALL_MODELS:
         assert namespace[m.__name__] is m
         assert getattr(alias_models, m.__name__) is m
     exec("from db_plugins.db.sql import *", namespace)
-    assert namespace["SQLConnection"] is dbplugins.SQLConnection
+    assert namespace["SQLConnection"] is SQLConnection
     assert namespace["Detection"] is Detection
 
 

@@ -14,6 +14,7 @@ File ids follow ``yoyo new``: ``YYYYMMDD_NN_rand5-slug`` with ``NN`` counting up
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 import secrets
@@ -172,8 +173,24 @@ def _inverse(op: Operation) -> Operation:
 
 
 def backward(op: Operation) -> list[str]:
-    """The statements that undo ``op`` (a dropped table or column comes back empty: data is not restored)."""
-    return forward(_inverse(op))
+    """The statements that undo ``op`` (a dropped table or column comes back empty: data is not restored).
+
+    A dropped NOT NULL column without a default comes back NULL-able: its values are gone, and ``ADD COLUMN ...
+    NOT NULL`` would fail on any table with rows (the next ``make_migrations`` offers the SET NOT NULL once the
+    column is filled).
+    """
+    inverse = _inverse(op)
+    if inverse.kind == "add_column" and isinstance(inverse.new, ColumnDef):
+        col = inverse.new
+        if not col.nullable and col.default is None:
+            inverse = Operation(
+                inverse.kind,
+                inverse.table,
+                inverse.name,
+                old=inverse.old,
+                new=dataclasses.replace(col, nullable=True),
+            )
+    return forward(inverse)
 
 
 def _comment_lines(op: Operation, *, undo: bool = False) -> list[str]:
@@ -182,6 +199,14 @@ def _comment_lines(op: Operation, *, undo: bool = False) -> list[str]:
         lines.append("-- DESTRUCTIVE: the data in it is lost; make sure this is what you want")
     if undo and op.kind in ("drop_table", "drop_column"):
         lines.append("-- NOTE: this re-creates the structure only; the dropped data does not come back")
+    if (
+        undo
+        and op.kind == "drop_column"
+        and isinstance(op.old, ColumnDef)
+        and not op.old.nullable
+        and op.old.default is None
+    ):
+        lines.append("-- NOTE: re-added NULL-able: NOT NULL would fail on the existing rows, which have no value")
     if not undo and op.note:
         lines.append(f"-- WARNING: {op.note}")
     return lines

@@ -16,10 +16,21 @@ from typing import Any
 
 from dbplugins.config import MAP_KEYS as _MAP_KEYS
 from dbplugins.config import from_mapping
-from dbplugins.connection import SQLConnection
+from dbplugins.connection import SQLConnection as _SQLConnection
 from dbplugins.errors import ConfigurationError
 
 __all__ = ["MAP_KEYS", "SQLConnection", "satisfy_keys", "settings_map"]
+
+class SQLConnection(_SQLConnection):
+    """:class:`dbplugins.SQLConnection` with db-plugins' handling of row keys that are not columns.
+
+    db-plugins' ``bulk_insert`` and ``get_or_create_many`` dropped such keys (``df.to_dict("records")`` with extra
+    columns, an ``_id``): here they are dropped too, with one ``UserWarning`` per call naming them. Pass
+    ``unknown="error"`` to a call to refuse them instead, as :mod:`dbplugins` does by default.
+    """
+
+    unknown_keys = "warn"
+
 
 #: The six keys of a db-plugins ``DB_CONFIG["SQL"]`` dict.
 MAP_KEYS: set[str] = set(_MAP_KEYS)
