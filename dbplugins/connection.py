@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import psycopg
 from psycopg import sql
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["SQLConnection"]
 
 log = logging.getLogger("dbplugins")
+
+_M = TypeVar("_M")
 
 # Pool defaults. A worker process rarely needs more than a couple of connections; 10 leaves room for threads
 # while 8 such workers stay far below PostgreSQL's default max_connections of 100.
@@ -191,13 +193,16 @@ class SQLConnection:
         """``with db.transaction():`` an explicit transaction on the current session (nested = savepoint)."""
         return self.current_session().transaction()
 
+    @overload
+    def query(self, model: type[_M], /) -> Query[_M]: ...
+    @overload
+    def query(self, *args: Any) -> Query[Any]: ...
     def query(self, *args: Any) -> Query[Any]:
-        """A query on ``args[0]`` (a model class), or an unbound one that takes ``model=`` per call."""
+        """A query on a model class, on columns of one model (``db.query(Object.oid, Object.meanra)``: rows with
+        attribute access), or an unbound one (``db.query()``) that takes ``model=`` per call."""
         from .query import Query
 
-        if len(args) > 1:
-            raise DbpError("query() takes at most one model; select columns with .columns(...)")
-        return Query(self, args[0] if args else None)
+        return Query.from_args(self, args)
 
     # -- schema -----------------------------------------------------------------------------------------------
 
