@@ -23,6 +23,9 @@ from .errors import (
     QueryError,
     UnknownColumnError,
 )
+from .expressions import and_, col, not_, or_
+from .pagination import KeysetPage, Pagination
+from .query import Query
 from .schema import Column, ForeignKey, Index, model, table_of
 from .session import ScopedSession, Session
 
@@ -30,6 +33,13 @@ __all__ = [
     "SQLConnection",
     "Session",
     "ScopedSession",
+    "Query",
+    "Pagination",
+    "KeysetPage",
+    "and_",
+    "or_",
+    "not_",
+    "col",
     "Column",
     "Index",
     "ForeignKey",

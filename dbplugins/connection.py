@@ -25,6 +25,7 @@ from . import config as _config
 from .errors import ConfigurationError, DbpError, wrap_db_error
 from .session import ScopedSession, Session
 from .session import Session as _Session  # the name Session is shadowed by a db-plugins argument below
+from .session_compat import bind_query_property, unbind_query_property, warn_ignored
 
 if TYPE_CHECKING:
     from .query import Query
@@ -116,6 +117,7 @@ class SQLConnection:
         self.settings = _config.resolve(cfg, dsn=dsn, settings_path=settings_path)
         if base is not None:
             self.Base = base
+        warn_ignored(base=self.Base, session_options=session_options)
         self._session_options = dict(session_options or {})
         options = {**DEFAULT_POOL, **pool_options}
         options["configure"] = _configurer(options.get("configure"))
@@ -137,6 +139,7 @@ class SQLConnection:
         if use_scoped:
             self.session = ScopedSession(lambda: Session(pool, self._session_options), scope_func)
             self.use_scoped = True
+            bind_query_property(self)  # Model.query, as db-plugins' Base.query = session.query_property()
         else:
             self.session = Session(pool, self._session_options)
 
@@ -152,6 +155,7 @@ class SQLConnection:
 
     def close(self) -> None:
         """Close the sessions and the pool. Idempotent."""
+        unbind_query_property(self)
         if self.session is not None:
             if isinstance(self.session, ScopedSession):
                 self.session.remove_all()

@@ -439,10 +439,12 @@ def install_columns(cls: type, table: Table) -> None:
 
     Classes with ``__slots__`` are left alone (their fields are slot descriptors already).
     """
-    if "__slots__" in cls.__dict__:
-        return
-    for name in table.columns:
-        setattr(cls, name, ColumnExpr(cls, table, name))
+    from .session_compat import install_query_property
+
+    if "__slots__" not in cls.__dict__:
+        for name in table.columns:
+            setattr(cls, name, ColumnExpr(cls, table, name))
+    install_query_property(cls)
 
 
 # -- SQL -----------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from psycopg.rows import tuple_row
 from psycopg_pool import PoolTimeout
 
 from .errors import DbpError, PoolTimeoutError, wrap_db_error
+from .session_compat import ScopedCompat, SessionCompat
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -64,7 +65,7 @@ def statement_cursor(conn: Conn) -> psycopg.Cursor[Any]:
     return cur
 
 
-class Session:
+class Session(SessionCompat):
     """One unit of work. Not thread-safe: give each thread its own (see :class:`ScopedSession`)."""
 
     def __init__(self, pool: ConnectionPool[Any], options: dict[str, Any] | None = None) -> None:
@@ -244,7 +245,7 @@ def _thread_scope() -> Hashable:
     return threading.get_ident()
 
 
-class ScopedSession:
+class ScopedSession(ScopedCompat):
     """A registry of sessions, one per scope: per thread by default, or per ``scope_func()`` value.
 
     ``db.session`` is this object when ``use_scoped=True``; every method acts on the current scope's session.
