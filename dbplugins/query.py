@@ -855,6 +855,24 @@ class Query(Generic[T]):
         )
         return count
 
+    def bulk_update(
+        self,
+        rows: Iterable[Any],
+        model: Any = None,
+        *,
+        key: Sequence[str] | None = None,
+        missing: Literal["ignore", "error"] = "ignore",
+    ) -> int:
+        """Update the columns each row names (rows matched by ``key``, the primary key by default); return the
+        number of rows updated, an ``int`` whose ``missing`` lists the input rows whose key is not stored.
+
+        Rows are never inserted; ``missing="error"`` raises instead. See :func:`dbplugins.bulk_update.bulk_update`.
+        """
+        from .bulk_update import bulk_update
+
+        query = self._bind(model)
+        return bulk_update(query._session(), query._table(), rows, key=key, missing=missing)
+
     def __repr__(self) -> str:
         if self._model is None:
             return "<dbplugins.Query (no model)>"
