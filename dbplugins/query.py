@@ -292,7 +292,7 @@ class Query(Generic[T]):
         >>> Query(None, Watchlist).order_by(Watchlist.score.desc().nulls_last(), Watchlist.wid).as_sql()
         'SELECT "wid", "name", "score" FROM "watchlist" ORDER BY "score" DESC NULLS LAST, "wid"'
         """
-        if columns == (None,):
+        if len(columns) == 1 and columns[0] is None:
             return self._clone(_order=(), _order_nulls=())
         order: list[tuple[str, bool]] = []
         nulls: list[str | None] = []
