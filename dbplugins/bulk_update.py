@@ -239,12 +239,15 @@ def bulk_update(
     it = iter(staged)
     feed = bulk._Feed(next(it), it)
     updated = 0
+    copying = False
     try:
         with session.atomic() as conn, conn.cursor() as cur:
             cur.execute(create)
+            copying = True
             with cur.copy(copy_stmt) as copy:
                 copy.set_types(check.pg_types)
                 bulk._write_rows(copy, check, feed, None)
+            copying = False
             absent = cur.execute(find_missing).fetchall()
             if absent and missing == "error":
                 shown = ", ".join(
@@ -264,6 +267,8 @@ def bulk_update(
                     updated = max(cur.rowcount, 0)
             cur.execute(drop)
     except psycopg.Error as exc:
+        if copying:  # the server refused a value of the COPY: bulk's reading of its context names row and column
+            raise bulk._server_error(exc, check, feed) from exc
         raise wrap_db_error(exc, model=table.name, action="bulk_update") from exc
     if absent:
         log.info(
