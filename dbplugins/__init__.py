@@ -23,7 +23,7 @@ from .errors import (
     QueryError,
     UnknownColumnError,
 )
-from .expressions import and_, col, not_, or_
+from .expressions import and_, cols, not_, or_
 from .pagination import KeysetPage, Pagination
 from .query import Query
 from .schema import Column, ForeignKey, Index, model, table_of
@@ -39,7 +39,7 @@ __all__ = [
     "and_",
     "or_",
     "not_",
-    "col",
+    "cols",
     "Column",
     "Index",
     "ForeignKey",

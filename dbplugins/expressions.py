@@ -44,7 +44,8 @@ __all__ = [
     "and_",
     "or_",
     "not_",
-    "col",
+    "cols",
+    "Columns",
     "install_columns",
     "sql_of",
     "params_of",
@@ -424,14 +425,36 @@ class ColumnExpr:
         return OrderExpr(self, False, "last")
 
 
-def col(column: Any) -> ColumnExpr:
-    """``column`` typed as a :class:`ColumnExpr`, for type checkers.
+class Columns:
+    """The column expressions of a model by attribute: ``cols(Object).oid`` is ``Object.oid``, typed.
 
-    mypy sees ``Object.oid`` as the field's type (``str``); ``col(Object.oid).in_(oids)`` type-checks.
+    Type checkers see ``Object.oid`` as the field's type (``str``), so ``Object.oid.in_(oids)`` type-checks only
+    with a ``# type: ignore``; ``cols(Object).oid.in_(oids)`` is a :class:`ColumnExpr` for them too.
     """
-    if not isinstance(column, ColumnExpr):
-        raise QueryError(f"col() takes a model column such as Object.oid, got {column!r}")
-    return column
+
+    __slots__ = ("_model", "_table")
+
+    def __init__(self, model: type) -> None:
+        from .schema import table_of
+
+        self._model = model
+        self._table = table_of(model)
+
+    def __getattr__(self, name: str) -> ColumnExpr:
+        if name.startswith("__") or name not in self._table.columns:
+            from .rows import check_columns
+
+            check_columns(self._table, [name], what="column")
+        installed = self._model.__dict__.get(name)
+        return installed if isinstance(installed, ColumnExpr) else ColumnExpr(self._model, self._table, name)
+
+    def __repr__(self) -> str:
+        return f"<dbplugins columns of {self._table.name}>"
+
+
+def cols(model: type) -> Columns:
+    """The typed column namespace of ``model``: ``cols(Object).ndet > 3`` (see :class:`Columns`)."""
+    return Columns(model)
 
 
 def install_columns(cls: type, table: Table) -> None:

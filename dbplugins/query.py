@@ -657,6 +657,14 @@ class Query(Generic[T]):
     ) -> list[M]: ...
     @overload
     def find(
+        self, model: None, filter_by: Any, paginate: Literal[False], *, page: int = 1, per_page: int = 10
+    ) -> list[T]: ...
+    @overload
+    def find(
+        self, model: type[M], filter_by: Any, paginate: Literal[False], *, page: int = 1, per_page: int = 10
+    ) -> list[M]: ...
+    @overload
+    def find(
         self, model: Any = None, filter_by: Any = None, paginate: bool = True, *, page: int = 1, per_page: int = 10
     ) -> Any: ...
     def find(

@@ -21,7 +21,7 @@ from dbplugins import (
     QueryError,
     SQLConnection,
     and_,
-    col,
+    cols,
     model,
     not_,
     or_,
@@ -327,10 +327,13 @@ def test_wrong_value_type_is_a_clear_error(tdb: SQLConnection) -> None:
         tdb.query(Star).filter(Star.sid == "not a number").all()
 
 
-def test_col_types_an_expression() -> None:
-    assert col(Object.oid) is Object.oid
-    with pytest.raises(QueryError):
-        col("oid")
+def test_cols_gives_the_typed_expressions() -> None:
+    assert cols(Object).oid is Object.oid
+    assert cols(Star).ndet is Star.ndet
+    with pytest.raises(dbplugins.UnknownColumnError, match="nope"):
+        cols(Star).nope  # noqa: B018
+    with pytest.raises(dbplugins.ConfigurationError):
+        cols(dict)
     assert isinstance(Object.oid.desc(), OrderExpr)
     assert isinstance(Detection.oid == "x", Condition)
 
