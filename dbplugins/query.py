@@ -29,9 +29,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import RowFactory, namedtuple_row, tuple_row
 
-from . import bulk, ingest
+from . import bulk, ingest, results
 from .errors import (
     ConfigurationError,
     DbpError,
@@ -458,20 +457,20 @@ class Query(Generic[T]):
         """
         return self._select()[0]
 
-    def _row_factory(self) -> RowFactory[Any]:
-        if self._columns is not None:
-            return namedtuple_row if self._named else tuple_row
-        return class_row_for(cast(Any, self._model))
-
     def _fetch(self, stmt: str, params: Sequence[Any], action: str) -> list[Any]:
         table = self._table()
         session = self._session()
+        names = self._columns if self._columns is not None else tuple(table.columns)
         try:
-            with session.connection() as conn, conn.cursor(row_factory=self._row_factory()) as cur:
-                cur.execute(stmt, params)
-                return cur.fetchall()
+            with session.connection() as conn:
+                rows = results.fetch_tuples(conn, stmt, params, binary=results.binary_ok(table, names))
         except (psycopg.Error, UnicodeEncodeError) as exc:
             raise translate_error(exc, table, [self._values()], action=action) from exc
+        if self._columns is None:
+            return results.instances(cast(type, self._model), names, rows)
+        if self._named:
+            return list(map(results.row_class(names), rows))
+        return rows
 
     def _scalar(self, stmt: str, params: Sequence[Any], action: str) -> Any:
         table = self._table()
@@ -511,12 +510,11 @@ class Query(Generic[T]):
         stmt, params = self._select()
         session = self._session()
         try:
-            with session.connection() as conn, conn.cursor(row_factory=tuple_row, binary=True) as cur:
-                cur.execute(stmt, params)
-                rows = cur.fetchall()
+            with session.connection() as conn:
+                rows = results.fetch_tuples(conn, stmt, params, binary=results.binary_ok(table, columns))
         except (psycopg.Error, UnicodeEncodeError) as exc:
             raise translate_error(exc, table, [self._values()], action="to_dataframe") from exc
-        return pd.DataFrame.from_records(rows, columns=list(columns), nrows=len(rows))
+        return results.dataframe(pd, table, columns, rows)
 
     def first(self) -> T | None:
         """The first matching row, or None (``LIMIT 1``)."""

@@ -343,3 +343,72 @@ def test_shapes_share_one_statement_text(tdb: SQLConnection) -> None:
     b = tdb.query(Star).filter(Star.sid.in_([7, 8, 9]), Star.mag > 3).order_by(Star.mag.desc().nulls_last())
     assert a.as_sql() == b.as_sql()
     assert sids(a.all()) == [1, 2] and sids(b.all()) == [7, 9]
+
+
+# -- how rows become results ----------------------------------------------------------------------------------
+
+
+@model("te_post", primary_key=["pid"])
+@dataclass
+class Post:
+    pid: int
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        self.shout = self.label.upper()  # not a column: only __init__ sets it
+
+
+@model("te_point", primary_key=["pid"])
+@dataclass
+class Point:
+    pid: int
+    where: Annotated[Optional[str], Column("point")] = None  # noqa: UP045 - no binary loader giving a str
+
+
+def test_instances_equal_what_init_builds(tdb: SQLConnection) -> None:
+    rows = tdb.query(Star).filter(Star.sid <= 5).order_by(Star.sid).all()
+    assert rows == [Star(**{k: v for k, v in s.items()}) for s in STARS[:5]]
+    assert all(type(r) is Star for r in rows)
+    assert dataclasses.asdict(rows[3]) == STARS[3] and pickle.loads(pickle.dumps(rows[0])) == rows[0]
+    frozen = Frozen(fid=1, label="x")
+    tdb.query(Frozen).bulk_insert([frozen])
+    got = tdb.query(Frozen).one()
+    assert got == frozen and hash(got) == hash(frozen)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.label = "y"  # type: ignore[misc]
+
+
+def test_post_init_models_are_built_with_init(module_dsn: str, tdb: SQLConnection) -> None:
+    with psycopg.connect(module_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS te_post; CREATE TABLE te_post (pid integer PRIMARY KEY, label varchar NOT NULL)")
+        conn.execute("INSERT INTO te_post VALUES (1, 'a')")
+    row = tdb.query(Post).one()
+    assert row.pid == 1 and row.shout == "A"  # __post_init__ ran, as with psycopg's class_row
+
+
+def test_types_without_a_faithful_binary_loader_come_as_text(module_dsn: str, tdb: SQLConnection) -> None:
+    with psycopg.connect(module_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS te_point; CREATE TABLE te_point (pid integer PRIMARY KEY, \"where\" point)")
+        conn.execute("INSERT INTO te_point VALUES (1, '(1,2)')")
+    assert tdb.query(Point).one().where == "(1,2)"
+    assert tdb.query(Point.where).one().where == "(1,2)"
+
+
+def test_projection_rows(tdb: SQLConnection) -> None:
+    row = tdb.query(Star.sid, Star.name, Star.tags).filter(Star.sid == 2).one()
+    assert row._fields == ("sid", "name", "tags")
+    assert row._asdict() == {"sid": 2, "name": "s02", "tags": ["t0"]}
+    assert repr(row) == "Row(sid=2, name='s02', tags=['t0'])"
+    assert isinstance(row, tuple) and row == (2, "s02", ["t0"])
+    # the old columns() keeps returning plain tuples
+    assert type(tdb.query(Star).columns("sid").filter(Star.sid == 2).one()) is tuple
+
+
+def test_to_dataframe_null_handling(tdb: SQLConnection) -> None:
+    pytest.importorskip("pandas")
+    df = tdb.query(Star.sid, Star.mag, Star.ndet).filter(Star.sid.in_([3, 4])).order_by(Star.sid).to_dataframe()
+    assert str(df["sid"].dtype) == "int64" and str(df["mag"].dtype) == "float64"
+    assert df["mag"].isna().tolist() == [False, True]
+    tdb.query(Star).bulk_update([{"sid": 3, "ndet": None}])
+    df = tdb.query(Star.sid, Star.ndet).filter(Star.sid.in_([3, 4])).order_by(Star.sid).to_dataframe()
+    assert str(df["ndet"].dtype) == "float64" and df["ndet"].isna().tolist() == [True, False]
