@@ -553,6 +553,11 @@ def embedded_stop() -> None:
     default=None,
     help="Rows per staging flush, for --on-conflict update and after a duplicate (default: bulk_insert's).",
 )
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Update the columns the file names in the rows whose key is stored (bulk_update); insert nothing.",
+)
 @click.option("--silent", is_flag=True, help="No progress bar.")
 @_db_options
 @click.pass_context
@@ -563,6 +568,7 @@ def load(
     fmt: str | None,
     on_conflict: str,
     chunk_size: int | None,
+    update: bool,
     silent: bool,
     dsn: str | None,
     settings_path: str | None,
@@ -579,7 +585,8 @@ def load(
         raise click.UsageError(f"cannot tell the format of {file!r} from its name: give --format csv|jsonl")
     env = _env(ctx, settings_path, dsn)
     target = loadfile.find_table(table, env.models())
-    loadfile.load_file(target, file, fmt, on_conflict, chunk_size, silent, env.settings.conninfo)
+    mode = "bulk_update" if update else on_conflict  # --update: see dbplugins.bulk_update
+    loadfile.load_file(target, file, fmt, mode, chunk_size, silent, env.settings.conninfo)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -392,9 +392,12 @@ def load_file(
         db.connect(dsn=conninfo, min_size=1, max_size=1)
         started = time.monotonic()
         try:
-            written = db.query(table.cls).bulk_insert(
-                progress.count(reader(table, text, source)), on_conflict=on_conflict, chunk_size=chunk_size
-            )
+            if on_conflict == "bulk_update":  # dbp load --update
+                written = db.query(table.cls).bulk_update(progress.count(reader(table, text, source)))
+            else:
+                written = db.query(table.cls).bulk_insert(
+                    progress.count(reader(table, text, source)), on_conflict=on_conflict, chunk_size=chunk_size
+                )
         finally:
             progress.close()
         elapsed = time.monotonic() - started
@@ -405,7 +408,9 @@ def load_file(
             raw.close()
     read = progress.rows
     rate = read / elapsed if elapsed > 0 else 0.0
-    if on_conflict == "update":
+    if on_conflict == "bulk_update":
+        what = f"{_rows(written)} updated"
+    elif on_conflict == "update":
         what = f"{_rows(written)} inserted or changed"
     else:
         what = f"{_rows(written)} loaded"
@@ -413,6 +418,8 @@ def load_file(
     tail = ""
     if skipped and on_conflict == "ignore":
         tail = f", {skipped:,} already present"
+    elif skipped and on_conflict == "bulk_update":
+        tail = f", {skipped:,} with no stored key"
     elif skipped and on_conflict == "update":
         tail = f", {skipped:,} unchanged"
     click.echo(

@@ -232,3 +232,24 @@ def test_concurrent_calls_on_overlapping_keys_do_not_deadlock(udb: SQLConnection
 def test_foreign_key_violation_names_the_constraint(udb: SQLConnection) -> None:
     with pytest.raises(ConstraintError, match="tu_obs_ref_fkey"):
         udb.query(Obs).bulk_update([{"oid": "a", "fid": 1, "ref": "nope"}])
+
+
+def test_dbp_load_update(udb: SQLConnection, module_dsn: str, tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from dbplugins.cli import cli
+
+    path = tmp_path / "items.csv"
+    path.write_text("iid,qty\n1,111\n2,\n404,1\n")
+    result = CliRunner().invoke(cli, ["load", "tu_item", str(path), "--update", "--dsn", module_dsn])
+    assert result.exit_code == 0, result.output
+    assert "2 rows updated" in result.output and "1 with no stored key" in result.output
+    want = original()
+    want[1] = ("n1", 111, 1.5, "c1", ["t1"])
+    want[2] = ("n2", None, 3.0, "c2", ["t2"])  # an empty CSV field is NULL in a nullable column
+    assert stored(udb) == want
+    bad = tmp_path / "bad.csv"
+    bad.write_text("iid,qty\n1,5\n2,x\n")
+    result = CliRunner().invoke(cli, ["load", "tu_item", str(bad), "--update", "--dsn", module_dsn])
+    assert result.exit_code == 1
+    assert stored(udb) == want
