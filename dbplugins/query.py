@@ -7,8 +7,10 @@
     >>> q.order_by("-score").limit(10).as_sql()
     'SELECT "wid", "name", "score" FROM "watchlist" WHERE "name" = %s AND "score" >= %s ORDER BY "score" DESC LIMIT %s'
 
-Filters are equality dicts (``filter_by({"oid": oid})`` or ``filter_by(oid=oid)``; ``None`` means ``IS NULL``)
-and ``filter(column, op, value)`` with ``op`` one of ``= != < <= > >= in, not in, between, is null, is not null,
+Conditions are column expressions (:mod:`dbplugins.expressions`): ``filter(Object.oid.in_(oids),
+Object.ndet > 3)``, ``order_by(Object.lastmjd.desc())``, ``db.query(Object.oid, Object.meanra)`` for rows of some
+columns with attribute access, ``distinct()``, ``to_dataframe()``. The older spellings stay: equality dicts
+(``filter_by({"oid": oid})`` or ``filter_by(oid=oid)``; ``None`` means ``IS NULL``) and ``filter(column, op, value)`` with ``op`` one of ``= != < <= > >= in, not in, between, is null, is not null,
 like, ilike``. ``find(filter_by=...)`` takes a dict or a list of ``(column, op, value)`` triples. Every column
 name is checked against the model before any SQL is built: an unknown (or hostile) name raises
 ``UnknownColumnError``. Identifiers are quoted with ``psycopg.sql.Identifier``; values are always bound.

@@ -412,3 +412,12 @@ def test_to_dataframe_null_handling(tdb: SQLConnection) -> None:
     tdb.query(Star).bulk_update([{"sid": 3, "ndet": None}])
     df = tdb.query(Star.sid, Star.ndet).filter(Star.sid.in_([3, 4])).order_by(Star.sid).to_dataframe()
     assert str(df["ndet"].dtype) == "float64" and df["ndet"].isna().tolist() == [True, False]
+
+
+def test_module_examples() -> None:
+    import doctest
+
+    import dbplugins.expressions
+
+    result = doctest.testmod(dbplugins.expressions, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
