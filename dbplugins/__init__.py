@@ -24,6 +24,9 @@ from .errors import (
     QueryError,
     UnknownColumnError,
 )
+from .expressions import and_, cols, not_, or_
+from .pagination import KeysetPage, Pagination
+from .query import Query
 from .schema import Column, ForeignKey, Index, model, table_of
 from .session import ScopedSession, Session
 
@@ -31,6 +34,13 @@ __all__ = [
     "SQLConnection",
     "Session",
     "ScopedSession",
+    "Query",
+    "Pagination",
+    "KeysetPage",
+    "and_",
+    "or_",
+    "not_",
+    "cols",
     "Column",
     "Index",
     "ForeignKey",

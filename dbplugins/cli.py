@@ -664,6 +664,11 @@ def _load_encoding(_ctx: click.Context, _param: click.Parameter, value: str) -> 
     default=None,
     help="Rows per staging flush, for --on-conflict update and after a duplicate (default: bulk_insert's).",
 )
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Update the columns the file names in the rows whose key is stored (bulk_update); insert nothing.",
+)
 @click.option("--silent", is_flag=True, help="No progress on stderr.")
 @_db_options
 @click.pass_context
@@ -676,6 +681,7 @@ def load(
     encoding: str,
     on_conflict: str,
     chunk_size: int | None,
+    update: bool,
     silent: bool,
     dsn: str | None,
     settings_path: str | None,
@@ -697,11 +703,12 @@ def load(
         raise click.UsageError(f"--delimiter applies to csv and tsv files, not {fmt}")
     env = _env(ctx, settings_path, dsn)
     target = loadfile.find_table(table, env.models())
+    mode = "bulk_update" if update else on_conflict  # --update: see dbplugins.bulk_update
     loadfile.load_file(
         target,
         file,
         fmt,
-        on_conflict,
+        mode,
         chunk_size,
         silent,
         env.settings.conninfo,

@@ -21,7 +21,7 @@ import os
 import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import psycopg
 from psycopg import sql
@@ -32,6 +32,7 @@ from .errors import ConfigurationError, DbpError, wrap_db_error
 from .pool import Failures, Pool, close_pool, probe, recording_class
 from .session import ScopedSession, Session
 from .session import Session as _Session  # the name Session is shadowed by a db-plugins argument below
+from .session_compat import bind_query_property, unbind_query_property, warn_ignored
 from .sqllog import LoggedCursor
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["SQLConnection"]
 
 log = logging.getLogger("dbplugins")
+
+_M = TypeVar("_M")
 
 # Pool defaults. A worker process rarely needs more than a couple of connections; 10 leaves room for threads
 # while 8 such workers stay far below PostgreSQL's default max_connections of 100.
@@ -134,6 +137,10 @@ class SQLConnection:
             raise DbpError("already connected; call close() first")
         cfg = config if config is not None else self.config
         settings = _config.resolve(cfg, dsn=dsn, settings_path=settings_path)
+        if base is not None:
+            self.Base = base
+        warn_ignored(base=self.Base, session_options=session_options)
+        self._session_options = dict(session_options or {})
         options = {**DEFAULT_POOL, **pool_options}
         options["configure"] = _configurer(options.get("configure"))
         unknown = set(options) - _POOL_ARGS
@@ -180,6 +187,7 @@ class SQLConnection:
         if use_scoped:
             self.session = ScopedSession(lambda: Session(pool, self._session_options), scope_func)
             self.use_scoped = True
+            bind_query_property(self)  # Model.query, as db-plugins' Base.query = session.query_property()
         else:
             self.session = Session(pool, self._session_options)
 
@@ -195,6 +203,7 @@ class SQLConnection:
 
     def close(self) -> None:
         """Close the sessions and the pool. Idempotent."""
+        unbind_query_property(self)
         if self.session is not None:
             if isinstance(self.session, ScopedSession):
                 self.session.remove_all()
@@ -238,13 +247,16 @@ class SQLConnection:
         """``with db.transaction():`` an explicit transaction on the current session (nested = savepoint)."""
         return self.current_session().transaction()
 
+    @overload
+    def query(self, model: type[_M], /) -> Query[_M]: ...
+    @overload
+    def query(self, *args: Any) -> Query[Any]: ...
     def query(self, *args: Any) -> Query[Any]:
-        """A query on ``args[0]`` (a model class), or an unbound one that takes ``model=`` per call."""
+        """A query on a model class, on columns of one model (``db.query(Object.oid, Object.meanra)``: rows with
+        attribute access), or an unbound one (``db.query()``) that takes ``model=`` per call."""
         from .query import Query
 
-        if len(args) > 1:
-            raise DbpError("query() takes at most one model; select columns with .columns(...)")
-        return Query(self, args[0] if args else None)
+        return Query.from_args(self, args)
 
     # -- schema -----------------------------------------------------------------------------------------------
 

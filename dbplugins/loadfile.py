@@ -299,11 +299,11 @@ def load_file(
             interval=PROGRESS_INTERVAL if progress_interval is None else progress_interval,
         )
         try:
-            written = db.query(table.cls).bulk_insert(
-                progress.count(_read(table, chunks, fmt, source, delimiter, seen)),
-                on_conflict=on_conflict,
-                chunk_size=chunk_size,
-            )
+            rows = progress.count(_read(table, chunks, fmt, source, delimiter, seen))
+            if on_conflict == "bulk_update":  # dbp load --update
+                written = db.query(table.cls).bulk_update(rows)
+            else:
+                written = db.query(table.cls).bulk_insert(rows, on_conflict=on_conflict, chunk_size=chunk_size)
         finally:
             progress.close()
     finally:
@@ -321,7 +321,9 @@ def load_file(
             why = "the file holds no rows"
         click.echo(f"0 rows loaded into {table.name} from {source}: {why}")
         return
-    if on_conflict == "update":
+    if on_conflict == "bulk_update":
+        what = f"{_rows(written)} updated"
+    elif on_conflict == "update":
         what = f"{_rows(written)} inserted or changed"
     else:
         what = f"{_rows(written)} loaded"
@@ -329,6 +331,8 @@ def load_file(
     tail = ""
     if skipped and on_conflict == "ignore":
         tail = f", {skipped:,} already present"
+    elif skipped and on_conflict == "bulk_update":
+        tail = f", {skipped:,} with no stored key"
     elif skipped and on_conflict == "update":
         tail = f", {skipped:,} unchanged"
     click.echo(

@@ -7,8 +7,10 @@
     >>> q.order_by("-score").limit(10).as_sql()
     'SELECT "wid", "name", "score" FROM "watchlist" WHERE "name" = %s AND "score" >= %s ORDER BY "score" DESC LIMIT %s'
 
-Filters are equality dicts (``filter_by({"oid": oid})`` or ``filter_by(oid=oid)``; ``None`` means ``IS NULL``)
-and ``filter(column, op, value)`` with ``op`` one of ``= != < <= > >= in, not in, between, is null, is not null,
+Conditions are column expressions (:mod:`dbplugins.expressions`): ``filter(Object.oid.in_(oids),
+Object.ndet > 3)``, ``order_by(Object.lastmjd.desc())``, ``db.query(Object.oid, Object.meanra)`` for rows of some
+columns with attribute access, ``distinct()``, ``to_dataframe()``. The older spellings stay: equality dicts
+(``filter_by({"oid": oid})`` or ``filter_by(oid=oid)``; ``None`` means ``IS NULL``) and ``filter(column, op, value)`` with ``op`` one of ``= != < <= > >= in, not in, between, is null, is not null,
 like, ilike``. ``find(filter_by=...)`` takes a dict or a list of ``(column, op, value)`` triples. Every column
 name is checked against the model before any SQL is built: an unknown (or hostile) name raises
 ``UnknownColumnError``. Identifiers are quoted with ``psycopg.sql.Identifier``; values are always bound.
@@ -23,20 +25,23 @@ cached, so a hot loop only binds values; psycopg prepares statements run more th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 
 import psycopg
-from psycopg.rows import RowFactory, tuple_row
+from psycopg import sql
 
-from . import bulk, ingest
+from . import bulk, ingest, results
 from .errors import (
+    ConfigurationError,
     DbpError,
     MissingValueError,
     MultipleResultsFound,
     NoResultFound,
     QueryError,
 )
+from .expressions import ColumnExpr, Condition, OrderExpr, legacy_shape, order_sql, where_sql
 from .pagination import KeysetPage, Pagination
 from .rows import check_columns, warn_dropped
 from .schema import Table, table_of
@@ -45,6 +50,8 @@ from .statements import (
     OrderSpec,
     WhereSpec,
     class_row_for,
+    column_list,
+    render,
     statement,
     update_statement,
 )
@@ -57,6 +64,7 @@ if TYPE_CHECKING:
 __all__ = ["Query", "Pagination", "KeysetPage", "OPERATORS"]
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 _MISSING: Any = object()
 
@@ -174,6 +182,34 @@ class Query(Generic[T]):
         self._limit: int | None = None
         self._offset: int | None = None
         self._columns: tuple[str, ...] | None = None
+        # The column-expression layer (dbplugins.expressions): conditions, NULLS FIRST/LAST per order item
+        # (aligned with _order), DISTINCT, and rows with attribute access for db.query(M.a, M.b).
+        self._exprs: tuple[Condition, ...] = ()
+        self._order_nulls: tuple[str | None, ...] = ()
+        self._distinct = False
+        self._named = False
+
+    @classmethod
+    def from_args(cls, db: SQLConnection | None, args: Sequence[Any]) -> Query[Any]:
+        """``db.query(Model)``, ``db.query()``, or ``db.query(Model.a, Model.b)`` (a projection of one model)."""
+        if not args:
+            return cls(db, None)
+        if all(isinstance(a, ColumnExpr) for a in args):
+            exprs = cast(Sequence[ColumnExpr], args)
+            model = exprs[0].cls
+            for e in exprs[1:]:
+                if e.table is not exprs[0].table:
+                    raise QueryError(
+                        f"query() columns of models {exprs[0].table.name!r} and {e.table.name!r} cannot be "
+                        "mixed (no joins)"
+                    )
+            query: Query[Any] = cls(db, model)
+            return query._clone(_columns=tuple(e.name for e in exprs), _named=True)
+        if len(args) > 1:
+            raise QueryError(
+                "query() takes at most one model, or columns of one model (db.query(Object.oid, Object.meanra))"
+            )
+        return cls(db, args[0])
 
     # -- building --------------------------------------------------------------------------------------------
 
@@ -203,8 +239,13 @@ class Query(Generic[T]):
         self._check((c for c, _, _ in new), "filter column")
         return self._clone(_conds=self._conds + tuple(new))
 
-    def filter(self, column: str, op: str, value: Any = _MISSING) -> Query[T]:
-        """Add one comparison: ``op`` is ``= != < <= > >= in, not in, between, is null, is not null, like, ilike``.
+    def filter(self, *args: Any) -> Query[T]:
+        """Add conditions: column expressions (several mean AND), or one ``(column, op, value)`` comparison.
+
+            >>> Query(None, Watchlist).filter(Watchlist.wid.in_([1, 2]), Watchlist.score > 0.5).as_sql()
+            'SELECT "wid", "name", "score" FROM "watchlist" WHERE "wid" = ANY(%s::bigint[]) AND "score" > %s'
+
+        The comparison form: ``op`` is ``= != < <= > >= in, not in, between, is null, is not null, like, ilike``.
 
             >>> Query(None, Watchlist).filter("wid", "in", [1, 2]).filter("score", "between", (0, 1)).as_sql()
             'SELECT "wid", "name", "score" FROM "watchlist" WHERE "wid" = ANY(%s::bigint[]) AND "score" BETWEEN %s AND %s'
@@ -213,21 +254,73 @@ class Query(Generic[T]):
 
         ``!=`` and ``not in`` follow SQL: rows where the column is NULL do not match.
         """
+        if args and isinstance(args[0], str):
+            if len(args) not in (2, 3):
+                raise QueryError("filter(column, op, value) takes a column name, an operator and a value")
+            return self._filter_legacy(*args)
+        if not args:
+            raise QueryError("filter() needs at least one condition")
+        for item in args:
+            if not isinstance(item, Condition):
+                hint = " (a bool: compare a column of the model class, e.g. Object.ndet > 3)"
+                raise QueryError(
+                    "filter() takes column conditions such as Object.ndet > 3, or (column, op, value); "
+                    f"got {type(item).__name__} {item!r}" + (hint if isinstance(item, bool) else "")
+                )
+            if self._model is not None:
+                self._same_model(item.table)
+        return self._clone(_exprs=self._exprs + args)
+
+    def _same_model(self, table: Table) -> None:
+        own = self._table()
+        if table is not own:
+            raise QueryError(
+                f"this query is on model {own.name!r}; a condition on model {table.name!r} cannot be used "
+                "(no joins: query each model separately)",
+                model=own.name,
+            )
+
+    def _filter_legacy(self, column: str, op: str, value: Any = _MISSING) -> Query[T]:
         cond = make_condition(column, op, value)
         self._check([column], "filter column")
         return self._clone(_conds=(*self._conds, cond))
 
-    def order_by(self, *columns: str | None) -> Query[T]:
+    def order_by(self, *columns: str | ColumnExpr | OrderExpr | None) -> Query[T]:
         """Order by columns: ``"mjd"`` ascending, ``"-mjd"`` or ``"mjd desc"`` descending; ``order_by(None)`` clears.
 
         >>> Query(None, Watchlist).order_by("name", "-score").as_sql()
         'SELECT "wid", "name", "score" FROM "watchlist" ORDER BY "name", "score" DESC'
+        >>> Query(None, Watchlist).order_by(Watchlist.score.desc().nulls_last(), Watchlist.wid).as_sql()
+        'SELECT "wid", "name", "score" FROM "watchlist" ORDER BY "score" DESC NULLS LAST, "wid"'
         """
-        if columns == (None,):
-            return self._clone(_order=())
-        order = tuple(_parse_order(c) for c in columns if c is not None)
+        if len(columns) == 1 and columns[0] is None:
+            return self._clone(_order=(), _order_nulls=())
+        order: list[tuple[str, bool]] = []
+        nulls: list[str | None] = []
+        for c in columns:
+            if c is None:
+                continue
+            if isinstance(c, ColumnExpr):
+                c = c.asc()
+            if isinstance(c, OrderExpr):
+                if self._model is not None:
+                    self._same_model(c.column.table)
+                order.append((c.column.name, c.descending))
+                nulls.append(c.nulls)
+            else:
+                order.append(_parse_order(c))
+                nulls.append(None)
         self._check((c for c, _ in order), "order_by column")
-        return self._clone(_order=self._order + order)
+        own_nulls = self._order_nulls + (None,) * (len(self._order) - len(self._order_nulls))
+        return self._clone(_order=self._order + tuple(order), _order_nulls=own_nulls + tuple(nulls))
+
+    def distinct(self) -> Query[T]:
+        """``SELECT DISTINCT``: each distinct row once (mostly useful with a projection, ``db.query(M.a)``).
+
+        >>> Query.from_args(None, [Watchlist.name]).distinct().as_sql()
+        'SELECT DISTINCT "name" FROM "watchlist"'
+        """
+        return self._clone(_distinct=True)
 
     def limit(self, n: int | None) -> Query[T]:
         """At most ``n`` rows (None: no limit)."""
@@ -317,16 +410,46 @@ class Query(Generic[T]):
         check_columns(table, columns, what="column")
         check_columns(table, (c for c, _ in self._order), what="order_by column")
         where, params = self._where(table)
+        self._expr_params(table, params)
         lim = self._limit if limit is _MISSING else limit
         params.extend(after)
-        stmt = statement(
-            "rows", table.name, columns, where, self._order, lim is not None, self._offset is not None, keyset
+        stmt = self._statement(
+            "rows", table, columns, where, self._order, lim is not None, self._offset is not None, keyset
         )
         if lim is not None:
             params.append(lim)
         if self._offset is not None:
             params.append(self._offset)
         return stmt, params
+
+    def _expr_params(self, table: Table, params: list[Any]) -> None:
+        """Append the values of the expression conditions (after those of ``filter(column, op, value)``)."""
+        for cond in self._exprs:
+            self._same_model(cond.table)
+            cond.params(params)
+
+    def _statement(
+        self,
+        kind: str,
+        table: Table,
+        columns: tuple[str, ...],
+        where: WhereSpec,
+        order: OrderSpec,
+        has_limit: bool,
+        has_offset: bool,
+        keyset: tuple[str, ...] = (),
+    ) -> str:
+        """The SQL text for this query's shape: the plain composer, or the expression-aware one when needed."""
+        nulls = self._order_nulls if order else ()
+        if not self._exprs and not self._distinct and not any(nulls):
+            return statement(kind, table.name, columns, where, order, has_limit, has_offset, keyset)
+        shapes = tuple(legacy_shape(*w) for w in where) + tuple(c.shape() for c in self._exprs)
+        items = tuple(
+            (name, desc, nulls[i] if i < len(nulls) else None) for i, (name, desc) in enumerate(order)
+        )
+        return _ex_statement(
+            kind, table.name, columns, shapes, items, self._distinct, has_limit, has_offset, keyset
+        )
 
     def as_sql(self) -> str:
         """The SELECT this query runs, with ``%s`` placeholders (for logs and docs).
@@ -336,20 +459,20 @@ class Query(Generic[T]):
         """
         return self._select()[0]
 
-    def _row_factory(self) -> RowFactory[Any]:
-        if self._columns is not None:
-            return tuple_row
-        return class_row_for(cast(Any, self._model))
-
     def _fetch(self, stmt: str, params: Sequence[Any], action: str) -> list[Any]:
         table = self._table()
         session = self._session()
+        names = self._columns if self._columns is not None else tuple(table.columns)
         try:
-            with session.connection() as conn, conn.cursor(row_factory=self._row_factory()) as cur:
-                cur.execute(stmt, params)
-                return cur.fetchall()
+            with session.connection() as conn:
+                rows = results.fetch_tuples(conn, stmt, params, binary=results.binary_ok(table, names))
         except (psycopg.Error, UnicodeEncodeError) as exc:
             raise translate_error(exc, table, [self._values()], action=action) from exc
+        if self._columns is None:
+            return results.instances(cast(type, self._model), names, rows)
+        if self._named:
+            return list(map(results.row_class(names), rows))
+        return rows
 
     def _scalar(self, stmt: str, params: Sequence[Any], action: str) -> Any:
         table = self._table()
@@ -371,6 +494,29 @@ class Query(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.all())
+
+    def to_dataframe(self) -> Any:
+        """The matching rows as a ``pandas.DataFrame`` (the ``pandas`` extra), one column per selected column.
+
+        Built straight from the fetched tuples (no model instances), replacing ``pd.read_sql(query.statement,
+        db.engine)``.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ConfigurationError(
+                "to_dataframe() needs pandas: pip install 'dbplugins[pandas]'"
+            ) from None
+        table = self._table()
+        columns = self._columns if self._columns is not None else tuple(table.columns)
+        stmt, params = self._select()
+        session = self._session()
+        try:
+            with session.connection() as conn:
+                rows = results.fetch_tuples(conn, stmt, params, binary=results.binary_ok(table, columns))
+        except (psycopg.Error, UnicodeEncodeError) as exc:
+            raise translate_error(exc, table, [self._values()], action="to_dataframe") from exc
+        return results.dataframe(pd, table, columns, rows)
 
     def first(self) -> T | None:
         """The first matching row, or None (``LIMIT 1``)."""
@@ -407,9 +553,10 @@ class Query(Generic[T]):
         return self.filter_by(dict(zip(table.primary_key, values, strict=True))).one_or_none()
 
     def _describe(self) -> str:
-        if not self._conds:
+        parts = [f"{c} {op} {v!r}" for c, op, v in self._conds] + [c.describe() for c in self._exprs]
+        if not parts:
             return "the query (no filter)"
-        return " AND ".join(f"{c} {op} {v!r}" for c, op, v in self._conds)
+        return " AND ".join(parts)
 
     def count(self) -> int:
         """The number of matching rows (counting within limit/offset when set).
@@ -424,8 +571,10 @@ class Query(Generic[T]):
         table = self._table()
         check_columns(table, (c for c, _ in self._order), what="order_by column")
         where, params = self._where(table)
+        self._expr_params(table, params)
         has_limit, has_offset = self._limit is not None, self._offset is not None
-        stmt = statement("count", table.name, (), where, self._order, has_limit, has_offset)
+        columns = (self._columns or tuple(table.columns)) if self._distinct else ()
+        stmt = self._statement("count", table, columns, where, self._order, has_limit, has_offset)
         if has_limit:
             params.append(self._limit)
         if has_offset:
@@ -439,7 +588,8 @@ class Query(Generic[T]):
         """Whether any row matches (``SELECT EXISTS (...)``)."""
         table = self._table()
         where, params = self._where(table)
-        stmt = statement("exists", table.name, (), where, (), False, False)
+        self._expr_params(table, params)
+        stmt = self._statement("exists", table, (), where, (), False, False)
         return bool(self._scalar(stmt, params, "exists"))
 
     def delete(self) -> int:
@@ -454,7 +604,8 @@ class Query(Generic[T]):
                 "delete() does not take limit(), offset() or order_by(); filter the rows instead"
             )
         where, params = self._where(table)
-        stmt = statement("delete", table.name, (), where, (), False, False)
+        self._expr_params(table, params)
+        stmt = self._statement("delete", table, (), where, (), False, False)
         session = self._session()
         conn = session.begin()
         try:
@@ -476,6 +627,46 @@ class Query(Generic[T]):
         check_columns(self._table(), (c for c, _, _ in conds), what="filter column")
         return self._clone(_conds=self._conds + tuple(conds))
 
+    @overload
+    def find(
+        self,
+        model: None = None,
+        filter_by: Any = None,
+        paginate: Literal[True] = True,
+        *,
+        page: int = 1,
+        per_page: int = 10,
+    ) -> Pagination[T]: ...
+    @overload
+    def find(
+        self, model: None = None, filter_by: Any = None, *, paginate: Literal[False], page: int = 1, per_page: int = 10
+    ) -> list[T]: ...
+    @overload
+    def find(
+        self,
+        model: type[M],
+        filter_by: Any = None,
+        paginate: Literal[True] = True,
+        *,
+        page: int = 1,
+        per_page: int = 10,
+    ) -> Pagination[M]: ...
+    @overload
+    def find(
+        self, model: type[M], filter_by: Any = None, *, paginate: Literal[False], page: int = 1, per_page: int = 10
+    ) -> list[M]: ...
+    @overload
+    def find(
+        self, model: None, filter_by: Any, paginate: Literal[False], *, page: int = 1, per_page: int = 10
+    ) -> list[T]: ...
+    @overload
+    def find(
+        self, model: type[M], filter_by: Any, paginate: Literal[False], *, page: int = 1, per_page: int = 10
+    ) -> list[M]: ...
+    @overload
+    def find(
+        self, model: Any = None, filter_by: Any = None, paginate: bool = True, *, page: int = 1, per_page: int = 10
+    ) -> Any: ...
     def find(
         self,
         model: Any = None,
@@ -494,6 +685,10 @@ class Query(Generic[T]):
 
     find_all = find
 
+    @overload
+    def find_one(self, model: None = None, filter_by: Any = None) -> T | None: ...
+    @overload
+    def find_one(self, model: type[M], filter_by: Any = None) -> M | None: ...
     def find_one(self, model: Any = None, filter_by: Any = None) -> Any:
         """The one row of ``model`` matching ``filter_by``, or None; ``MultipleResultsFound`` if several match."""
         return self._bind(model)._with(filter_by).one_or_none()
@@ -535,7 +730,7 @@ class Query(Generic[T]):
         if per_page < 1:
             raise QueryError(f"keyset() needs per_page >= 1, got {per_page}")
         key = None if after is None else tuple(_key_values(table, pk, after))
-        ordered = self._clone(_order=tuple((c, False) for c in pk))
+        ordered = self._clone(_order=tuple((c, False) for c in pk), _order_nulls=())
         stmt, params = ordered._select(limit=per_page + 1, keyset=pk if key else (), after=key or ())
         rows = self._fetch(stmt, params, "keyset")
         has_next = len(rows) > per_page
@@ -565,6 +760,10 @@ class Query(Generic[T]):
                 return
             page = page.next()
 
+    @overload
+    def get_or_create(self, model: None = None, filter_by: Any = None, **kwargs: Any) -> tuple[T, bool]: ...
+    @overload
+    def get_or_create(self, model: type[M], filter_by: Any = None, **kwargs: Any) -> tuple[M, bool]: ...
     def get_or_create(self, model: Any = None, filter_by: Any = None, **kwargs: Any) -> tuple[Any, bool]:
         """``(instance, created)``: the row of ``model`` matching ``filter_by``, inserted with ``kwargs`` if missing.
 
@@ -572,7 +771,7 @@ class Query(Generic[T]):
         persists on return unless inside ``with db.transaction():``. See :func:`dbplugins.ingest.get_or_create`.
         """
         query = self._bind(model)
-        if self._conds:
+        if self._conds or self._exprs:
             raise QueryError(
                 "get_or_create() takes its conditions in filter_by=, not from filter()/filter_by()"
             )
@@ -685,6 +884,24 @@ class Query(Generic[T]):
                 warn_dropped(query._table(), dropped, "bulk_insert")
         return count
 
+    def bulk_update(
+        self,
+        rows: Iterable[Any],
+        model: Any = None,
+        *,
+        key: Sequence[str] | None = None,
+        missing: Literal["ignore", "error"] = "ignore",
+    ) -> int:
+        """Update the columns each row names (rows matched by ``key``, the primary key by default); return the
+        number of rows updated, an ``int`` whose ``missing`` lists the input rows whose key is not stored.
+
+        Rows are never inserted; ``missing="error"`` raises instead. See :func:`dbplugins.bulk_update.bulk_update`.
+        """
+        from .bulk_update import bulk_update
+
+        query = self._bind(model)
+        return bulk_update(query._session(), query._table(), rows, key=key, missing=missing)
+
     def __repr__(self) -> str:
         if self._model is None:
             return "<dbplugins.Query (no model)>"
@@ -692,6 +909,50 @@ class Query(Generic[T]):
             return f"<dbplugins.Query {self.as_sql()}>"
         except DbpError as exc:
             return f"<dbplugins.Query on {self._model.__name__} (invalid: {exc})>"
+
+
+@functools.lru_cache(maxsize=4096)
+def _ex_statement(
+    kind: str,
+    table: str,
+    columns: tuple[str, ...],
+    shapes: tuple[Any, ...],
+    order: tuple[tuple[str, bool, str | None], ...],
+    distinct: bool,
+    limit: bool,
+    offset: bool,
+    keyset: tuple[str, ...] = (),
+) -> str:
+    """The SQL text of one query shape with column expressions, DISTINCT or NULLS FIRST/LAST (cached)."""
+    conds: list[sql.Composable] = [sql.SQL(where_sql(shapes))] if shapes else []
+    if keyset:
+        if len(keyset) == 1:
+            conds.append(sql.SQL("{} > %s").format(sql.Identifier(keyset[0])))
+        else:
+            marks = sql.SQL(", ").join(sql.Placeholder() for _ in keyset)
+            conds.append(sql.SQL("({}) > ({})").format(column_list(keyset), marks))
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
+    order_part = sql.SQL(" ORDER BY ") + order_sql(order) if order else sql.SQL("")
+    tail = (sql.SQL(" LIMIT %s") if limit else sql.SQL("")) + (sql.SQL(" OFFSET %s") if offset else sql.SQL(""))
+    tname = sql.Identifier(table)
+    select = sql.SQL("SELECT DISTINCT " if distinct else "SELECT ")
+    stmt: sql.Composable
+    if kind == "rows":
+        stmt = select + sql.SQL("{} FROM {}").format(column_list(columns), tname) + where + order_part + tail
+    elif kind == "count":
+        if distinct or limit or offset:
+            inner_cols = column_list(columns) if distinct else sql.SQL("1")
+            inner = select + sql.SQL("{} FROM {}").format(inner_cols, tname) + where + order_part + tail
+            stmt = sql.SQL("SELECT count(*) FROM (") + inner + sql.SQL(") AS dbp_count")
+        else:
+            stmt = sql.SQL("SELECT count(*) FROM {}").format(tname) + where
+    elif kind == "exists":
+        stmt = sql.SQL("SELECT EXISTS (SELECT 1 FROM {}").format(tname) + where + sql.SQL(")")
+    elif kind == "delete":
+        stmt = sql.SQL("DELETE FROM {}").format(tname) + where
+    else:  # pragma: no cover - internal
+        raise ValueError(kind)
+    return render(stmt)
 
 
 def _key_values(table: Table, columns: Sequence[str], key: Any) -> list[Any]:

@@ -344,6 +344,10 @@ def model(
         )
         cls.__table__ = table  # type: ignore[attr-defined]
         cls.__tablename__ = name  # type: ignore[attr-defined]
+        # Column expressions on the class (Object.oid), installed after @dataclass so its defaults stay intact.
+        from .expressions import install_columns
+
+        install_columns(cls, table)
         _REGISTRY[f"{cls.__module__}.{cls.__qualname__}"] = cls
         return cls
 

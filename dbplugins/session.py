@@ -33,6 +33,7 @@ from psycopg.rows import tuple_row
 from psycopg_pool import PoolTimeout
 
 from .errors import DbpError, PoolTimeoutError, wrap_db_error
+from .session_compat import ScopedCompat, SessionCompat
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -91,7 +92,7 @@ def statement_cursor(conn: Conn) -> psycopg.Cursor[Any]:
     return cur
 
 
-class Session:
+class Session(SessionCompat):
     """One unit of work. Not thread-safe: give each thread its own (see :class:`ScopedSession`)."""
 
     def __init__(self, pool: ConnectionPool[Any], options: dict[str, Any] | None = None) -> None:
@@ -99,6 +100,7 @@ class Session:
         self.options = dict(options or {})
         self._conn: Conn | None = None
         self._explicit = 0  # depth of open ``transaction()`` blocks
+        self._held = 0  # depth of session.flush() calls: their writes stay pending, never committed
         self._closed = False
         self._streaming: str | None = None  # who holds the connection for a COPY (see streaming)
 
@@ -205,7 +207,7 @@ class Session:
         if own is not None:
             with own.transaction():
                 yield own
-            if persist and not self._explicit:
+            if persist and not self._explicit and not self._held:
                 self.commit()
             return
         with self.connection() as conn, conn.transaction():
@@ -358,7 +360,7 @@ def _thread_ended(registry_ref: weakref.ref[ScopedSession], session: Session) ->
         log.warning("closing the session of an ended thread failed: %s", type(exc).__name__)
 
 
-class ScopedSession:
+class ScopedSession(ScopedCompat):
     """A registry of sessions, one per scope: per live thread by default, or per ``scope_func()`` value.
 
     ``db.session`` is this object when ``use_scoped=True``; every method acts on the current scope's session.

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from dbplugins.expressions import and_, not_, or_
 from dbplugins.query import Pagination
 from dbplugins.query import Query as SQLQuery
 
@@ -24,5 +25,8 @@ __all__ = [
     "satisfy_keys",
     "settings_map",
     "models",
+    "and_",
+    "or_",
+    "not_",
     *models.__all__,
 ]

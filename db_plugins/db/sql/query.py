@@ -1,0 +1,8 @@
+"""Compatibility alias of db-plugins' ``db_plugins.db.sql.query``: ``SQLQuery`` is :class:`dbplugins.Query`."""
+
+from __future__ import annotations
+
+from dbplugins.pagination import Pagination
+from dbplugins.query import Query as SQLQuery
+
+__all__ = ["SQLQuery", "Pagination"]

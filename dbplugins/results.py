@@ -1,0 +1,164 @@
+"""Turning fetched rows into results fast: model instances without a per-row ``__init__``, projection rows.
+
+Reads fetch plain tuples in binary format on a cursor kept per connection, then build the results in bulk:
+
+* model instances as ``object.__new__(cls)`` with their ``__dict__`` set from the row: what the dataclass
+  ``__init__`` would have done for a row holding every column (about 3x cheaper per row than
+  ``cls(**dict(zip(names, row)))``, which psycopg's ``class_row`` does). Models with a ``__post_init__`` or
+  ``__slots__`` keep the ``__init__`` path, since skipping it would change what they hold.
+* projection rows (``db.query(M.a, M.b)``) as instances of a tuple subclass with one property per column:
+  built by the C tuple constructor (``namedtuple``'s ``_make`` is a Python call per row); ``row.a``, ``row[0]``,
+  unpacking, ``_fields`` and ``_asdict()`` work.
+
+Binary results are used only when every column's type has a binary loader in psycopg that returns the same
+Python value as the text one (the types of the model layer); otherwise rows are fetched as text.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import operator
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import tuple_row
+
+from .schema import Table
+
+__all__ = ["fetch_tuples", "instances", "row_class", "binary_ok"]
+
+# Base types whose binary loaders give the same values as the text ones.
+_BINARY_TYPES = frozenset(
+    {
+        "smallint",
+        "integer",
+        "bigint",
+        "double precision",
+        "real",
+        "numeric",
+        "character varying",
+        "character",
+        "text",
+        "boolean",
+        "timestamp without time zone",
+        "timestamp with time zone",
+        "date",
+        "time without time zone",
+        "interval",
+        "bytea",
+        "jsonb",
+        "json",
+        "uuid",
+    }
+)
+
+
+def _base(sql_type: str) -> str:
+    base = sql_type[:-2] if sql_type.endswith("[]") else sql_type
+    return base.split("(", 1)[0].strip()
+
+
+@functools.lru_cache(maxsize=1024)
+def _binary_ok(table_id: int, types: tuple[str, ...]) -> bool:
+    return all(_base(t) in _BINARY_TYPES for t in types)
+
+
+def binary_ok(table: Table, columns: Iterable[str]) -> bool:
+    """Whether ``columns`` of ``table`` can be fetched in binary format with unchanged values."""
+    return _binary_ok(id(table), tuple(table.columns[c].sql_type for c in columns))
+
+
+def fetch_tuples(
+    conn: psycopg.Connection[Any], stmt: str, params: Sequence[Any], *, binary: bool
+) -> list[tuple[Any, ...]]:
+    """Run ``stmt`` on a tuple-row cursor kept on ``conn`` (binary or text results) and fetch every row.
+
+    A cursor per connection and format, reused: a new cursor resolves the loaders of every column again. Safe
+    because a pooled connection serves one thread at a time and the cursor never leaves this function.
+    """
+    key = "_dbp_bin_cursor" if binary else "_dbp_txt_cursor"
+    cur: psycopg.Cursor[Any] | None = conn.__dict__.get(key)
+    if cur is None or cur.closed:
+        cur = conn.__dict__[key] = conn.cursor(row_factory=tuple_row, binary=binary)
+    cur.execute(stmt, params)
+    rows: list[tuple[Any, ...]] = cur.fetchall()
+    return rows
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain(cls: type) -> bool:
+    return not hasattr(cls, "__post_init__") and not any("__slots__" in vars(k) for k in cls.__mro__[:-1])
+
+
+def instances(cls: type, names: Sequence[str], rows: list[tuple[Any, ...]]) -> list[Any]:
+    """Model instances of ``cls`` from ``rows`` holding the columns ``names`` (every field of the model)."""
+    if not rows:
+        return []
+    if not _plain(cls):
+        return [cls(**dict(zip(names, r, strict=True))) for r in rows]
+    new = object.__new__
+    objs: list[Any] = [new(cls) for _ in range(len(rows))]
+    dicts = map(dict, map(zip, itertools.repeat(names), rows))
+    if getattr(cls, "__setattr__", None) is object.__setattr__:
+        for obj, values in zip(objs, dicts, strict=True):
+            obj.__dict__ = values
+    else:  # a frozen dataclass refuses attribute assignment, __dict__ included; its dict can still be filled
+        for obj, values in zip(objs, dicts, strict=True):
+            obj.__dict__.update(values)
+    return objs
+
+
+@functools.lru_cache(maxsize=1024)
+def row_class(names: tuple[str, ...]) -> type[tuple[Any, ...]]:
+    """A tuple subclass with attribute access for ``names`` (cached per column list)."""
+    ns: dict[str, Any] = {"__slots__": (), "_fields": names}
+    for i, name in enumerate(names):
+        if name.isidentifier() and not name.startswith("_"):
+            ns[name] = property(operator.itemgetter(i), doc=f"column {name!r}")
+
+    def _asdict(self: tuple[Any, ...]) -> dict[str, Any]:
+        return dict(zip(names, self, strict=True))
+
+    def __repr__(self: tuple[Any, ...]) -> str:
+        return "Row(" + ", ".join(f"{n}={v!r}" for n, v in zip(names, self, strict=True)) + ")"
+
+    ns["_asdict"] = _asdict
+    ns["__repr__"] = __repr__
+    return type("Row", (tuple,), ns)
+
+
+_FLOATS = frozenset({"double precision", "real"})
+_INTS = frozenset({"smallint", "integer", "bigint"})
+
+
+def dataframe(pd: Any, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> Any:
+    """A DataFrame of ``rows`` (tuples of ``columns``), built column by column.
+
+    Float columns (and integer columns without NULL) become numpy arrays directly, skipping pandas' per-value type
+    inference, which dominates ``DataFrame.from_records`` on wide numeric rows. NULL is NaN in float columns and
+    turns an integer column into float64, as ``pd.read_sql`` and ``from_records`` do; other columns are left to
+    pandas' own inference.
+    """
+    import numpy as np
+
+    names = list(columns)
+    if not rows:
+        return pd.DataFrame({n: pd.Series(dtype=object) for n in names}, columns=names)
+    data: dict[str, Any] = {}
+    for name, values in zip(names, zip(*rows, strict=True), strict=True):
+        sql_type = table.columns[name].sql_type
+        base = _base(sql_type)
+        if sql_type.endswith("[]"):
+            data[name] = pd.Series(values, dtype=object)
+        elif base in _FLOATS:
+            data[name] = np.array(values, dtype=np.float64)  # None -> NaN
+        elif base in _INTS:
+            try:
+                data[name] = np.array(values, dtype=np.int64)
+            except TypeError:  # a NULL
+                data[name] = np.array(values, dtype=np.float64)
+        else:
+            data[name] = list(values)
+    return pd.DataFrame(data, columns=names)
