@@ -117,8 +117,11 @@ _FAST_PATH_LOCK_WAIT = "100ms"
 # None); the cap keeps memory constant against adversarial input.
 _MAX_SIGNATURES = 4096
 
-# Tries of a staged INSERT that the server aborted to break a deadlock (see _Loader._insert_from_stage).
-_DEADLOCK_RETRIES = 5
+# Tries of a staged INSERT that the server aborted to break a deadlock (see _Loader._insert_from_stage). On
+# Citus the coordinator writes the shards of one INSERT ... SELECT over parallel connections, so key order does
+# not order the locks across shards: racing redeliveries deadlock more often there (tests/test_citus.py races 8
+# workers), and each abort releases the locks, so the other side finishes; 10 tries hold under a loaded machine.
+_DEADLOCK_RETRIES = 10
 
 _BINARY_TRAILER = b"\xff\xff"
 _SEGMENT = "_dbp_segment"  # "update" mode's staging column: the run of rows naming the same columns

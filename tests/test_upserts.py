@@ -157,7 +157,7 @@ def test_get_or_create_many_that_raises_writes_nothing(db: SQLConnection, dsn: s
     q = db.query(Object)
     q.bulk_insert([{"oid": "X", "ndet": 5}])
     rows = [{"oid": "NEW1", "ndet": 1}, {"oid": "X", "ndet": 7}]
-    with pytest.raises(ConstraintError, match=r"^get_or_create_many: .*'X'.*\(row 1\)") as info:
+    with pytest.raises(ConstraintError, match=r"^get_or_create_many: .*'X'.*\[model 'object', row 1\]") as info:
         q.get_or_create_many(rows, key=["oid", "ndet"])
     assert info.value.row == 1 and info.value.model == "object"
     assert stored(dsn, "oid, ndet") == [("X", 5)]
