@@ -26,10 +26,10 @@ import psycopg
 from psycopg import sql
 
 from dbplugins import SQLConnection, table_of
-from dbplugins import bulk as B
+from dbplugins._copy import bulk as B
+from dbplugins._sqlfiles import schema_script
 from dbplugins.embedded import ensure_server
 from dbplugins.models import Detection, Object
-from dbplugins.sqlfiles import schema_script
 
 COLUMNS = list(table_of(Detection).columns)
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, TextIO, cast
 
 from dbplugins import SQLConnection
-from dbplugins import progress as _progress
+from dbplugins._load import progress as _progress
 from dbplugins.models import Dataquality, Detection, NonDetection, Object
 
 from .alerts import alert_to_rows, read_packets, synthetic_night
@@ -219,7 +219,7 @@ def ingest(
 class Progress(_progress.Progress):
     """The ingestion's progress on stderr: a bar on a terminal, a line every few seconds without one.
 
-    The shared helper of ``dbp load`` (:mod:`dbplugins.progress`, over ``click.progressbar``), counting alerts;
+    The shared helper of ``dbp load`` (:mod:`dbplugins._load.progress`, over ``click.progressbar``), counting alerts;
     ``advance(n)`` after each batch, ``close()`` at the end.
     """
 

@@ -48,8 +48,8 @@ from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from dbplugins import SQLConnection
+from dbplugins._types.schema import table_of
 from dbplugins.models import Detection, Object
-from dbplugins.schema import table_of
 
 from . import original
 from .alerts import alert_to_rows, synthetic_night
@@ -582,9 +582,9 @@ def make_migrations_once(dsn: str) -> tuple[float, int, int, int]:
     The work of ``dbp make_migrations``: the models' schema, introspection, server-side canonical forms,
     the diff and the rendered migration text (not written to disk).
     """
+    from dbplugins._types.schema import Schema
     from dbplugins.migrations import canonicalize, diff, introspect, render
     from dbplugins.models import ALL_MODELS
-    from dbplugins.schema import Schema
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         counting = CountingConnection(conn)
@@ -610,7 +610,7 @@ def measure_migrations(server: str, full_dsn: str, reps: int) -> dict[str, Any]:
     try:
         scenarios["extra"] = recreate_database(server, extra)
         with psycopg.connect(scenarios["extra"], autocommit=True) as conn:
-            from dbplugins.sqlfiles import schema_script
+            from dbplugins._sqlfiles import schema_script
 
             conn.execute(schema_script())  # type: ignore[arg-type] - the package's own DDL
             for i in range(EXTRA_TABLES):

@@ -8,7 +8,12 @@
 
 from __future__ import annotations
 
-from .connection import SQLConnection
+from ._query.expressions import and_, cols, not_, or_
+from ._query.pagination import KeysetPage, Pagination
+from ._query.query import Query
+from ._session.connection import SQLConnection
+from ._session.session import ScopedSession, Session
+from ._types.schema import Column, ForeignKey, Index, model, table_of
 from .errors import (
     ConfigurationError,
     ConnectionError,
@@ -24,11 +29,6 @@ from .errors import (
     QueryError,
     UnknownColumnError,
 )
-from .expressions import and_, cols, not_, or_
-from .pagination import KeysetPage, Pagination
-from .query import Query
-from .schema import Column, ForeignKey, Index, model, table_of
-from .session import ScopedSession, Session
 
 __all__ = [
     "SQLConnection",

@@ -161,7 +161,7 @@ def context(
 def refused_error(
     model: str, ctype: Any, value: Any, reason: BaseException | str, *, row: int | None = None, action: str = ""
 ) -> DataError:
-    """The ``DataError`` for a value the column type ``ctype`` (a ``dbplugins.coltypes.ColumnType``) refused.
+    """The ``DataError`` for a value the column type ``ctype`` (a ``dbplugins._types.column.ColumnType``) refused.
 
     Every path (COPY, bound parameters, filters, ``dbp load``) raises this same error for the same value.
     """

@@ -1,6 +1,6 @@
 """The built-in ZTF / ALeRCE models: the 17 tables of db-plugins 4.2.7, as plain dataclasses.
 
-Each class is a ``@dataclass(kw_only=True)`` declared with :func:`dbplugins.schema.model`, so the field order is
+Each class is a ``@dataclass(kw_only=True)`` declared with :func:`dbplugins._types.schema.model`, so the field order is
 the column order of the original schema (as db-plugins 4.2.7 created it) while instances are built
 by keyword in any order. Nullable columns default to ``None``; NOT NULL columns must be given::
 
@@ -13,7 +13,7 @@ by keyword in any order. Nullable columns default to ``None``; NOT NULL columns 
     18.2
 
 The hand-written DDL in ``sql/schema/*.sql`` creates exactly these tables; a test introspects the created
-database and compares it with :func:`dbplugins.schema.table_of` of every model. There are no ORM relationships:
+database and compares it with :func:`dbplugins._types.schema.table_of` of every model. There are no ORM relationships:
 load related rows with a query (``db.query(Detection).find(filter_by={"oid": oid}, paginate=False)``).
 
 Type aliases used below, as in the spec: ``str`` varchar, ``int`` integer, ``big`` bigint, ``float`` double
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from .schema import Column, ForeignKey, Index, model
+from ._types.schema import Column, ForeignKey, Index, model
 
 __all__ = [
     "ALL_MODELS",

@@ -77,7 +77,7 @@ def server_dsn() -> str:
 
 @pytest.fixture(scope="session")
 def _templates(server_dsn: str) -> Iterator[dict[str, str]]:
-    from dbplugins.sqlfiles import schema_script
+    from dbplugins._sqlfiles import schema_script
 
     with admin_connect(server_dsn) as admin:
         _recreate(admin, EMPTY_TEMPLATE)

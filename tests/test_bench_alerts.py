@@ -20,8 +20,8 @@ from bench.alerts import (
     read_packets,
     synthetic_night,
 )
+from dbplugins._types.schema import table_of
 from dbplugins.models import Dataquality, Detection, NonDetection, Object
-from dbplugins.schema import table_of
 
 # objectId -> (prv detections, prv non-detections), from the data README.
 README_COUNTS = {"ZTF17aaacxxf": (22, 6), "ZTF17aaajnnn": (0, 11), "ZTF18abmmoot": (10, 14)}

@@ -21,8 +21,8 @@ from bench.run import (
     sqlalchemy_url,
     write_csv,
 )
+from dbplugins._types.schema import table_of
 from dbplugins.models import Detection
-from dbplugins.schema import table_of
 
 
 def test_count_round_trips_groups_client_flights() -> None:

@@ -32,7 +32,7 @@ from dbplugins import (
     model,
     table_of,
 )
-from dbplugins import bulk as bulk_module
+from dbplugins._copy import bulk as bulk_module
 from dbplugins.models import Detection, Object, Taxonomy
 
 

@@ -19,12 +19,12 @@ import psycopg
 import pytest
 
 from dbplugins import ConfigurationError, ConstraintError, DbpError, SQLConnection, model
+from dbplugins._sqlfiles import schema_script
+from dbplugins._types.schema import table_of
 from dbplugins.citus import check_distribution, create_distributed_schema
 from dbplugins.citus.ddl import split_schema_sql
 from dbplugins.migrations import introspect
 from dbplugins.models import ALL_MODELS, Detection, Object
-from dbplugins.schema import table_of
-from dbplugins.sqlfiles import schema_script
 
 pytestmark = pytest.mark.citus
 

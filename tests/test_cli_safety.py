@@ -349,7 +349,7 @@ def test_dsn_password_never_printed(tmp_path: Path) -> None:
 
 
 def test_secrets_are_found_in_dsns_and_settings_files(tmp_path: Path) -> None:
-    from dbplugins.redact import secrets_in_dsn, secrets_in_settings_file
+    from dbplugins._session.redact import secrets_in_dsn, secrets_in_settings_file
 
     assert "p@ss/w:rd" in secrets_in_dsn("postgresql://u:p%40ss%2Fw%3Ard@host/db")
     assert "a b'c" in secrets_in_dsn(r"host=h password='a b\'c' dbname=d")

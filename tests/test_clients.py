@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import dbplugins.session_compat
+import dbplugins._session.compat
 from dbplugins import ConstraintError, DbpError, QueryError, SQLConnection
 
 
@@ -230,7 +230,6 @@ def test_flush_after_an_uncommitted_update_commits_nothing(db: SQLConnection) ->
 
 def test_a_failing_flush_inside_a_block_raises_its_own_error(db: SQLConnection) -> None:
     from db_plugins.db.sql.models import Object
-
     from dbplugins import ConstraintError
 
     db.query(Object).bulk_insert([{"oid": "ZTF1"}])
@@ -327,11 +326,11 @@ def test_scoped_session_delegates(dsn: str) -> None:
 
 @pytest.fixture
 def fresh_warnings() -> Iterator[None]:
-    saved = set(dbplugins.session_compat._warned)
-    dbplugins.session_compat._warned.clear()
+    saved = set(dbplugins._session.compat._warned)
+    dbplugins._session.compat._warned.clear()
     yield
-    dbplugins.session_compat._warned.clear()
-    dbplugins.session_compat._warned.update(saved)
+    dbplugins._session.compat._warned.clear()
+    dbplugins._session.compat._warned.update(saved)
 
 
 def test_base_and_session_options_warn_once(dsn: str, fresh_warnings: None) -> None:

@@ -104,8 +104,8 @@ def test_design_example_runs_verbatim(dsn: str) -> None:
     assert second["created"] is False and second["obj"].ndet == 2
 
     from dbplugins import SQLConnection
+    from dbplugins._query.query import Pagination
     from dbplugins.models import Object, Probability
-    from dbplugins.query import Pagination
 
     db = SQLConnection()
     db.connect(dsn=dsn)

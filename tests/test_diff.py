@@ -17,13 +17,13 @@ import psycopg
 import pytest
 from yoyo.migrations import read_sql_migration
 
+from dbplugins._types.schema import Column, ColumnDef, ForeignKey, Index, Schema, Table, model, table_of
 from dbplugins.config import from_dsn
 from dbplugins.migrations import canonicalize, diff, introspect
 from dbplugins.migrations.diff import PHASES, Operation, pg_identifier
 from dbplugins.migrations.render import backward, forward, migration_id, quote_ident, render, write_migration
 from dbplugins.migrations.runner import apply, heads, rollback
 from dbplugins.models import ALL_MODELS
-from dbplugins.schema import Column, ColumnDef, ForeignKey, Index, Schema, Table, model, table_of
 
 # -- two versions of a small user schema ------------------------------------------------------------------------
 

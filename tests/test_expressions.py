@@ -26,7 +26,7 @@ from dbplugins import (
     not_,
     or_,
 )
-from dbplugins.expressions import ColumnExpr, Condition, OrderExpr, params_of, sql_of
+from dbplugins._query.expressions import ColumnExpr, Condition, OrderExpr, params_of, sql_of
 from dbplugins.models import Detection, Object
 
 
@@ -417,7 +417,7 @@ def test_to_dataframe_null_handling(tdb: SQLConnection) -> None:
 def test_module_examples() -> None:
     import doctest
 
-    import dbplugins.expressions
+    import dbplugins._query.expressions
 
-    result = doctest.testmod(dbplugins.expressions, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(dbplugins._query.expressions, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

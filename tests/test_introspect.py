@@ -8,13 +8,13 @@ from typing import Annotated, Any
 import psycopg
 import pytest
 
+from dbplugins._types.schema import Column, Index, Schema, model, table_of
 from dbplugins.config import from_dsn
 from dbplugins.errors import MigrationError
 from dbplugins.migrations import canonicalize, diff, introspect
 from dbplugins.migrations.introspect import CATALOG_QUERIES, is_internal_table
 from dbplugins.migrations.runner import apply, initdb
 from dbplugins.models import ALL_MODELS
-from dbplugins.schema import Column, Index, Schema, model, table_of
 
 
 class CountingConnection:

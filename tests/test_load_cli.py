@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from dbplugins import loadfile
+from dbplugins._load import files as loadfile
 from dbplugins.cli import cli
 
 DET_HEADER = (

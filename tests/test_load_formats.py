@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbplugins import textformats
+from dbplugins._load import textformats
+from dbplugins._load.progress import Progress
 from dbplugins.cli import cli
 from dbplugins.errors import DataError
-from dbplugins.progress import Progress
 
 
 def run(dsn: str, *args: str, input: str | bytes | None = None) -> Any:

@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from dbplugins._types.schema import Schema
 from dbplugins.migrations import canonicalize, diff, introspect
 from dbplugins.models import ALL_MODELS
-from dbplugins.schema import Schema
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "migrations.md"

@@ -20,6 +20,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from dbplugins._sqlfiles import schema_files, schema_script
+from dbplugins._types.schema import Column, Index, canonical_type, model, normalize_predicate, table_of
 from dbplugins.config import from_dsn
 from dbplugins.errors import ConfigurationError
 from dbplugins.models import (
@@ -32,8 +34,6 @@ from dbplugins.models import (
     Probability,
     Taxonomy,
 )
-from dbplugins.schema import Column, Index, canonical_type, model, normalize_predicate, table_of
-from dbplugins.sqlfiles import schema_files, schema_script
 
 MODEL_IDS = [table_of(m).name for m in ALL_MODELS]
 
@@ -557,7 +557,7 @@ def test_alias_lazy_query_names() -> None:
     import db_plugins.db.sql as alias
 
     try:
-        query = importlib.import_module("dbplugins.query")
+        query = importlib.import_module("dbplugins._query.query")
     except ModuleNotFoundError:
         query = None
     for name, target in (("Pagination", "Pagination"), ("SQLQuery", "Query")):

@@ -10,9 +10,9 @@ from typing import Annotated, Any, Optional
 import psycopg
 import pytest
 
-import dbplugins.ingest
-import dbplugins.query
-import dbplugins.statements
+import dbplugins._query.query
+import dbplugins._query.statements
+import dbplugins._upsert.get_or_create
 from dbplugins import (
     Column,
     DbpError,
@@ -23,8 +23,8 @@ from dbplugins import (
     UnknownColumnError,
     model,
 )
-from dbplugins.query import KeysetPage, Pagination, Query
-from dbplugins.session import Session
+from dbplugins._query.query import KeysetPage, Pagination, Query
+from dbplugins._session.session import Session
 
 
 @model("tq_star", primary_key=["sid"], unique=[("name",)])
@@ -49,7 +49,7 @@ class Obs:
 @model("watchlist", primary_key=["wid"])
 @dataclass
 class Watchlist:
-    """The model of the docstring examples in dbplugins.query and dbplugins.ingest."""
+    """The model of the docstring examples in dbplugins._query.query and dbplugins._upsert.get_or_create."""
 
     wid: Annotated[int, Column("bigint")]
     name: str
@@ -101,7 +101,7 @@ def sids(rows: list[Star]) -> list[int]:
 # -- docs ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", [dbplugins.query, dbplugins.ingest], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [dbplugins._query.query, dbplugins._upsert.get_or_create], ids=lambda m: m.__name__)
 def test_docstring_examples(module: Any) -> None:
     result = doctest.testmod(module, extraglobs={"Watchlist": Watchlist}, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
@@ -181,7 +181,7 @@ def test_operators_on_text_and_nulls(tdb: SQLConnection) -> None:
         ("<", None, "compare with None"),
         ("is null", 5, "takes no value"),
         ("is", 5, "only None"),
-        (">", dbplugins.query._MISSING, "needs a value"),
+        (">", dbplugins._query.query._MISSING, "needs a value"),
     ],
 )
 def test_bad_operators_and_values(tdb: SQLConnection, op: str, value: Any, message: str) -> None:
@@ -593,10 +593,10 @@ def test_repr(tdb: SQLConnection) -> None:
 def test_statement_shapes_are_cached(tdb: SQLConnection) -> None:
     q = tdb.query(Star).filter("sid", ">", 1).order_by("-sid").limit(3)
     q.all()
-    before = dbplugins.statements.statement.cache_info()
+    before = dbplugins._query.statements.statement.cache_info()
     for i in range(5):
         tdb.query(Star).filter("sid", ">", i).order_by("-sid").limit(3).all()
-    after = dbplugins.statements.statement.cache_info()
+    after = dbplugins._query.statements.statement.cache_info()
     assert after.hits - before.hits >= 5 and after.misses == before.misses
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from dbplugins import ConstraintError, DataError, SQLConnection
+from dbplugins._session.sqllog import LoggedCursor
 from dbplugins.models import Object
-from dbplugins.sqllog import LoggedCursor
 
 SECRET = "ZTF-s3cret-value-7f3a"
 

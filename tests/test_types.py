@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import pytest
 
 from dbplugins import Column, DataError, DbpError, UnknownColumnError, model
-from dbplugins.coltypes import ColumnType, Refused, canonical_type
-from dbplugins.schema import table_of
+from dbplugins._types.column import ColumnType, Refused, canonical_type
+from dbplugins._types.schema import table_of
 
 
 @model("t_types", primary_key=["id"])

@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
-from dbplugins.connection import SQLConnection as BaseConnection
-from dbplugins.pagination import KeysetPage, Pagination
-from dbplugins.query import Query as BaseQuery
+from dbplugins._query.pagination import KeysetPage, Pagination
+from dbplugins._query.query import Query as BaseQuery
+from dbplugins._session.connection import SQLConnection as BaseConnection
 
 __all__ = ["BaseConnection", "BaseQuery", "Pagination", "KeysetPage"]

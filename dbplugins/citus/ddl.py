@@ -24,8 +24,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from .._types.schema import Table
 from ..errors import ConfigurationError, DbpError
-from ..schema import Table
 
 __all__ = [
     "builtin_tables",
@@ -44,8 +44,8 @@ _FOREIGN_KEY = re.compile(r"^\s*CONSTRAINT\s+\w+\s+FOREIGN KEY\b", re.IGNORECASE
 
 def builtin_tables() -> list[Table]:
     """The built-in models' tables, in ``sql/schema`` order."""
+    from .._types.schema import table_of
     from ..models import ALL_MODELS
-    from ..schema import table_of
 
     return [table_of(m) for m in ALL_MODELS]
 

@@ -5,7 +5,7 @@ table reports a worker's error as an internal error (SQLSTATE XX000) with the wo
 ``constraint_name`` diagnostic::
 
     >>> from dbplugins.models import Detection
-    >>> from dbplugins.schema import table_of
+    >>> from dbplugins._types.schema import table_of
     >>> logical_constraint("detection_pkey_102119", table_of(Detection))
     'detection_pkey'
     >>> logical_constraint("detection_pkey", table_of(Detection))
@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from ..schema import Table
+from .._types.schema import Table
 
 __all__ = ["logical_constraint", "relayed_violation", "relayed_conflict", "on_citus"]
 

@@ -1,6 +1,6 @@
 """Schema migrations: catalog introspection, schema diff, yoyo migration files, and applying them.
 
-- :func:`introspect` reads a live database into a :class:`~dbplugins.schema.Schema` (a constant number of
+- :func:`introspect` reads a live database into a :class:`~dbplugins._types.schema.Schema` (a constant number of
   catalog queries); :func:`canonicalize` spells the models' expressions the way the server stores them.
 - :func:`diff` compares two schemas and returns ordered :class:`Operation` objects.
 - :func:`render` / :func:`write_migration` turn them into a yoyo ``<id>.sql`` + ``<id>.rollback.sql`` pair.

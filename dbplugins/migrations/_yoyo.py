@@ -11,9 +11,9 @@ from typing import Any
 
 import psycopg
 
+from .._sqlfiles import package_migrations_dir
 from ..config import ConnectionSettings
 from ..errors import ConnectionError, MigrationError
-from ..sqlfiles import package_migrations_dir
 from .locks import LOCK_NOT_AVAILABLE, LockWatch, with_lock_timeout
 
 #: Seconds ``migrate`` waits for another process's lock. yoyo's default is 10 s; a slow migration (an index

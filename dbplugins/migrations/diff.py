@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from ..schema import ColumnDef, ForeignKey, Index, Schema, Table, canonical_type
+from .._types.schema import ColumnDef, ForeignKey, Index, Schema, Table, canonical_type
 from .introspect import loose_form
 
 __all__ = ["Operation", "OpKind", "diff", "PHASES", "pg_identifier"]

@@ -1,4 +1,4 @@
-"""Read a live database's schema from ``pg_catalog`` into the structures :mod:`dbplugins.schema` builds from
+"""Read a live database's schema from ``pg_catalog`` into the structures :mod:`dbplugins._types.schema` builds from
 dataclasses, so the differ compares like with like.
 
 Three catalog queries (``sql/columns.sql``, ``sql/constraints.sql``, ``sql/indexes.sql``, loaded as package data
@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import sql
 
-from ..schema import ColumnDef, ForeignKey, Index, Schema, Table, canonical_type, normalize_predicate
+from .._types.schema import ColumnDef, ForeignKey, Index, Schema, Table, canonical_type, normalize_predicate
 
 __all__ = [
     "introspect",
@@ -82,10 +82,10 @@ def _unquote_ident(text: str) -> str:
 
 
 def introspect(conn: _Executes, *, schema: str = "public") -> Schema:
-    """The tables of ``schema`` in the database behind ``conn``, as a :class:`~dbplugins.schema.Schema`.
+    """The tables of ``schema`` in the database behind ``conn``, as a :class:`~dbplugins._types.schema.Schema`.
 
     Runs exactly ``len(CATALOG_QUERIES)`` queries whatever the number of tables. Column types are canonical
-    (``format_type``), predicates normalised (:func:`dbplugins.schema.normalize_predicate`), and the names of the
+    (``format_type``), predicates normalised (:func:`dbplugins._types.schema.normalize_predicate`), and the names of the
     primary key and unique constraints kept (``Table.pk_constraint``, ``Table.unique_names``) so that a migration
     can drop them by their real names. Identity and generated columns are reported with their type only.
     """

@@ -22,8 +22,8 @@ import string
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .._types.schema import ColumnDef, ForeignKey, Index, Table
 from ..citus.ddl import distribute_sql
-from ..schema import ColumnDef, ForeignKey, Index, Table
 from .diff import Operation, pg_identifier
 
 __all__ = ["quote_ident", "forward", "backward", "render", "migration_id", "slugify", "write_migration"]

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import psycopg
 
+from .._sqlfiles import package_migrations_dir, schema_script
 from ..config import ConnectionSettings
 from ..errors import MigrationError
-from ..sqlfiles import package_migrations_dir, schema_script
 from ._yoyo import (
     DEFAULT_LOCK_TIMEOUT,
     Notify,

@@ -157,7 +157,7 @@ def ensure_running(server: Any) -> None:
 @pytest.fixture(scope="session")
 def private_template(private_server: Any) -> Iterator[str]:
     """A template database with the built-in schema on the private server."""
-    from dbplugins.sqlfiles import schema_script
+    from dbplugins._sqlfiles import schema_script
 
     name = f"dbp_rel_tpl_{os.getpid()}"
     ensure_running(private_server)

@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from dbplugins import ConstraintError, DataError, SQLConnection, UnknownColumnError
+from dbplugins._types.schema import Column, model, table_of
 from dbplugins.models import Detection, Object
-from dbplugins.schema import Column, model, table_of
 
 from .conftest import admin, count, detection_row, object_row, sizes
 

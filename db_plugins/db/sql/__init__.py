@@ -4,14 +4,14 @@
     from db_plugins.db.sql.models import *
 
 ``SQLConnection`` is :class:`dbplugins.SQLConnection`; the model classes are those of :mod:`dbplugins.models`;
-``SQLQuery`` is :class:`dbplugins.query.Query` and ``Pagination`` is :class:`dbplugins.query.Pagination`.
+``SQLQuery`` is :class:`dbplugins._query.query.Query` and ``Pagination`` is :class:`dbplugins._query.query.Pagination`.
 """
 
 from __future__ import annotations
 
-from dbplugins.expressions import and_, not_, or_
-from dbplugins.query import Pagination
-from dbplugins.query import Query as SQLQuery
+from dbplugins._query.expressions import and_, not_, or_
+from dbplugins._query.query import Pagination
+from dbplugins._query.query import Query as SQLQuery
 
 from . import models
 from .connection import MAP_KEYS, SQLConnection, satisfy_keys, settings_map

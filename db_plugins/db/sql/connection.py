@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from dbplugins._session.connection import SQLConnection as _SQLConnection
 from dbplugins.config import MAP_KEYS as _MAP_KEYS
 from dbplugins.config import from_mapping
-from dbplugins.connection import SQLConnection as _SQLConnection
 from dbplugins.errors import ConfigurationError
 
 __all__ = ["MAP_KEYS", "SQLConnection", "satisfy_keys", "settings_map"]

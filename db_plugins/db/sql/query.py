@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dbplugins.pagination import Pagination
-from dbplugins.query import Query as SQLQuery
+from dbplugins._query.pagination import Pagination
+from dbplugins._query.query import Query as SQLQuery
 
 __all__ = ["SQLQuery", "Pagination"]

@@ -17,7 +17,7 @@ A :class:`ColumnType` is compiled once from a column's declared (or introspected
     >>> t.convert(1.5)
     Traceback (most recent call last):
     ...
-    dbplugins.coltypes.Refused: a fractional number (1.5) is not an integer
+    dbplugins._types.column.Refused: a fractional number (1.5) is not an integer
     >>> ColumnType.compile("s", "varchar(3)").convert(float("nan")) is None
     True
     >>> canonical_type("timestamp(3)"), canonical_type("char(3)[]"), canonical_type("decimal(10, 2)")
@@ -33,7 +33,7 @@ import re
 import uuid
 from typing import Any
 
-from ._colrules import (
+from .rules import (
     _FROM_TEXT,
     _INT_RANGES,
     _JSON_STRINGS,

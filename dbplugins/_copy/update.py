@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import psycopg
 from psycopg import sql
 
+from .._types.rows import as_mapping, check_columns
+from .._types.schema import ColumnDef, Table
+from ..errors import DbpError, MissingValueError, QueryError, wrap_db_error
 from . import bulk
-from .errors import DbpError, MissingValueError, QueryError, wrap_db_error
-from .rows import as_mapping, check_columns
-from .schema import ColumnDef, Table
 
 if TYPE_CHECKING:
-    from .session import Session
+    from .._session.session import Session
 
 __all__ = ["bulk_update", "Missing", "UpdateCount"]
 
@@ -143,7 +143,7 @@ def bulk_update(
     NOT NULL column), ``DataError`` (a value of the wrong type, out of range...), each naming the column and the
     row; nothing is written when it raises.
     """
-    from .errors import NoResultFound
+    from ..errors import NoResultFound
 
     if missing not in ("ignore", "error"):
         raise DbpError(f'missing must be "ignore" or "error", got {missing!r}', model=table.name)

@@ -32,8 +32,8 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg_pool import PoolTimeout
 
-from .errors import DbpError, PoolTimeoutError, wrap_db_error
-from .session_compat import ScopedCompat, SessionCompat
+from ..errors import DbpError, PoolTimeoutError, wrap_db_error
+from .compat import ScopedCompat, SessionCompat
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any, cast
 import psycopg
 from psycopg import sql
 
-from .errors import QueryError, wrap_db_error
+from ..errors import QueryError, wrap_db_error
 
 if TYPE_CHECKING:
+    from .._query.query import Query
     from .connection import SQLConnection
-    from .query import Query
     from .session import Session
 
 __all__ = ["Result", "SessionCompat", "ScopedCompat", "bind_query_property", "unbind_query_property", "warn_ignored"]
@@ -167,7 +167,7 @@ class SessionCompat:
 
     def query(self, *args: Any) -> Query[Any]:
         """``db.query(...)`` on this session: a model, columns of one model, or nothing (unbound)."""
-        from .query import Query
+        from .._query.query import Query
 
         return Query.from_args(cast("SQLConnection", self), args)
 
@@ -187,7 +187,7 @@ class SessionCompat:
 
     def add(self, instance: Any) -> None:
         """Queue ``instance`` (a model instance) for insertion at the next flush/commit."""
-        from .schema import table_of
+        from .._types.schema import table_of
 
         if isinstance(instance, type) or isinstance(instance, (Mapping, str, bytes)):
             raise QueryError(f"add() takes a model instance, got {instance!r}")
@@ -209,8 +209,8 @@ class SessionCompat:
         pending = self._pending
         if not pending:
             return
-        from . import bulk
-        from .schema import table_of
+        from .._copy import bulk
+        from .._types.schema import table_of
 
         session = self._session()
         self.__dict__["_dbp_pending"] = []
@@ -240,7 +240,7 @@ class ScopedCompat:
 
     def query(self, *args: Any) -> Query[Any]:
         """``db.query(...)`` on the current scope's session."""
-        from .query import Query
+        from .._query.query import Query
 
         return Query.from_args(cast("SQLConnection", self), args)
 
@@ -273,7 +273,7 @@ class QueryProperty:
                 f"{owner.__name__}.query exists once a connection is made with "
                 "db.connect(..., use_scoped=True); use db.query(" + owner.__name__ + ")"
             )
-        from .query import Query
+        from .._query.query import Query
 
         return Query(db, owner)
 

@@ -17,7 +17,7 @@ from typing import Any
 from psycopg import sql
 from psycopg.rows import RowFactory, class_row
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 __all__ = ["WhereSpec", "OrderSpec", "cast_type", "column_list", "render", "statement", "update_statement", "class_row_for"]
 

@@ -27,10 +27,10 @@ from typing import IO, Any, TextIO, cast
 
 import click
 
+from .._types.schema import ColumnDef, Table, table_of
+from ..errors import DataError, DbpError, UnknownColumnError, context
 from . import textformats
-from .errors import DataError, DbpError, UnknownColumnError, context
 from .progress import DEFAULT_INTERVAL, Progress
-from .schema import ColumnDef, Table, table_of
 
 __all__ = ["load_file", "find_table", "guess_format", "check_delimiter", "check_encoding", "FORMATS"]
 
@@ -38,7 +38,7 @@ Converter = Callable[[str], Any]
 
 
 # -- reading text as column values ----------------------------------------------------------------------------
-# Delegated to the column-type layer (ColumnDef.type, dbplugins.coltypes), so a loaded value follows the rules of
+# Delegated to the column-type layer (ColumnDef.type, dbplugins._types.column), so a loaded value follows the rules of
 # every other path: ColumnType.from_text for CSV fields, ColumnType.from_json for JSON strings.
 
 _TEXT = frozenset({"character varying", "character", "text"})
@@ -194,8 +194,8 @@ def _progress_file() -> TextIO:
 
 def find_table(name: str, models: list[type]) -> Table:
     """The table ``name`` among ``models`` then every model registered in this process (first one wins)."""
-    from . import models as _builtin  # noqa: F401 - registers the built-in models
-    from .schema import registered_models
+    from .. import models as _builtin  # noqa: F401 - registers the built-in models
+    from .._types.schema import registered_models
 
     tables: dict[str, Table] = {}
     for m in [*models, *registered_models()]:
@@ -271,7 +271,7 @@ def load_file(
     a terminal, else a line every ``progress_interval`` seconds (default :data:`PROGRESS_INTERVAL`). A
     one-line summary goes to stdout, its rate the bar's final one.
     """
-    from .connection import SQLConnection
+    from .._session.connection import SQLConnection
 
     if fmt not in FORMATS:
         raise DbpError(f"unknown format {fmt!r} (formats: {', '.join(FORMATS)})")

@@ -107,7 +107,7 @@ def _emit_command(command: Any, conn: Any, started: float, exc: BaseException | 
 class LoggedCursor(psycopg.Cursor[Row]):
     """A psycopg cursor that reports each statement to the ``dbplugins.sql`` logger at DEBUG."""
 
-    __module__ = "dbplugins.sqllog"
+    __module__ = "dbplugins._session.sqllog"
 
     def execute(
         self,

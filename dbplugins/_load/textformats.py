@@ -1,5 +1,5 @@
 """Reading the text formats of ``dbp load``: decoding with line numbers, CSV that keeps ``""`` apart from
-NULL, JSON lines and streamed JSON arrays. Nothing here knows about tables; :mod:`dbplugins.loadfile` maps the
+NULL, JSON lines and streamed JSON arrays. Nothing here knows about tables; :mod:`dbplugins._load.files` maps the
 values.
 
 Every error is a :class:`~dbplugins.errors.DataError` whose message starts with the file name and names the
@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = ["decoded", "split_lines", "peek", "csv_records", "json_lines", "json_array", "check_encoding"]
 

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import config as _config
-from .errors import ConnectionFailedError
+from .. import config as _config
+from ..errors import ConnectionFailedError
 from .sqllog import LoggedCommands
 
 __all__ = ["probe", "failure_message", "Failures", "recording_class", "Pool", "close_pool"]

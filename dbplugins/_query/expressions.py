@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from .errors import QueryError
+from .._types.binding import filter_value
+from ..errors import QueryError
 from .statements import cast_type, render
-from .values import filter_value
 
 if TYPE_CHECKING:
-    from .schema import Table
+    from .._types.schema import Table
 
 __all__ = [
     "ColumnExpr",
@@ -438,14 +438,14 @@ class Columns:
     __slots__ = ("_model", "_table")
 
     def __init__(self, model: type) -> None:
-        from .schema import table_of
+        from .._types.schema import table_of
 
         self._model = model
         self._table = table_of(model)
 
     def __getattr__(self, name: str) -> ColumnExpr:
         if name.startswith("__") or name not in self._table.columns:
-            from .rows import check_columns
+            from .._types.rows import check_columns
 
             check_columns(self._table, [name], what="column")
         installed = self._model.__dict__.get(name)
@@ -465,7 +465,7 @@ def install_columns(cls: type, table: Table) -> None:
 
     Classes with ``__slots__`` are left alone (their fields are slot descriptors already).
     """
-    from .session_compat import install_query_property
+    from .._session.compat import install_query_property
 
     if "__slots__" not in cls.__dict__:
         for name in table.columns:
@@ -525,7 +525,7 @@ def params_of(condition: Condition) -> list[Any]:
 
 
 def legacy_shape(column: str, op: str, sql_type: str) -> Shape:
-    """The shape of a ``filter(column, op, value)`` condition (see :mod:`dbplugins.query`)."""
+    """The shape of a ``filter(column, op, value)`` condition (see :mod:`dbplugins._query.query`)."""
     if op in ("is null", "is not null"):
         return ("null", column, op)
     if op in ("in", "not in"):

@@ -1,7 +1,7 @@
 """Binding values to columns through their column types, and naming the column when a value is refused.
 
 Every bound parameter of a write (get_or_create, get_or_create_many, update) goes through :func:`bind`, i.e.
-``ColumnDef.type.param``: the same rules as bulk_insert's COPY (see :mod:`dbplugins.coltypes`), so a value is
+``ColumnDef.type.param``: the same rules as bulk_insert's COPY (see :mod:`dbplugins._types.column`), so a value is
 stored identically on every path or refused on every path with the same ``DataError``.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import psycopg
 
-from .coltypes import Refused
-from .errors import DataError, DbpError, MissingValueError, context, refused_error, wrap_db_error
+from ..errors import DataError, DbpError, MissingValueError, context, refused_error, wrap_db_error
+from .column import Refused
 from .schema import Table
 
 __all__ = ["bind", "convert_row", "filter_value", "value_problem", "translate_error"]

@@ -1,6 +1,6 @@
 """The value rules of the column-type layer: one converter per kind of column, and the readers of text.
 
-Private to :mod:`dbplugins.coltypes`, which compiles them into one ``ColumnType`` per column. Each converter
+Private to :mod:`dbplugins._types.column`, which compiles them into one ``ColumnType`` per column. Each converter
 takes a Python value and returns the value to store (``None`` for NULL) or raises :class:`Refused` saying why.
 """
 

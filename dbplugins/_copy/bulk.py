@@ -60,9 +60,12 @@ from psycopg import errors as pge
 from psycopg import sql
 from psycopg.copy import LibpqWriter
 
-from .citus.relay import on_citus, relayed_conflict, relayed_violation
-from .coltypes import ColumnType, Refused
-from .errors import (
+from .._session.session import readable
+from .._types.column import ColumnType, Refused
+from .._types.rows import UNKNOWN_MODES, as_mapping, check_columns
+from .._types.schema import Table
+from ..citus.relay import on_citus, relayed_conflict, relayed_violation
+from ..errors import (
     ConfigurationError,
     ConstraintError,
     DataError,
@@ -72,14 +75,11 @@ from .errors import (
     refused_error,
     wrap_db_error,
 )
-from .rows import UNKNOWN_MODES, as_mapping, check_columns
-from .schema import Table
-from .session import readable
 
 if TYPE_CHECKING:
     from psycopg.abc import Buffer
 
-    from .session import Session
+    from .._session.session import Session
 
 __all__ = ["bulk_insert", "OnConflict", "DEFAULT_CHUNK_SIZE"]
 
@@ -132,7 +132,7 @@ _END: Any = object()
 
 
 class _RowChecker:
-    """Validation compiled once per table from its column types (``ColumnDef.type``, see dbplugins.coltypes).
+    """Validation compiled once per table from its column types (``ColumnDef.type``, see dbplugins._types.column).
 
     The per-row work is a signature check (the tuple of value types): a signature whose every value is of a type
     the column's COPY dumper takes as is needs nothing more than the struct range check of the narrow integer
@@ -974,7 +974,7 @@ def bulk_insert(
 
     Raises ``UnknownColumnError`` (a key that is not a column), ``MissingValueError`` (no value for a NOT NULL
     column), ``DataError`` (a value of the wrong type or out of range, a NUL byte in text), each naming the
-    column and the row index (values follow the column-type rules of :mod:`dbplugins.coltypes`: ``1001.0`` goes
+    column and the row index (values follow the column-type rules of :mod:`dbplugins._types.column`: ``1001.0`` goes
     into an integer column, ``1.5`` is refused; NaN is NULL outside float columns); ``unknown="ignore"`` drops row
     keys that are not columns instead of raising, and adds their names to ``dropped`` when given (the caller warns
     with them); ``ConstraintError`` naming the constraint (a foreign key; a duplicate key with

@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .coltypes import ColumnType, canonical_type
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
+from .column import ColumnType, canonical_type
 
 __all__ = [
     "Column",
@@ -126,7 +126,7 @@ class ColumnDef:
 
     @functools.cached_property
     def type(self) -> ColumnType:
-        """The compiled column type: accepted values, checks and converters (see :mod:`dbplugins.coltypes`)."""
+        """The compiled column type: accepted values, checks and converters (see :mod:`dbplugins._types.column`)."""
         return ColumnType(self.name, self.sql_type, nullable=self.nullable, default=self.default)
 
 
@@ -345,7 +345,7 @@ def model(
         cls.__table__ = table  # type: ignore[attr-defined]
         cls.__tablename__ = name  # type: ignore[attr-defined]
         # Column expressions on the class (Object.oid), installed after @dataclass so its defaults stay intact.
-        from .expressions import install_columns
+        from .._query.expressions import install_columns
 
         install_columns(cls, table)
         _REGISTRY[f"{cls.__module__}.{cls.__qualname__}"] = cls

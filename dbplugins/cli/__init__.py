@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from . import loadfile
-from .config import (
+from .._load import files as loadfile
+from .._session.redact import format_traceback, secrets_in_dsn, secrets_in_settings_file
+from ..config import (
     ConnectionSettings,
     _importable_from,
     load_settings_module,
@@ -38,12 +39,11 @@ from .config import (
     resolve,
     settings_from_module,
 )
-from .embedded import embedded_allowed
-from .errors import ConfigurationError, DbpError
-from .redact import format_traceback, secrets_in_dsn, secrets_in_settings_file
+from ..embedded import embedded_allowed
+from ..errors import ConfigurationError, DbpError
 
 if TYPE_CHECKING:
-    from .migrations.diff import Operation
+    from ..migrations.diff import Operation
 
 __all__ = ["cli", "main"]
 
@@ -201,7 +201,7 @@ class _Env:
 
     def models(self) -> list[type]:
         """The built-in models followed by the user's."""
-        from .models import ALL_MODELS
+        from ..models import ALL_MODELS
 
         out = list(ALL_MODELS)
         out += [m for m in self.user_models if m not in out]
@@ -250,9 +250,9 @@ def cli() -> None:
 
 
 def _initdb(env: _Env, distributed: bool = False) -> str:
-    from .migrations import runner
-    from .models import ALL_MODELS
-    from .schema import table_of
+    from .._types.schema import table_of
+    from ..migrations import runner
+    from ..models import ALL_MODELS
 
     cs = env.settings
     tables = [table_of(m).name for m in ALL_MODELS]
@@ -328,11 +328,11 @@ def make_migrations(
     Compares the database with the built-in models plus those of the modules in settings.py MODELS, and writes
     <id>.sql and <id>.rollback.sql into migrations/ beside settings.py. Refuses while migrations are pending.
     """
-    from .migrations import runner
-    from .migrations.diff import diff
-    from .migrations.introspect import canonicalize, introspect
-    from .migrations.render import render, write_migration
-    from .schema import Schema
+    from .._types.schema import Schema
+    from ..migrations import runner
+    from ..migrations.diff import diff
+    from ..migrations.introspect import canonicalize, introspect
+    from ..migrations.render import render, write_migration
 
     env = _env(ctx, settings_path, dsn, migrations_dir)
     if not (check or dry_run):
@@ -405,7 +405,7 @@ _lock_timeout_option = click.option(
 
 
 def _timeout(ctx: click.Context, value: float | None) -> float:
-    from .migrations.runner import DEFAULT_LOCK_TIMEOUT
+    from ..migrations.runner import DEFAULT_LOCK_TIMEOUT
 
     if value is None and ctx.parent is not None:
         value = ctx.parent.params.get("lock_timeout")
@@ -436,7 +436,7 @@ def migrate(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from .migrations import runner
+    from ..migrations import runner
 
     env = _env(ctx, settings_path, dsn, migrations_dir)
     cs = env.settings
@@ -496,7 +496,7 @@ def migrate_rollback(
     Prints what it will undo first. Undoing a built-in migration, or a step that drops tables or columns, needs
     --yes (or an answer at the prompt on a terminal); without a terminal and without --yes it exits 2.
     """
-    from .migrations import runner
+    from ..migrations import runner
 
     if count is not None and to is not None:
         raise click.UsageError("give --count or --to, not both")
@@ -548,7 +548,7 @@ def migrate_break_lock(ctx: click.Context, settings_path: str | None, dsn: str |
 
     Example: dbp migrate break-lock --settings_path ./config
     """
-    from .migrations import runner
+    from ..migrations import runner
 
     env = _env(ctx, settings_path, dsn)
     runner.break_lock(env.settings)
@@ -570,7 +570,7 @@ def embedded() -> None:
 @_verbose_option
 def embedded_start() -> None:
     """Start the embedded server (initialising it the first time) and print its DSN."""
-    from .embedded import ensure_server
+    from ..embedded import ensure_server
 
     server = ensure_server(announce=False)
     server.wait_ready()
@@ -583,7 +583,7 @@ def embedded_start() -> None:
 @click.pass_context
 def embedded_status(ctx: click.Context) -> None:
     """Say whether the embedded server runs (exit 1 if it does not)."""
-    from .embedded import EmbeddedServer, default_dir
+    from ..embedded import EmbeddedServer, default_dir
 
     server = EmbeddedServer(default_dir())
     if server.is_running():
@@ -597,7 +597,7 @@ def embedded_status(ctx: click.Context) -> None:
 @_verbose_option
 def embedded_stop() -> None:
     """Stop the embedded server if it runs."""
-    from .embedded import EmbeddedServer, default_dir
+    from ..embedded import EmbeddedServer, default_dir
 
     server = EmbeddedServer(default_dir())
     was_running = server.is_running()
@@ -703,7 +703,7 @@ def load(
         raise click.UsageError(f"--delimiter applies to csv and tsv files, not {fmt}")
     env = _env(ctx, settings_path, dsn)
     target = loadfile.find_table(table, env.models())
-    mode = "bulk_update" if update else on_conflict  # --update: see dbplugins.bulk_update
+    mode = "bulk_update" if update else on_conflict  # --update: see dbplugins._copy.update
     loadfile.load_file(
         target,
         file,

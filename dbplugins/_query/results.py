@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from .schema import Table
+from .._types.schema import Table
 
 __all__ = ["fetch_tuples", "instances", "row_class", "binary_ok"]
 

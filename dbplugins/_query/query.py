@@ -7,7 +7,7 @@
     >>> q.order_by("-score").limit(10).as_sql()
     'SELECT "wid", "name", "score" FROM "watchlist" WHERE "name" = %s AND "score" >= %s ORDER BY "score" DESC LIMIT %s'
 
-Conditions are column expressions (:mod:`dbplugins.expressions`): ``filter(Object.oid.in_(oids),
+Conditions are column expressions (:mod:`dbplugins._query.expressions`): ``filter(Object.oid.in_(oids),
 Object.ndet > 3)``, ``order_by(Object.lastmjd.desc())``, ``db.query(Object.oid, Object.meanra)`` for rows of some
 columns with attribute access, ``distinct()``, ``to_dataframe()``. The older spellings stay: equality dicts
 (``filter_by({"oid": oid})`` or ``filter_by(oid=oid)``; ``None`` means ``IS NULL``) and ``filter(column, op, value)`` with ``op`` one of ``= != < <= > >= in, not in, between, is null, is not null,
@@ -17,7 +17,7 @@ name is checked against the model before any SQL is built: an unknown (or hostil
 
 Reads run on the session's connection (``session.connection()``), so they see the session's uncommitted writes.
 ``update()`` and ``delete()`` run inside the session's transaction and are durable on ``db.session.commit()``;
-``get_or_create`` persists on return unless inside ``with db.transaction():`` (see :mod:`dbplugins.ingest`).
+``get_or_create`` persists on return unless inside ``with db.transaction():`` (see :mod:`dbplugins._upsert.get_or_create`).
 
 The SQL text of each query shape (table, columns, filter columns and operators, ordering) is composed once and
 cached, so a hot loop only binds values; psycopg prepares statements run more than 5 times on a connection.
@@ -32,8 +32,13 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 import psycopg
 from psycopg import sql
 
-from . import bulk, ingest, results
-from .errors import (
+from .._copy import bulk
+from .._session.session import statement_cursor
+from .._types.binding import bind, filter_value, translate_error
+from .._types.rows import check_columns, warn_dropped
+from .._types.schema import Table, table_of
+from .._upsert import get_or_create as ingest
+from ..errors import (
     ConfigurationError,
     DbpError,
     MissingValueError,
@@ -41,11 +46,9 @@ from .errors import (
     NoResultFound,
     QueryError,
 )
+from . import results
 from .expressions import ColumnExpr, Condition, OrderExpr, legacy_shape, order_sql, where_sql
 from .pagination import KeysetPage, Pagination
-from .rows import check_columns, warn_dropped
-from .schema import Table, table_of
-from .session import statement_cursor
 from .statements import (
     OrderSpec,
     WhereSpec,
@@ -55,11 +58,10 @@ from .statements import (
     statement,
     update_statement,
 )
-from .values import bind, filter_value, translate_error
 
 if TYPE_CHECKING:
-    from .connection import SQLConnection
-    from .session import Session
+    from .._session.connection import SQLConnection
+    from .._session.session import Session
 
 __all__ = ["Query", "Pagination", "KeysetPage", "OPERATORS"]
 
@@ -182,7 +184,7 @@ class Query(Generic[T]):
         self._limit: int | None = None
         self._offset: int | None = None
         self._columns: tuple[str, ...] | None = None
-        # The column-expression layer (dbplugins.expressions): conditions, NULLS FIRST/LAST per order item
+        # The column-expression layer (dbplugins._query.expressions): conditions, NULLS FIRST/LAST per order item
         # (aligned with _order), DISTINCT, and rows with attribute access for db.query(M.a, M.b).
         self._exprs: tuple[Condition, ...] = ()
         self._order_nulls: tuple[str | None, ...] = ()
@@ -768,7 +770,7 @@ class Query(Generic[T]):
         """``(instance, created)``: the row of ``model`` matching ``filter_by``, inserted with ``kwargs`` if missing.
 
         Race-safe (``INSERT ... ON CONFLICT DO NOTHING RETURNING``, then a SELECT only when the row existed);
-        persists on return unless inside ``with db.transaction():``. See :func:`dbplugins.ingest.get_or_create`.
+        persists on return unless inside ``with db.transaction():``. See :func:`dbplugins._upsert.get_or_create.get_or_create`.
         """
         query = self._bind(model)
         if self._conds or self._exprs:
@@ -788,7 +790,7 @@ class Query(Generic[T]):
     ) -> list[tuple[Any, bool]]:
         """``[(instance, created), ...]`` for ``rows`` in input order; the batched :meth:`get_or_create`.
 
-        See :func:`dbplugins.ingest.get_or_create_many`.
+        See :func:`dbplugins._upsert.get_or_create.get_or_create_many`.
         """
         query = self._bind(model)
         return ingest.get_or_create_many(
@@ -864,7 +866,7 @@ class Query(Generic[T]):
 
         ``unknown``: ``"error"`` (the default) raises for a row key that is not a column, ``"ignore"`` drops it.
 
-        See :func:`dbplugins.bulk.bulk_insert` for ``on_conflict`` (``"ignore"``, ``"error"``, ``"update"``).
+        See :func:`dbplugins._copy.bulk.bulk_insert` for ``on_conflict`` (``"ignore"``, ``"error"``, ``"update"``).
         """
         query = self._bind(model)
         mode = str(unknown or getattr(self._db, "unknown_keys", "error"))
@@ -895,9 +897,9 @@ class Query(Generic[T]):
         """Update the columns each row names (rows matched by ``key``, the primary key by default); return the
         number of rows updated, an ``int`` whose ``missing`` lists the input rows whose key is not stored.
 
-        Rows are never inserted; ``missing="error"`` raises instead. See :func:`dbplugins.bulk_update.bulk_update`.
+        Rows are never inserted; ``missing="error"`` raises instead. See :func:`dbplugins._copy.update.bulk_update`.
         """
-        from .bulk_update import bulk_update
+        from .._copy.update import bulk_update
 
         query = self._bind(model)
         return bulk_update(query._session(), query._table(), rows, key=key, missing=missing)

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import DbpError, MissingValueError, UnknownColumnError, context
+from ..errors import DbpError, MissingValueError, UnknownColumnError, context
 from .schema import Table
 
 __all__ = ["check_columns", "as_mapping", "check_required", "warn_dropped", "field_defaults", "UNKNOWN_MODES"]

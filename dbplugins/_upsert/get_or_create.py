@@ -36,12 +36,12 @@ import psycopg
 from psycopg import errors as pge
 from psycopg import sql
 
-from .errors import ConstraintError, DbpError, MissingValueError, QueryError, context
-from .rows import as_mapping, check_columns, check_required, field_defaults, warn_dropped
-from .schema import Table, table_of
-from .session import Session, statement_cursor
-from .statements import cast_type, class_row_for, column_list, render
-from .values import convert_row, translate_error
+from .._query.statements import cast_type, class_row_for, column_list, render
+from .._session.session import Session, statement_cursor
+from .._types.binding import convert_row, translate_error
+from .._types.rows import as_mapping, check_columns, check_required, field_defaults, warn_dropped
+from .._types.schema import Table, table_of
+from ..errors import ConstraintError, DbpError, MissingValueError, QueryError, context
 
 __all__ = ["get_or_create", "get_or_create_many", "MAX_TRIES"]
 

@@ -27,16 +27,16 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from . import config as _config
-from .errors import ConfigurationError, DbpError, wrap_db_error
+from .. import config as _config
+from ..errors import ConfigurationError, DbpError, wrap_db_error
+from .compat import bind_query_property, unbind_query_property, warn_ignored
 from .pool import Failures, Pool, close_pool, probe, recording_class
 from .session import ScopedSession, Session
 from .session import Session as _Session  # the name Session is shadowed by a db-plugins argument below
-from .session_compat import bind_query_property, unbind_query_property, warn_ignored
 from .sqllog import LoggedCursor
 
 if TYPE_CHECKING:
-    from .query import Query
+    from .._query.query import Query
 
 __all__ = ["SQLConnection"]
 
@@ -254,7 +254,7 @@ class SQLConnection:
     def query(self, *args: Any) -> Query[Any]:
         """A query on a model class, on columns of one model (``db.query(Object.oid, Object.meanra)``: rows with
         attribute access), or an unbound one (``db.query()``) that takes ``model=`` per call."""
-        from .query import Query
+        from .._query.query import Query
 
         return Query.from_args(self, args)
 
@@ -276,7 +276,7 @@ class SQLConnection:
         ``distributed=True``: on a Citus coordinator, also distribute the tables as their models declare
         (``DbpError`` if the server has no Citus); see docs/scaling.md.
         """
-        from .sqlfiles import schema_script
+        from .._sqlfiles import schema_script
 
         script = schema_script()
         if not script.strip():
@@ -285,7 +285,7 @@ class SQLConnection:
         try:
             with session.atomic() as conn:
                 if distributed:
-                    from . import citus
+                    from .. import citus
 
                     citus.create_distributed_schema(conn, citus.builtin_tables(), script)
                     return
@@ -309,10 +309,10 @@ class SQLConnection:
 
 def _builtin_tables() -> Iterator[Any]:
     try:
-        from .models import ALL_MODELS
+        from ..models import ALL_MODELS
     except ImportError:  # pragma: no cover - models ship with the package
         return iter(())
-    from .schema import table_of
+    from .._types.schema import table_of
 
     return (table_of(m) for m in ALL_MODELS)
 

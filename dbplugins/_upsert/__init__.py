@@ -1,0 +1,1 @@
+"""Private: see dbplugins/__init__.py for the public names."""

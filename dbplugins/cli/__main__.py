@@ -1,0 +1,5 @@
+"""``python -m dbplugins.cli``: the ``dbp`` command."""
+
+from . import main
+
+main()
