@@ -10,6 +10,8 @@ from typing import Annotated, Any, Optional
 import psycopg
 import pytest
 
+import dbplugins._query.builder
+import dbplugins._query.conditions
 import dbplugins._query.query
 import dbplugins._query.statements
 import dbplugins._upsert.get_or_create
@@ -101,9 +103,14 @@ def sids(rows: list[Star]) -> list[int]:
 # -- docs ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", [dbplugins._query.query, dbplugins._upsert.get_or_create], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module",
+    [dbplugins._query.query, dbplugins._query.builder, dbplugins._upsert.get_or_create],
+    ids=lambda m: m.__name__,
+)
 def test_docstring_examples(module: Any) -> None:
-    result = doctest.testmod(module, extraglobs={"Watchlist": Watchlist}, optionflags=doctest.ELLIPSIS)
+    globs = {"Watchlist": Watchlist, "Query": Query}
+    result = doctest.testmod(module, extraglobs=globs, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
 
@@ -181,7 +188,7 @@ def test_operators_on_text_and_nulls(tdb: SQLConnection) -> None:
         ("<", None, "compare with None"),
         ("is null", 5, "takes no value"),
         ("is", 5, "only None"),
-        (">", dbplugins._query.query._MISSING, "needs a value"),
+        (">", dbplugins._query.conditions.MISSING, "needs a value"),
     ],
 )
 def test_bad_operators_and_values(tdb: SQLConnection, op: str, value: Any, message: str) -> None:

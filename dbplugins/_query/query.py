@@ -25,146 +25,37 @@ cached, so a hot loop only binds values; psycopg prepares statements run more th
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 import psycopg
-from psycopg import sql
 
 from .._copy import bulk
 from .._session.session import statement_cursor
-from .._types.binding import bind, filter_value, translate_error
+from .._types.binding import translate_error
 from .._types.rows import check_columns, warn_dropped
-from .._types.schema import Table, table_of
+from .._types.schema import Table
 from .._upsert import get_or_create as ingest
 from ..errors import (
     ConfigurationError,
     DbpError,
-    MissingValueError,
     MultipleResultsFound,
     NoResultFound,
     QueryError,
 )
-from . import results
-from .expressions import ColumnExpr, Condition, OrderExpr, legacy_shape, order_sql, where_sql
+from . import results, writes
+from .builder import QueryBuilder, SessionSource
+from .conditions import OPERATORS, conditions, key_values
+from .expressions import ColumnExpr
 from .pagination import KeysetPage, Pagination
-from .statements import (
-    OrderSpec,
-    WhereSpec,
-    class_row_for,
-    column_list,
-    render,
-    statement,
-    update_statement,
-)
-
-if TYPE_CHECKING:
-    from .._session.connection import SQLConnection
-    from .._session.session import Session
 
 __all__ = ["Query", "Pagination", "KeysetPage", "OPERATORS"]
 
 T = TypeVar("T")
 M = TypeVar("M")
 
-_MISSING: Any = object()
 
-#: Accepted spellings of the filter operators -> canonical operator.
-OPERATORS: dict[str, str] = {
-    "=": "=",
-    "==": "=",
-    "!=": "!=",
-    "<>": "!=",
-    "<": "<",
-    "<=": "<=",
-    ">": ">",
-    ">=": ">=",
-    "in": "in",
-    "not in": "not in",
-    "between": "between",
-    "is null": "is null",
-    "is not null": "is not null",
-    "is": "is",
-    "is not": "is not",
-    "like": "like",
-    "ilike": "ilike",
-}
-
-Cond = tuple[str, str, Any]
-"""A filter condition: (column, canonical operator, value)."""
-# -- conditions ------------------------------------------------------------------------------------------------
-
-
-def make_condition(column: str, op: str, value: Any = _MISSING) -> Cond:
-    """Normalise one ``(column, op, value)`` filter; ``QueryError`` for an unknown operator or a bad value."""
-    if not isinstance(op, str) or " ".join(op.lower().split()) not in OPERATORS:
-        raise QueryError(f"unknown filter operator {op!r} (use one of: {', '.join(sorted(set(OPERATORS)))})")
-    canon = OPERATORS[" ".join(op.lower().split())]
-    if canon in ("is", "is not"):
-        if value is not None:
-            raise QueryError(f"filter {column!r} {op!r}: only None may follow 'is' / 'is not'")
-        canon = "is null" if canon == "is" else "is not null"
-    if canon in ("is null", "is not null"):
-        if value is not _MISSING and value is not None:
-            raise QueryError(f"filter {column!r} {op!r} takes no value")
-        return (column, canon, None)
-    if value is _MISSING:
-        raise QueryError(f"filter {column!r} {op!r} needs a value")
-    if value is None:
-        if canon == "=":
-            return (column, "is null", None)
-        if canon == "!=":
-            return (column, "is not null", None)
-        raise QueryError(
-            f"filter {column!r} {op!r} None: compare with None only through '=', '!=' or 'is null'"
-        )
-    if canon in ("in", "not in"):
-        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-            raise QueryError(f"filter {column!r} {op!r} needs a list of values, got {type(value).__name__}")
-        return (column, canon, list(value))
-    if canon == "between":
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-            raise QueryError(f"filter {column!r} 'between' needs a (low, high) pair, got {value!r}")
-        return (column, canon, (value[0], value[1]))
-    return (column, canon, value)
-
-
-def conditions(filter_by: Any) -> list[Cond]:
-    """The conditions of a ``filter_by`` argument: a dict (equality) or a list of ``(column, op, value)``."""
-    if filter_by is None:
-        return []
-    if isinstance(filter_by, Mapping):
-        return [make_condition(k, "=", v) for k, v in filter_by.items()]
-    if isinstance(filter_by, (str, bytes)) or not isinstance(filter_by, Iterable):
-        raise QueryError(
-            "filter_by must be a dict of column -> value or a list of (column, op, value) triples, "
-            f"got {type(filter_by).__name__}"
-        )
-    out: list[Cond] = []
-    for item in filter_by:
-        if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-            raise QueryError(f"filter_by items must be (column, op, value) triples, got {item!r}")
-        out.append(make_condition(*item) if len(item) == 3 else make_condition(item[0], item[1]))
-    return out
-
-
-def _parse_order(item: str) -> tuple[str, bool]:
-    if not isinstance(item, str):
-        raise QueryError(f"order_by takes column names such as 'mjd', '-mjd' or 'mjd desc', got {item!r}")
-    text = item.strip()
-    if text.startswith("-"):
-        return text[1:].strip(), True
-    words = text.split()
-    if len(words) == 2 and words[1].lower() in ("asc", "desc"):
-        return words[0], words[1].lower() == "desc"
-    return text, False
-
-
-# -- the query -----------------------------------------------------------------------------------------------
-
-
-class Query(Generic[T]):
+class Query(QueryBuilder[T]):
     """A query on one model: db-plugins' ``SQLQuery`` API without SQLAlchemy.
 
     Build with :meth:`filter_by`, :meth:`filter`, :meth:`order_by`, :meth:`limit`, :meth:`offset` (each returns a
@@ -174,25 +65,8 @@ class Query(Generic[T]):
     they work on an unbound ``db.query()`` too.
     """
 
-    def __init__(self, db: SQLConnection | None, model: type[T] | None = None) -> None:
-        if model is not None:
-            table_of(model)  # ConfigurationError now for a class that is not a model
-        self._db = db
-        self._model = model
-        self._conds: tuple[Cond, ...] = ()
-        self._order: OrderSpec = ()
-        self._limit: int | None = None
-        self._offset: int | None = None
-        self._columns: tuple[str, ...] | None = None
-        # The column-expression layer (dbplugins._query.expressions): conditions, NULLS FIRST/LAST per order item
-        # (aligned with _order), DISTINCT, and rows with attribute access for db.query(M.a, M.b).
-        self._exprs: tuple[Condition, ...] = ()
-        self._order_nulls: tuple[str | None, ...] = ()
-        self._distinct = False
-        self._named = False
-
     @classmethod
-    def from_args(cls, db: SQLConnection | None, args: Sequence[Any]) -> Query[Any]:
+    def from_args(cls, db: SessionSource | None, args: Sequence[Any]) -> Query[Any]:
         """``db.query(Model)``, ``db.query()``, or ``db.query(Model.a, Model.b)`` (a projection of one model)."""
         if not args:
             return cls(db, None)
@@ -212,254 +86,6 @@ class Query(Generic[T]):
                 "query() takes at most one model, or columns of one model (db.query(Object.oid, Object.meanra))"
             )
         return cls(db, args[0])
-
-    # -- building --------------------------------------------------------------------------------------------
-
-    def _clone(self, **changes: Any) -> Query[Any]:
-        new: Query[Any] = Query.__new__(Query)
-        new.__dict__.update(self.__dict__)
-        for key, value in changes.items():
-            setattr(new, key, value)
-        return new
-
-    def _check(self, names: Iterable[str], what: str) -> None:
-        if self._model is not None:
-            check_columns(table_of(self._model), names, what=what)
-
-    def filter_by(self, filter_by: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Query[T]:
-        """Add equality conditions: ``filter_by({"oid": oid})`` or ``filter_by(oid=oid)``; None is ``IS NULL``.
-
-        >>> Query(None, Watchlist).filter_by(name="sn", score=None).as_sql()
-        'SELECT "wid", "name", "score" FROM "watchlist" WHERE "name" = %s AND "score" IS NULL'
-        """
-        if filter_by is not None and not isinstance(filter_by, Mapping):
-            raise QueryError(
-                f"filter_by() takes a dict of column -> value, got {type(filter_by).__name__}; "
-                "use filter(column, op, value) for comparisons"
-            )
-        new = conditions({**(filter_by or {}), **kwargs})
-        self._check((c for c, _, _ in new), "filter column")
-        return self._clone(_conds=self._conds + tuple(new))
-
-    def filter(self, *args: Any) -> Query[T]:
-        """Add conditions: column expressions (several mean AND), or one ``(column, op, value)`` comparison.
-
-            >>> Query(None, Watchlist).filter(Watchlist.wid.in_([1, 2]), Watchlist.score > 0.5).as_sql()
-            'SELECT "wid", "name", "score" FROM "watchlist" WHERE "wid" = ANY(%s::bigint[]) AND "score" > %s'
-
-        The comparison form: ``op`` is ``= != < <= > >= in, not in, between, is null, is not null, like, ilike``.
-
-            >>> Query(None, Watchlist).filter("wid", "in", [1, 2]).filter("score", "between", (0, 1)).as_sql()
-            'SELECT "wid", "name", "score" FROM "watchlist" WHERE "wid" = ANY(%s::bigint[]) AND "score" BETWEEN %s AND %s'
-            >>> Query(None, Watchlist).filter("score", "is not null").as_sql()
-            'SELECT "wid", "name", "score" FROM "watchlist" WHERE "score" IS NOT NULL'
-
-        ``!=`` and ``not in`` follow SQL: rows where the column is NULL do not match.
-        """
-        if args and isinstance(args[0], str):
-            if len(args) not in (2, 3):
-                raise QueryError("filter(column, op, value) takes a column name, an operator and a value")
-            return self._filter_legacy(*args)
-        if not args:
-            raise QueryError("filter() needs at least one condition")
-        for item in args:
-            if not isinstance(item, Condition):
-                hint = " (a bool: compare a column of the model class, e.g. Object.ndet > 3)"
-                raise QueryError(
-                    "filter() takes column conditions such as Object.ndet > 3, or (column, op, value); "
-                    f"got {type(item).__name__} {item!r}" + (hint if isinstance(item, bool) else "")
-                )
-            if self._model is not None:
-                self._same_model(item.table)
-        return self._clone(_exprs=self._exprs + args)
-
-    def _same_model(self, table: Table) -> None:
-        own = self._table()
-        if table is not own:
-            raise QueryError(
-                f"this query is on model {own.name!r}; a condition on model {table.name!r} cannot be used "
-                "(no joins: query each model separately)",
-                model=own.name,
-            )
-
-    def _filter_legacy(self, column: str, op: str, value: Any = _MISSING) -> Query[T]:
-        cond = make_condition(column, op, value)
-        self._check([column], "filter column")
-        return self._clone(_conds=(*self._conds, cond))
-
-    def order_by(self, *columns: str | ColumnExpr | OrderExpr | None) -> Query[T]:
-        """Order by columns: ``"mjd"`` ascending, ``"-mjd"`` or ``"mjd desc"`` descending; ``order_by(None)`` clears.
-
-        >>> Query(None, Watchlist).order_by("name", "-score").as_sql()
-        'SELECT "wid", "name", "score" FROM "watchlist" ORDER BY "name", "score" DESC'
-        >>> Query(None, Watchlist).order_by(Watchlist.score.desc().nulls_last(), Watchlist.wid).as_sql()
-        'SELECT "wid", "name", "score" FROM "watchlist" ORDER BY "score" DESC NULLS LAST, "wid"'
-        """
-        if len(columns) == 1 and columns[0] is None:
-            return self._clone(_order=(), _order_nulls=())
-        order: list[tuple[str, bool]] = []
-        nulls: list[str | None] = []
-        for c in columns:
-            if c is None:
-                continue
-            if isinstance(c, ColumnExpr):
-                c = c.asc()
-            if isinstance(c, OrderExpr):
-                if self._model is not None:
-                    self._same_model(c.column.table)
-                order.append((c.column.name, c.descending))
-                nulls.append(c.nulls)
-            else:
-                order.append(_parse_order(c))
-                nulls.append(None)
-        self._check((c for c, _ in order), "order_by column")
-        own_nulls = self._order_nulls + (None,) * (len(self._order) - len(self._order_nulls))
-        return self._clone(_order=self._order + tuple(order), _order_nulls=own_nulls + tuple(nulls))
-
-    def distinct(self) -> Query[T]:
-        """``SELECT DISTINCT``: each distinct row once (mostly useful with a projection, ``db.query(M.a)``).
-
-        >>> Query.from_args(None, [Watchlist.name]).distinct().as_sql()
-        'SELECT DISTINCT "name" FROM "watchlist"'
-        """
-        return self._clone(_distinct=True)
-
-    def limit(self, n: int | None) -> Query[T]:
-        """At most ``n`` rows (None: no limit)."""
-        if n is not None and (not isinstance(n, int) or n < 0):
-            raise QueryError(f"limit must be a non-negative int, got {n!r}")
-        return self._clone(_limit=n)
-
-    def offset(self, n: int | None) -> Query[T]:
-        """Skip ``n`` rows (None: none)."""
-        if n is not None and (not isinstance(n, int) or n < 0):
-            raise QueryError(f"offset must be a non-negative int, got {n!r}")
-        return self._clone(_offset=n or None)
-
-    def columns(self, *names: str) -> Query[tuple[Any, ...]]:
-        """Return tuples of these columns instead of model instances (db-plugins' ``db.query(Object.oid)``).
-
-        >>> Query(None, Watchlist).columns("wid", "name").as_sql()
-        'SELECT "wid", "name" FROM "watchlist"'
-        """
-        if not names:
-            raise QueryError("columns() needs at least one column name")
-        self._check(names, "column")
-        return self._clone(_columns=tuple(names))
-
-    # -- resolving and running ---------------------------------------------------------------------------------
-
-    def _bind(self, model: Any = None) -> Query[Any]:
-        """This query with its model resolved: the query's own, else ``model``; QueryError if neither or both."""
-        if model is None:
-            if self._model is None:
-                raise QueryError("no model: use db.query(Model) or pass model=Model")
-            return self
-        table_of(model)
-        if self._model is not None and self._model is not model:
-            raise QueryError(
-                f"this query is on {self._model.__name__}; it cannot run on model={getattr(model, '__name__', model)}"
-            )
-        if self._model is model:
-            return self
-        return self._clone(_model=model)
-
-    def _table(self) -> Table:
-        if self._model is None:
-            raise QueryError("no model: use db.query(Model) or pass model=Model")
-        return table_of(self._model)
-
-    def _session(self) -> Session:
-        if self._db is None:
-            raise QueryError("this query is not attached to a connection (build it with db.query(...))")
-        return self._db.current_session()
-
-    def _where(self, table: Table) -> tuple[WhereSpec, list[Any]]:
-        check_columns(table, (c for c, _, _ in self._conds), what="filter column")
-        spec: list[tuple[str, str, str]] = []
-        params: list[Any] = []
-        for column, op, value in self._conds:
-            col = table.columns[column]
-            spec.append((column, op, col.type.cast_type if op in ("in", "not in") else ""))
-            if op in ("is null", "is not null"):
-                continue
-            if op == "between":
-                params.extend(filter_value(table, column, v) for v in value)
-            elif op in ("in", "not in"):
-                if col.is_array:
-                    raise QueryError(f"filter {column!r} {op!r}: not supported on array column {column!r}")
-                params.append([filter_value(table, column, v) for v in value])
-            else:
-                if (
-                    isinstance(value, (list, tuple, set, frozenset))
-                    and not col.is_array
-                    and op in ("=", "!=")
-                ):
-                    raise QueryError(
-                        f"filter {column!r} {op!r} got a {type(value).__name__}: "
-                        f"use filter({column!r}, 'in', values) to match any of several values",
-                        model=table.name,
-                        column=column,
-                    )
-                params.append(filter_value(table, column, value))
-        return tuple(spec), params
-
-    def _select(
-        self, *, limit: int | None = _MISSING, keyset: tuple[str, ...] = (), after: Sequence[Any] = ()
-    ) -> tuple[str, list[Any]]:
-        table = self._table()
-        columns = self._columns if self._columns is not None else tuple(table.columns)
-        check_columns(table, columns, what="column")
-        check_columns(table, (c for c, _ in self._order), what="order_by column")
-        where, params = self._where(table)
-        self._expr_params(table, params)
-        lim = self._limit if limit is _MISSING else limit
-        params.extend(after)
-        stmt = self._statement(
-            "rows", table, columns, where, self._order, lim is not None, self._offset is not None, keyset
-        )
-        if lim is not None:
-            params.append(lim)
-        if self._offset is not None:
-            params.append(self._offset)
-        return stmt, params
-
-    def _expr_params(self, table: Table, params: list[Any]) -> None:
-        """Append the values of the expression conditions (after those of ``filter(column, op, value)``)."""
-        for cond in self._exprs:
-            self._same_model(cond.table)
-            cond.params(params)
-
-    def _statement(
-        self,
-        kind: str,
-        table: Table,
-        columns: tuple[str, ...],
-        where: WhereSpec,
-        order: OrderSpec,
-        has_limit: bool,
-        has_offset: bool,
-        keyset: tuple[str, ...] = (),
-    ) -> str:
-        """The SQL text for this query's shape: the plain composer, or the expression-aware one when needed."""
-        nulls = self._order_nulls if order else ()
-        if not self._exprs and not self._distinct and not any(nulls):
-            return statement(kind, table.name, columns, where, order, has_limit, has_offset, keyset)
-        shapes = tuple(legacy_shape(*w) for w in where) + tuple(c.shape() for c in self._exprs)
-        items = tuple(
-            (name, desc, nulls[i] if i < len(nulls) else None) for i, (name, desc) in enumerate(order)
-        )
-        return _ex_statement(
-            kind, table.name, columns, shapes, items, self._distinct, has_limit, has_offset, keyset
-        )
-
-    def as_sql(self) -> str:
-        """The SELECT this query runs, with ``%s`` placeholders (for logs and docs).
-
-        >>> Query(None, Watchlist).filter("wid", ">", 10).limit(5).offset(20).as_sql()
-        'SELECT "wid", "name", "score" FROM "watchlist" WHERE "wid" > %s LIMIT %s OFFSET %s'
-        """
-        return self._select()[0]
 
     def _fetch(self, stmt: str, params: Sequence[Any], action: str) -> list[Any]:
         table = self._table()
@@ -485,9 +111,6 @@ class Query(Generic[T]):
         except (psycopg.Error, UnicodeEncodeError) as exc:
             raise translate_error(exc, table, [self._values()], action=action) from exc
         return row[0] if row else None
-
-    def _values(self) -> dict[str, Any]:
-        return {c: v for c, _, v in self._conds}
 
     def all(self) -> list[T]:
         """All matching rows, as model instances (tuples after :meth:`columns`)."""
@@ -551,14 +174,8 @@ class Query(Generic[T]):
     def get(self, key: Any) -> T | None:
         """The row with primary key ``key`` (a value, a tuple for a composite key, or a dict), or None."""
         table = self._table()
-        values = _key_values(table, table.primary_key, key)
+        values = key_values(table, table.primary_key, key)
         return self.filter_by(dict(zip(table.primary_key, values, strict=True))).one_or_none()
-
-    def _describe(self) -> str:
-        parts = [f"{c} {op} {v!r}" for c, op, v in self._conds] + [c.describe() for c in self._exprs]
-        if not parts:
-            return "the query (no filter)"
-        return " AND ".join(parts)
 
     def count(self) -> int:
         """The number of matching rows (counting within limit/offset when set).
@@ -568,23 +185,6 @@ class Query(Generic[T]):
         """
         stmt, params = self._count_parts()
         return int(self._scalar(stmt, params, "count"))
-
-    def _count_parts(self) -> tuple[str, list[Any]]:
-        table = self._table()
-        check_columns(table, (c for c, _ in self._order), what="order_by column")
-        where, params = self._where(table)
-        self._expr_params(table, params)
-        has_limit, has_offset = self._limit is not None, self._offset is not None
-        columns = (self._columns or tuple(table.columns)) if self._distinct else ()
-        stmt = self._statement("count", table, columns, where, self._order, has_limit, has_offset)
-        if has_limit:
-            params.append(self._limit)
-        if has_offset:
-            params.append(self._offset)
-        return stmt, params
-
-    def _count_sql(self) -> str:
-        return self._count_parts()[0]
 
     def exists(self) -> bool:
         """Whether any row matches (``SELECT EXISTS (...)``)."""
@@ -616,8 +216,6 @@ class Query(Generic[T]):
             raise translate_error(exc, table, [self._values()], action="delete") from exc
         return cur.rowcount
 
-    # -- db-plugins' methods ---------------------------------------------------------------------------------
-
     def check_exists(self, model: Any = None, filter_by: Any = None) -> bool:
         """Whether a row of ``model`` matches ``filter_by`` (a dict, or a list of (column, op, value))."""
         return self._bind(model)._with(filter_by).exists()
@@ -639,10 +237,12 @@ class Query(Generic[T]):
         page: int = 1,
         per_page: int = 10,
     ) -> Pagination[T]: ...
+
     @overload
     def find(
         self, model: None = None, filter_by: Any = None, *, paginate: Literal[False], page: int = 1, per_page: int = 10
     ) -> list[T]: ...
+
     @overload
     def find(
         self,
@@ -653,22 +253,27 @@ class Query(Generic[T]):
         page: int = 1,
         per_page: int = 10,
     ) -> Pagination[M]: ...
+
     @overload
     def find(
         self, model: type[M], filter_by: Any = None, *, paginate: Literal[False], page: int = 1, per_page: int = 10
     ) -> list[M]: ...
+
     @overload
     def find(
         self, model: None, filter_by: Any, paginate: Literal[False], *, page: int = 1, per_page: int = 10
     ) -> list[T]: ...
+
     @overload
     def find(
         self, model: type[M], filter_by: Any, paginate: Literal[False], *, page: int = 1, per_page: int = 10
     ) -> list[M]: ...
+
     @overload
     def find(
         self, model: Any = None, filter_by: Any = None, paginate: bool = True, *, page: int = 1, per_page: int = 10
     ) -> Any: ...
+
     def find(
         self,
         model: Any = None,
@@ -689,8 +294,10 @@ class Query(Generic[T]):
 
     @overload
     def find_one(self, model: None = None, filter_by: Any = None) -> T | None: ...
+
     @overload
     def find_one(self, model: type[M], filter_by: Any = None) -> M | None: ...
+
     def find_one(self, model: Any = None, filter_by: Any = None) -> Any:
         """The one row of ``model`` matching ``filter_by``, or None; ``MultipleResultsFound`` if several match."""
         return self._bind(model)._with(filter_by).one_or_none()
@@ -731,7 +338,7 @@ class Query(Generic[T]):
             raise QueryError("keyset() orders by the primary key: drop order_by()")
         if per_page < 1:
             raise QueryError(f"keyset() needs per_page >= 1, got {per_page}")
-        key = None if after is None else tuple(_key_values(table, pk, after))
+        key = None if after is None else tuple(key_values(table, pk, after))
         ordered = self._clone(_order=tuple((c, False) for c in pk), _order_nulls=())
         stmt, params = ordered._select(limit=per_page + 1, keyset=pk if key else (), after=key or ())
         rows = self._fetch(stmt, params, "keyset")
@@ -739,11 +346,6 @@ class Query(Generic[T]):
         items = rows[:per_page]
         next_after = tuple(self._key_of(table, items[-1])) if items else key
         return KeysetPage(self, items, per_page, key, next_after, has_next)
-
-    def _keyset_sql(self) -> str:
-        table = self._table()
-        ordered = self._clone(_order=tuple((c, False) for c in table.primary_key))
-        return ordered._select(limit=1, keyset=table.primary_key, after=(0,))[0]
 
     def _key_of(self, table: Table, row: Any) -> list[Any]:
         if self._columns is None:
@@ -764,8 +366,10 @@ class Query(Generic[T]):
 
     @overload
     def get_or_create(self, model: None = None, filter_by: Any = None, **kwargs: Any) -> tuple[T, bool]: ...
+
     @overload
     def get_or_create(self, model: type[M], filter_by: Any = None, **kwargs: Any) -> tuple[M, bool]: ...
+
     def get_or_create(self, model: Any = None, filter_by: Any = None, **kwargs: Any) -> tuple[Any, bool]:
         """``(instance, created)``: the row of ``model`` matching ``filter_by``, inserted with ``kwargs`` if missing.
 
@@ -810,48 +414,7 @@ class Query(Generic[T]):
         Unknown columns raise ``UnknownColumnError``; a row that no longer exists raises ``NoResultFound``.
         """
         cls = model if model is not None else type(instance)
-        query = self._bind(cls)
-        table = table_of(cls)
-        if not isinstance(instance, cls):
-            raise QueryError(
-                f"update() got a {type(instance).__name__}, not a {cls.__name__}", model=table.name
-            )
-        if not isinstance(values, Mapping):
-            raise QueryError(
-                f"update() values must be a dict of column -> value, got {type(values).__name__}"
-            )
-        check_columns(table, values, what="column")
-        if not table.primary_key:
-            raise QueryError(f"update() needs a primary key; model {table.name!r} has none", model=table.name)
-        key = [getattr(instance, c) for c in table.primary_key]
-        for c, v in zip(table.primary_key, key, strict=True):
-            if v is None:
-                raise MissingValueError(
-                    f"update(): the instance has no value for primary key column {c!r}",
-                    model=table.name,
-                    column=c,
-                )
-        if not values:
-            return instance
-        stmt = update_statement(table.name, tuple(values), table.primary_key, tuple(table.columns))
-        params = [bind(table, c, v, action="update") for c, v in values.items()] + key
-        session = query._session()
-        conn = session.begin()
-        try:
-            with conn.cursor(row_factory=class_row_for(cast(Any, cls))) as cur:
-                cur.execute(stmt, params)
-                row = cur.fetchone()
-        except (psycopg.Error, UnicodeEncodeError) as exc:
-            raise translate_error(exc, table, [values], action="update") from exc
-        if row is None:
-            where = ", ".join(f"{c}={v!r}" for c, v in zip(table.primary_key, key, strict=True))
-            raise NoResultFound(f"update(): no row of model {table.name!r} with {where}", model=table.name)
-        try:
-            for name in table.columns:
-                setattr(instance, name, getattr(row, name))
-        except AttributeError:  # frozen dataclass (FrozenInstanceError is an AttributeError)
-            return row
-        return instance
+        return writes.update(self._bind(cls)._session(), cls, instance, values)
 
     def bulk_insert(
         self,
@@ -911,75 +474,3 @@ class Query(Generic[T]):
             return f"<dbplugins.Query {self.as_sql()}>"
         except DbpError as exc:
             return f"<dbplugins.Query on {self._model.__name__} (invalid: {exc})>"
-
-
-@functools.lru_cache(maxsize=4096)
-def _ex_statement(
-    kind: str,
-    table: str,
-    columns: tuple[str, ...],
-    shapes: tuple[Any, ...],
-    order: tuple[tuple[str, bool, str | None], ...],
-    distinct: bool,
-    limit: bool,
-    offset: bool,
-    keyset: tuple[str, ...] = (),
-) -> str:
-    """The SQL text of one query shape with column expressions, DISTINCT or NULLS FIRST/LAST (cached)."""
-    conds: list[sql.Composable] = [sql.SQL(where_sql(shapes))] if shapes else []
-    if keyset:
-        if len(keyset) == 1:
-            conds.append(sql.SQL("{} > %s").format(sql.Identifier(keyset[0])))
-        else:
-            marks = sql.SQL(", ").join(sql.Placeholder() for _ in keyset)
-            conds.append(sql.SQL("({}) > ({})").format(column_list(keyset), marks))
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
-    order_part = sql.SQL(" ORDER BY ") + order_sql(order) if order else sql.SQL("")
-    tail = (sql.SQL(" LIMIT %s") if limit else sql.SQL("")) + (sql.SQL(" OFFSET %s") if offset else sql.SQL(""))
-    tname = sql.Identifier(table)
-    select = sql.SQL("SELECT DISTINCT " if distinct else "SELECT ")
-    stmt: sql.Composable
-    if kind == "rows":
-        stmt = select + sql.SQL("{} FROM {}").format(column_list(columns), tname) + where + order_part + tail
-    elif kind == "count":
-        if distinct or limit or offset:
-            inner_cols = column_list(columns) if distinct else sql.SQL("1")
-            inner = select + sql.SQL("{} FROM {}").format(inner_cols, tname) + where + order_part + tail
-            stmt = sql.SQL("SELECT count(*) FROM (") + inner + sql.SQL(") AS dbp_count")
-        else:
-            stmt = sql.SQL("SELECT count(*) FROM {}").format(tname) + where
-    elif kind == "exists":
-        stmt = sql.SQL("SELECT EXISTS (SELECT 1 FROM {}").format(tname) + where + sql.SQL(")")
-    elif kind == "delete":
-        stmt = sql.SQL("DELETE FROM {}").format(tname) + where
-    else:  # pragma: no cover - internal
-        raise ValueError(kind)
-    return render(stmt)
-
-
-def _key_values(table: Table, columns: Sequence[str], key: Any) -> list[Any]:
-    """The values of ``columns`` in ``key``: a model instance, a dict, a tuple, or a bare value (one column)."""
-    if table.cls is not None and isinstance(key, table.cls):
-        values = [getattr(key, c) for c in columns]
-    elif isinstance(key, Mapping):
-        missing = [c for c in columns if c not in key]
-        if missing:
-            raise QueryError(f"key of model {table.name!r} lacks column(s) {missing}", model=table.name)
-        values = [key[c] for c in columns]
-    elif isinstance(key, (tuple, list)):
-        if len(key) != len(columns):
-            raise QueryError(
-                f"key of model {table.name!r} has {len(columns)} column(s) {list(columns)}, got {key!r}",
-                model=table.name,
-            )
-        values = list(key)
-    else:
-        if len(columns) != 1:
-            raise QueryError(
-                f"model {table.name!r} has a composite key {list(columns)}: pass a tuple or a dict",
-                model=table.name,
-            )
-        values = [key]
-    if any(v is None for v in values):
-        raise QueryError(f"key of model {table.name!r} has a None value: {values!r}", model=table.name)
-    return values
