@@ -14,7 +14,7 @@ import dbplugins._query.builder
 import dbplugins._query.conditions
 import dbplugins._query.query
 import dbplugins._query.statements
-import dbplugins._upsert.get_or_create
+import dbplugins._upsert.one
 from dbplugins import (
     Column,
     DbpError,
@@ -51,7 +51,7 @@ class Obs:
 @model("watchlist", primary_key=["wid"])
 @dataclass
 class Watchlist:
-    """The model of the docstring examples in dbplugins._query.query and dbplugins._upsert.get_or_create."""
+    """The model of the docstring examples in dbplugins._query.query and dbplugins._upsert.one."""
 
     wid: Annotated[int, Column("bigint")]
     name: str
@@ -105,7 +105,7 @@ def sids(rows: list[Star]) -> list[int]:
 
 @pytest.mark.parametrize(
     "module",
-    [dbplugins._query.query, dbplugins._query.builder, dbplugins._upsert.get_or_create],
+    [dbplugins._query.query, dbplugins._query.builder, dbplugins._upsert.one],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module: Any) -> None:

@@ -17,7 +17,7 @@ name is checked against the model before any SQL is built: an unknown (or hostil
 
 Reads run on the session's connection (``session.connection()``), so they see the session's uncommitted writes.
 ``update()`` and ``delete()`` run inside the session's transaction and are durable on ``db.session.commit()``;
-``get_or_create`` persists on return unless inside ``with db.transaction():`` (see :mod:`dbplugins._upsert.get_or_create`).
+``get_or_create`` persists on return unless inside ``with db.transaction():`` (see :mod:`dbplugins._upsert`).
 
 The SQL text of each query shape (table, columns, filter columns and operators, ordering) is composed once and
 cached, so a hot loop only binds values; psycopg prepares statements run more than 5 times on a connection.
@@ -30,12 +30,12 @@ from typing import Any, Literal, TypeVar, cast, overload
 
 import psycopg
 
+from .. import _upsert as ingest
 from .._copy import bulk
 from .._session.session import statement_cursor
 from .._types.binding import translate_error
 from .._types.rows import check_columns, warn_dropped
 from .._types.schema import Table
-from .._upsert import get_or_create as ingest
 from ..errors import (
     ConfigurationError,
     DbpError,
@@ -374,7 +374,7 @@ class Query(QueryBuilder[T]):
         """``(instance, created)``: the row of ``model`` matching ``filter_by``, inserted with ``kwargs`` if missing.
 
         Race-safe (``INSERT ... ON CONFLICT DO NOTHING RETURNING``, then a SELECT only when the row existed);
-        persists on return unless inside ``with db.transaction():``. See :func:`dbplugins._upsert.get_or_create.get_or_create`.
+        persists on return unless inside ``with db.transaction():``. See :func:`dbplugins._upsert.one.get_or_create`.
         """
         query = self._bind(model)
         if self._conds or self._exprs:
@@ -394,7 +394,7 @@ class Query(QueryBuilder[T]):
     ) -> list[tuple[Any, bool]]:
         """``[(instance, created), ...]`` for ``rows`` in input order; the batched :meth:`get_or_create`.
 
-        See :func:`dbplugins._upsert.get_or_create.get_or_create_many`.
+        See :func:`dbplugins._upsert.many.get_or_create_many`.
         """
         query = self._bind(model)
         return ingest.get_or_create_many(

@@ -1,34 +1,15 @@
-"""get_or_create and get_or_create_many: race-safe "insert unless it exists" for the ingestion hot path.
+"""get_or_create_many: the batched get_or_create, one INSERT ... SELECT FROM unnest(...) per batch, atomic.
 
-Both rest on ``INSERT ... ON CONFLICT (<key>) DO NOTHING RETURNING``, which inserts a new row in one round trip and
-returns nothing for a key that exists. Only then a separate SELECT fetches the existing row. A separate statement,
-because under READ COMMITTED the INSERT may skip a row committed by a concurrent transaction *after* the
-statement's snapshot was taken: the same statement could not see it, the next one can (PostgreSQL manual,
-"INSERT ... ON CONFLICT DO NOTHING"; a single-statement CTE can return zero rows under concurrency). If that
-SELECT still finds nothing (the other row was deleted meanwhile) we try again, at most ``MAX_TRIES`` times.
-
-Outside a transaction each statement runs in autocommit: a new row is durable when the INSERT returns, and no
-BEGIN / COMMIT round trips are spent. Inside a session transaction the call runs in a savepoint
-(``session.atomic()``): it commits an implicit transaction afterwards (db-plugins' get_or_create committed the
-session), and leaves an explicit ``with db.transaction():`` block to commit.
-
-    >>> plan = _one_plan(Watchlist, ("wid", "name"), (("wid", False),))
-    >>> plan.insert
-    'INSERT INTO "watchlist" ("wid", "name") VALUES (%s, %s) ON CONFLICT ("wid") DO NOTHING RETURNING "wid", "name", "score"'
-    >>> plan.select
-    'SELECT "wid", "name", "score" FROM "watchlist" WHERE "wid" = %s LIMIT 1'
+See :mod:`dbplugins._upsert.common` for what both share.
 """
 
 from __future__ import annotations
 
 import decimal
 import functools
-import logging
-import operator
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -36,267 +17,17 @@ import psycopg
 from psycopg import errors as pge
 from psycopg import sql
 
-from .._query.statements import cast_type, class_row_for, column_list, render
+from .._query.statements import cast_type, column_list, render
 from .._session.session import Session, statement_cursor
 from .._types.binding import convert_row, translate_error
 from .._types.rows import as_mapping, check_columns, check_required, field_defaults, warn_dropped
 from .._types.schema import Table, table_of
-from ..errors import ConstraintError, DbpError, MissingValueError, QueryError, context
+from ..errors import DbpError, MissingValueError, QueryError, context
+from .common import _MAX_PARAMS, _ORD, MAX_TRIES, conflict_target, log, mismatch
 
-__all__ = ["get_or_create", "get_or_create_many", "MAX_TRIES"]
-
-log = logging.getLogger("dbplugins.ingest")
+__all__ = ["get_or_create_many"]
 
 T = TypeVar("T")
-
-#: Attempts at "insert, else select" before giving up. A second attempt is needed only when a conflicting row is
-#: deleted between our INSERT and our SELECT; ten in a row means something keeps deleting it.
-MAX_TRIES = 10
-
-#: PostgreSQL binds at most 65535 parameters per statement; the VALUES form (tables with array columns) needs
-#: one per value, so its batches are cut to fit.
-_MAX_PARAMS = 65535
-
-_ORD = "_dbp_ord_"  # ordinality column of the batched statements; not a valid model field name by convention
-
-
-def conflict_target(table: Table, keys: Iterable[str]) -> tuple[str, ...] | None:
-    """The unique key of ``table`` (primary key first, then unique constraints/indexes) within ``keys``."""
-    present = set(keys)
-    candidates: list[tuple[str, ...]] = []
-    if table.primary_key:
-        candidates.append(tuple(table.primary_key))
-    candidates.extend(tuple(u) for u in table.unique)
-    candidates.extend(tuple(ix.columns) for ix in table.indexes if ix.unique and ix.where is None)
-    for cand in candidates:
-        if cand and set(cand) <= present:
-            return cand
-    return None
-
-
-def _session_scope(session: Session) -> AbstractContextManager[psycopg.Connection[Any]]:
-    """Autocommit statements outside a transaction; a savepoint (then commit if implicit) inside one."""
-    if session.in_transaction:
-        return session.atomic()
-    return session.connection()
-
-
-# -- get_or_create -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _OnePlan:
-    """The statements of one get_or_create shape (which columns are given, which filter values are NULL)."""
-
-    insert: str
-    insert_cols: tuple[str, ...]
-    select: str
-    select_cols: tuple[str, ...]  # filter columns bound in ``select`` (those not NULL), in order
-    target: tuple[str, ...] | None
-    insert_first: bool
-    check: str | None  # SELECT 1 by the conflict target, when the filter is not that key
-    # INSERT-or-SELECT in one statement (one round trip for new and existing keys alike), when insert_first:
-    # its first column says whether the row was created.
-    combined: str | None
-    # The parameters of ``insert`` and ``combined`` from the row, of ``select`` from filter_by, adapted; made once
-    # per shape so that a call spends no Python loop on them.
-    bind_insert: Callable[[Mapping[str, Any]], Sequence[Any]]
-    bind_select: Callable[[Mapping[str, Any]], Sequence[Any]]
-    bind_combined: Callable[[Mapping[str, Any]], Sequence[Any]]
-
-
-def _binder(table: Table, cols: Sequence[str]) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
-    """``row -> the values of cols`` (the row's values are already bound by ``convert_row``)."""
-    if not cols:
-        return lambda row: ()
-    if len(cols) == 1:
-        only = cols[0]
-        return lambda row: (row[only],)  # itemgetter of one key returns a bare value
-    return operator.itemgetter(*cols)
-
-
-@functools.lru_cache(maxsize=2048)
-def _one_plan(model: Any, row_cols: tuple[str, ...], filter_spec: tuple[tuple[str, bool], ...]) -> _OnePlan:
-    table = table_of(model)
-    filter_cols = tuple(c for c, _ in filter_spec)
-    target = conflict_target(table, filter_cols)
-    insert_first = target is not None
-    if target is None:
-        # The filter does not name a unique key: look first, as db-plugins did, and let the primary key (if the
-        # row carries one) arbitrate a concurrent insert.
-        target = conflict_target(table, row_cols)
-    tname = sql.Identifier(table.name)
-    cols = tuple(c for c in table.columns if c in row_cols) + tuple(
-        c for c in row_cols if c not in table.columns
-    )
-    conflict = (
-        sql.SQL("ON CONFLICT ({}) DO NOTHING").format(column_list(target))
-        if target
-        else sql.SQL("ON CONFLICT DO NOTHING")
-    )
-    insert = sql.SQL("INSERT INTO {} ({}) VALUES ({}) {} RETURNING {}").format(
-        tname,
-        column_list(cols),
-        sql.SQL(", ").join(sql.Placeholder() for _ in cols),
-        conflict,
-        column_list(table.columns),
-    )
-    conds = [
-        sql.SQL("{} IS NULL").format(sql.Identifier(c))
-        if is_null
-        else sql.SQL("{} = %s").format(sql.Identifier(c))
-        for c, is_null in filter_spec
-    ]
-    select = sql.SQL("SELECT {} FROM {} WHERE {} LIMIT 1").format(
-        column_list(table.columns), tname, sql.SQL(" AND ").join(conds)
-    )
-    check = None
-    bound_filter = {c for c, is_null in filter_spec if not is_null}
-    if target and set(target) != bound_filter:
-        check = render(
-            sql.SQL("SELECT 1 FROM {} WHERE {}").format(
-                tname, sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in target)
-            )
-        )
-    combined = None
-    if insert_first:
-        # Both branches share the statement's snapshot, so a row committed by a concurrent caller after it was
-        # taken is invisible to the SELECT branch (the INSERT saw it and did nothing): the statement then returns
-        # no row, and the caller falls back to separate statements, each with a snapshot of its own.
-        combined = render(
-            sql.SQL(
-                "WITH ins AS ({insert}) SELECT true, {cols} FROM ins UNION ALL "
-                "SELECT false, {cols} FROM {t} WHERE {conds} AND NOT EXISTS (SELECT 1 FROM ins) LIMIT 1"
-            ).format(
-                insert=insert,
-                cols=column_list(table.columns),
-                t=tname,
-                conds=sql.SQL(" AND ").join(conds),
-            )
-        )
-    select_cols = tuple(c for c, is_null in filter_spec if not is_null)
-    return _OnePlan(
-        combined=combined,
-        insert=render(insert),
-        insert_cols=cols,
-        select=render(select),
-        select_cols=select_cols,
-        target=target,
-        insert_first=insert_first,
-        check=check,
-        bind_insert=_binder(table, cols),
-        bind_select=_binder(table, select_cols),
-        # the row holds filter_by's values, so the SELECT branch's parameters come from it too
-        bind_combined=_binder(table, cols + select_cols),
-    )
-
-
-def get_or_create(
-    session: Session, model: type[T], filter_by: Mapping[str, Any] | None, values: Mapping[str, Any]
-) -> tuple[T, bool]:
-    """``(instance, created)``: the row of ``model`` matching ``filter_by``, inserted from ``values`` if missing.
-
-    The row inserted is ``{**values, **filter_by}``. When ``filter_by`` names the primary key (or a unique key)
-    one statement inserts the row or reads the existing one: one round trip either way (separate INSERT and
-    SELECT statements follow only when a concurrent insert hid the row from that statement's snapshot);
-    otherwise the SELECT runs first, as in db-plugins. Exactly one of any number of concurrent callers gets ``created=True``.
-
-    Raises ``MissingValueError`` naming the column when a NOT NULL value is missing and the row does not exist
-    (with values missing, the row is looked up first and returned if it exists, as db-plugins did),
-    ``UnknownColumnError`` for a key that is not a column, and ``ConstraintError`` when the key exists with values that ``filter_by`` does
-    not match (db-plugins returned ``(None, False)`` in these cases).
-    """
-    table = table_of(model)
-    if filter_by is None or not isinstance(filter_by, Mapping) or not filter_by:
-        raise QueryError(
-            "get_or_create() needs filter_by, a non-empty dict of column -> value "
-            f"(got {type(filter_by).__name__ if filter_by is not None else None})",
-            model=table.name,
-        )
-    check_columns(table, filter_by, what="filter_by column")
-    check_columns(table, values, what="column")
-    # Every value through its column type before any SQL: the rules of bulk_insert's COPY (1001.0 -> 1001, NaN
-    # -> NULL outside float columns; 1.5 into an integer or a too long text refused, naming the column).
-    filter_by = convert_row(table, filter_by, action="get_or_create")
-    row = {**convert_row(table, values, action="get_or_create"), **filter_by}
-    for c, make in field_defaults(table).items():
-        if c not in row:
-            row[c] = convert_row(table, {c: make()}, action="get_or_create")[c]
-    missing: MissingValueError | None = None
-    try:
-        check_required(table, row)
-    except MissingValueError as exc:
-        missing = exc  # cannot insert; the row may still exist (db-plugins returned it): look it up first
-    plan = _one_plan(cast(Any, model), tuple(row), tuple((c, v is None) for c, v in filter_by.items()))
-    try:
-        with _session_scope(session) as conn:
-            if plan.combined is not None and missing is None:
-                first = statement_cursor(conn).execute(plan.combined, plan.bind_combined(row)).fetchone()
-                if first is not None:
-                    return model(**dict(zip(table.columns, first[1:], strict=True))), bool(first[0])
-            return _get_or_create_slow(conn, table, model, plan, row, filter_by, missing)
-    except (psycopg.Error, UnicodeEncodeError) as exc:
-        raise translate_error(exc, table, [row], action="get_or_create") from exc
-
-
-def _get_or_create_slow(
-    conn: psycopg.Connection[Any],
-    table: Table,
-    model: type[T],
-    plan: _OnePlan,
-    row: Mapping[str, Any],
-    filter_by: Mapping[str, Any],
-    missing: MissingValueError | None,
-) -> tuple[T, bool]:
-    """Separate statements: SELECT first (no unique key in the filter, or values missing), or INSERT then SELECT
-    after the one-statement form lost a race."""
-    insert_params = plan.bind_insert(row)
-    select_params = plan.bind_select(filter_by)
-    with conn.cursor(row_factory=class_row_for(cast(Any, model))) as cur:
-        if not plan.insert_first or missing is not None:
-            cur.execute(plan.select, select_params)
-            found = cur.fetchone()
-            if found is not None:
-                return found, False
-            if missing is not None:
-                raise missing
-        for _ in range(MAX_TRIES):
-            cur.execute(plan.insert, insert_params)
-            created = cur.fetchone()
-            if created is not None:
-                return created, True
-            cur.execute(plan.select, select_params)
-            found = cur.fetchone()
-            if found is not None:
-                return found, False
-            if plan.check is not None and plan.target is not None:
-                key = [row[c] for c in plan.target]
-                if statement_cursor(conn).execute(plan.check, key).fetchone() is not None:
-                    raise _mismatch(table, plan.target, row, filter_by)
-            # The conflicting row is gone (deleted, or its insert rolled back): insert again.
-    raise DbpError(
-        f"get_or_create: gave up after {MAX_TRIES} attempts on model {table.name!r}: the row matching "
-        f"{dict(filter_by)!r} kept conflicting on insert and vanishing before it could be read",
-        model=table.name,
-    )
-
-
-def _mismatch(
-    table: Table,
-    target: Sequence[str],
-    row: Mapping[str, Any],
-    filter_by: Mapping[str, Any],
-    index: int | None = None,
-    action: str = "get_or_create",
-) -> ConstraintError:
-    key = ", ".join(f"{c}={row[c]!r}" for c in target)
-    return ConstraintError(
-        f"{action}: a row with {key} exists but does not match "
-        f"{dict(filter_by)!r}; fetch it by its key, or update it" + context(model=table.name, row=index),
-        model=table.name,
-        row=index,
-        constraint=table.pk_name if tuple(target) == tuple(table.primary_key) else None,
-    )
 
 
 # -- get_or_create_many -------------------------------------------------------------------------------------------
@@ -587,7 +318,7 @@ def _many_batch(
             if clash:
                 pos = still[min(r[0] for r in clash) - 1]
                 row = batch[pos]
-                raise _mismatch(
+                raise mismatch(
                     table,
                     plan.target,
                     row,
