@@ -18,7 +18,8 @@ from .._types.rows import check_columns
 from .._types.schema import Table, table_of
 from ..errors import QueryError
 from .conditions import MISSING, Cond, conditions, make_condition, parse_order
-from .expressions import ColumnExpr, Condition, OrderExpr, legacy_shape, order_sql, where_sql
+from .expressions import ColumnExpr, Condition, OrderExpr
+from .shapes import legacy_shape, order_sql, where_sql
 from .statements import OrderSpec, WhereSpec, column_list, render, statement
 
 if TYPE_CHECKING:

@@ -1,0 +1,95 @@
+"""The SQL of condition shapes: a condition's value-free description (columns, operators, nesting) composed into
+text once per shape and cached, so a hot loop only binds values. Used by :mod:`dbplugins._query.expressions` and
+the builder.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from .statements import cast_type, render
+
+if TYPE_CHECKING:
+    from .expressions import Condition
+
+__all__ = ["Shape", "where_sql", "order_sql", "sql_of", "params_of", "legacy_shape"]
+
+# Operator of a binary comparison -> its SQL.
+_BINARY = {
+    "=": "=",
+    "!=": "<>",
+    "<": "<",
+    "<=": "<=",
+    ">": ">",
+    ">=": ">=",
+    "like": "LIKE",
+    "ilike": "ILIKE",
+    "not like": "NOT LIKE",
+    "not ilike": "NOT ILIKE",
+}
+
+Shape = tuple[Any, ...]
+"""The value-free description of a condition: what its SQL text depends on (hashable, cached)."""
+
+
+def _shape_sql(shape: Shape) -> sql.Composable:
+    kind = shape[0]
+    if kind in ("and", "or"):
+        joiner = sql.SQL(" AND ") if kind == "and" else sql.SQL(" OR ")
+        return sql.SQL("({})").format(joiner.join(_shape_sql(s) for s in shape[1]))
+    if kind == "not":
+        return sql.SQL("NOT ({})").format(_shape_sql(shape[1]))
+    ident = sql.Identifier(shape[1])
+    if kind == "null":
+        return sql.SQL("{} IS NULL" if shape[2] == "is null" else "{} IS NOT NULL").format(ident)
+    if kind == "cols":
+        return sql.SQL("{} {} {}").format(ident, sql.SQL(_BINARY[shape[2]]), sql.Identifier(shape[3]))
+    if kind == "any":
+        template = "{} = ANY(%s::{}[])" if shape[2] == "in" else "{} <> ALL(%s::{}[])"
+        return sql.SQL(template).format(ident, cast_type(shape[3]))
+    if kind == "between":
+        return sql.SQL("{} BETWEEN %s AND %s").format(ident)
+    return sql.SQL("{} {} %s").format(ident, sql.SQL(_BINARY[shape[2]]))
+
+
+@functools.lru_cache(maxsize=4096)
+def where_sql(shapes: tuple[Shape, ...]) -> str:
+    """The text of ``c1 AND c2 ...`` for condition shapes (cached per shape)."""
+    return render(sql.SQL(" AND ").join(_shape_sql(s) for s in shapes))
+
+
+def order_sql(items: Sequence[tuple[str, bool, str | None]]) -> sql.Composable:
+    """``"a" DESC NULLS LAST, "b"`` for (column, descending, nulls) items."""
+    parts = []
+    for name, descending, nulls in items:
+        text = "{}" + (" DESC" if descending else "") + (f" NULLS {nulls.upper()}" if nulls else "")
+        # nulls is "first" / "last" (set by OrderExpr only), never caller text
+        parts.append(sql.SQL(text).format(sql.Identifier(name)))
+    return sql.SQL(", ").join(parts)
+
+
+def sql_of(condition: Condition) -> str:
+    """The SQL text of a condition, with ``%s`` placeholders."""
+    return where_sql((condition.shape(),))
+
+
+def params_of(condition: Condition) -> list[Any]:
+    """The values a condition binds, in placeholder order."""
+    out: list[Any] = []
+    condition.params(out)
+    return out
+
+
+def legacy_shape(column: str, op: str, sql_type: str) -> Shape:
+    """The shape of a ``filter(column, op, value)`` condition (see :mod:`dbplugins._query.query`)."""
+    if op in ("is null", "is not null"):
+        return ("null", column, op)
+    if op in ("in", "not in"):
+        return ("any", column, op, sql_type)
+    if op == "between":
+        return ("between", column)
+    return ("cmp", column, op)
