@@ -12,7 +12,8 @@ from ._query.expressions import and_, cols, not_, or_
 from ._query.pagination import KeysetPage, Pagination
 from ._query.query import Query
 from ._session.connection import SQLConnection
-from ._session.session import ScopedSession, Session
+from ._session.scoped import ScopedSession
+from ._session.session import Session
 from ._types.schema import Column, ForeignKey, Index, model, table_of
 from .errors import (
     ConfigurationError,

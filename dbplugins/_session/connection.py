@@ -31,7 +31,8 @@ from .. import config as _config
 from ..errors import ConfigurationError, DbpError, wrap_db_error
 from .compat import bind_query_property, unbind_query_property, warn_ignored
 from .pool import Failures, Pool, close_pool, probe, recording_class
-from .session import ScopedSession, Session
+from .scoped import ScopedSession
+from .session import Session
 from .session import Session as _Session  # the name Session is shadowed by a db-plugins argument below
 from .sqllog import LoggedCursor
 
