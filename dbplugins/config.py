@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -356,12 +356,3 @@ def _embedded_settings(embedded: bool) -> ConnectionSettings:
 
     server = ensure_server()
     return ConnectionSettings(conninfo_to_dict(server.dsn()), source="embedded")  # type: ignore[arg-type]
-
-
-def url_password(url: str) -> str | None:
-    """The password of a URL, decoded (for masking)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    return unquote(parts.password) if parts.password else None

@@ -1,8 +1,8 @@
 """One exception tree for everything dbplugins raises.
 
 Every error carries, where known, the ``model`` (table name), the ``column`` and, for batches, the ``row`` index
-it is about, beside a one-line message. psycopg errors are wrapped with the original chained as ``__cause__``
-(and kept in ``.original``, with its ``sqlstate`` and constraint name), so nothing is hidden.
+it is about, beside a one-line message. psycopg errors are wrapped with the original chained as ``__cause__``,
+and the wrapper keeps its ``sqlstate`` and constraint name, so nothing is hidden.
 
 All errors are picklable: ingestion workers are processes and send errors across process boundaries.
 """
