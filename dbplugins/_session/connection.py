@@ -1,9 +1,9 @@
-"""SQLConnection: the entry point, a psycopg_pool connection pool plus sessions.
+"""SQLConnection: the entry point, a psycopg_pool connection pool plus sessions::
 
-    >>> db = SQLConnection()
-    >>> db.connect(dsn="postgresql://alerce@db.example/ztf")     # or connect(config=DB_CONFIG["SQL"]), connect()
-    >>> obj, created = db.query(Object).get_or_create(filter_by={"oid": "ZTF20abc"}, ndet=1)
-    >>> db.close()
+    db = SQLConnection()
+    db.connect(dsn="postgresql://alerce@db.example/ztf")     # or connect(config=DB_CONFIG["SQL"]), connect()
+    obj, created = db.query(Object).get_or_create(filter_by={"oid": "ZTF20abc"}, ndet=1)
+    db.close()
 
 ``connect()`` with no arguments takes ``DBP_DSN`` / ``DATABASE_URL``, then ``./settings.py``, then starts the
 embedded server. Pool options (``min_size``, ``max_size``, ``timeout``, ``max_lifetime``, ``max_idle``,
