@@ -91,16 +91,17 @@ class Query(QueryBuilder[T]):
         table = self._table()
         session = self._session()
         names = self._columns if self._columns is not None else tuple(table.columns)
-        try:
-            with session.connection() as conn:
-                rows = results.fetch_tuples(conn, stmt, params, binary=results.binary_ok(table, names))
-        except (psycopg.Error, UnicodeEncodeError) as exc:
-            raise translate_error(exc, table, [self._values()], action=action) from exc
-        if self._columns is None:
-            return results.instances(cast(type, self._model), names, rows)
-        if self._named:
-            return list(map(results.row_class(names), rows))
-        return rows
+        with results.gc_paused():
+            try:
+                with session.connection() as conn:
+                    rows = results.fetch_tuples(conn, stmt, params, binary=results.binary_ok(table, names))
+            except (psycopg.Error, UnicodeEncodeError) as exc:
+                raise translate_error(exc, table, [self._values()], action=action) from exc
+            if self._columns is None:
+                return results.instances(cast(type, self._model), names, rows)
+            if self._named:
+                return list(map(results.row_class(names), rows))
+            return rows
 
     def _scalar(self, stmt: str, params: Sequence[Any], action: str) -> Any:
         table = self._table()
@@ -136,12 +137,13 @@ class Query(QueryBuilder[T]):
         columns = self._columns if self._columns is not None else tuple(table.columns)
         stmt, params = self._select()
         session = self._session()
-        try:
-            with session.connection() as conn:
-                rows = results.fetch_tuples(conn, stmt, params, binary=results.binary_ok(table, columns))
-        except (psycopg.Error, UnicodeEncodeError) as exc:
-            raise translate_error(exc, table, [self._values()], action="to_dataframe") from exc
-        return results.dataframe(pd, table, columns, rows)
+        with results.gc_paused():
+            try:
+                with session.connection() as conn:
+                    rows = results.fetch_tuples(conn, stmt, params, binary=results.binary_ok(table, columns))
+            except (psycopg.Error, UnicodeEncodeError) as exc:
+                raise translate_error(exc, table, [self._values()], action="to_dataframe") from exc
+            return results.dataframe(pd, table, columns, rows)
 
     def first(self) -> T | None:
         """The first matching row, or None (``LIMIT 1``)."""

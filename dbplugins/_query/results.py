@@ -16,10 +16,13 @@ Python value as the text one (the types of the model layer); otherwise rows are 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import itertools
 import operator
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -27,7 +30,7 @@ from psycopg.rows import tuple_row
 
 from .._types.schema import Table
 
-__all__ = ["fetch_tuples", "instances", "row_class", "binary_ok"]
+__all__ = ["fetch_tuples", "instances", "row_class", "binary_ok", "gc_paused"]
 
 # Base types whose binary loaders give the same values as the text ones.
 _BINARY_TYPES = frozenset(
@@ -53,6 +56,38 @@ _BINARY_TYPES = frozenset(
         "uuid",
     }
 )
+
+
+_gc_lock = threading.Lock()
+_gc_depth = 0  # reads in progress that paused the collector
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a result is fetched and built.
+
+    A read of 50,000 rows allocates 50,000 tuples (and as many instances or rows), none of them cyclic; with the
+    collector on, each 700 allocations trigger a young-generation pass over the growing result: building 50,000
+    projection rows took 15-40 ms with it and 4.5 ms without (measured here), which made ``db.query(M.a, M.b)``
+    0.33x psycopg's binary tuples. Nested and concurrent reads share one pause (a depth count); the collector is
+    switched back on when the last one ends, and only if it was on when the first one began.
+    """
+    global _gc_depth
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_paused_state[0] = gc.isenabled()
+            gc.disable()
+        _gc_depth += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_paused_state[0]:
+                gc.enable()
+
+
+_gc_paused_state = [False]  # whether the collector was on when the first paused read began
 
 
 def _base(sql_type: str) -> str:
@@ -133,6 +168,18 @@ _FLOATS = frozenset({"double precision", "real"})
 _INTS = frozenset({"smallint", "integer", "bigint"})
 
 
+_NAN = float("nan")
+
+
+def _floats(np: Any, values: Sequence[Any]) -> Any:
+    """A float64 array of ``values``, None as NaN. ``np.fromiter`` reads the floats directly; ``np.array`` first
+    inspects every element for nested sequences, about twice as slow on a 50,000-row column (measured here)."""
+    try:
+        return np.fromiter(values, np.float64, len(values))
+    except TypeError:  # a NULL
+        return np.fromiter((_NAN if v is None else v for v in values), np.float64, len(values))
+
+
 def dataframe(pd: Any, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> Any:
     """A DataFrame of ``rows`` (tuples of ``columns``), built column by column.
 
@@ -153,12 +200,12 @@ def dataframe(pd: Any, table: Table, columns: Sequence[str], rows: list[tuple[An
         if sql_type.endswith("[]"):
             data[name] = pd.Series(values, dtype=object)
         elif base in _FLOATS:
-            data[name] = np.array(values, dtype=np.float64)  # None -> NaN
+            data[name] = _floats(np, values)
         elif base in _INTS:
             try:
-                data[name] = np.array(values, dtype=np.int64)
-            except TypeError:  # a NULL
-                data[name] = np.array(values, dtype=np.float64)
+                data[name] = np.fromiter(values, np.int64, len(values))
+            except TypeError:  # a NULL: float64 with NaN, as pd.read_sql gives
+                data[name] = _floats(np, values)
         else:
             data[name] = list(values)
     return pd.DataFrame(data, columns=names)
