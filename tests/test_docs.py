@@ -267,17 +267,10 @@ def broken_links(path: Path, root: Path = ROOT) -> list[str]:
     return broken
 
 
-# Guides written on other branches at the same time as the index that links them; a link to one of them is
-# accepted while it is absent. Once they are merged, empty this set.
-WRITTEN_ELSEWHERE = {DOCS / "cli.md", DOCS / "load.md", DOCS / "connections.md", DOCS / "scaling.md"}
-
-
 @pytest.mark.parametrize("path", doc_files(), ids=_ids(doc_files()))
 def test_relative_links_resolve(path: Path) -> None:
     """Every relative link points to a file or directory of the repository."""
-    broken = [
-        t for t in broken_links(path) if (path.parent / t.split("#", 1)[0]).resolve() not in WRITTEN_ELSEWHERE
-    ]
+    broken = broken_links(path)
     assert not broken, f"{path.relative_to(ROOT)}: broken relative links {broken}"
 
 
