@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbplugins import ConfigurationError, ConstraintError, DbpError, SQLConnection, model
+from dbplugins import ConfigurationError, ConstraintError, DbpError, NoResultFound, SQLConnection, model
 from dbplugins._sqlfiles import schema_script
 from dbplugins._types.schema import table_of
 from dbplugins.citus import check_distribution, create_distributed_schema
@@ -285,6 +285,58 @@ def test_update_and_reads(citus_db: SQLConnection) -> None:
     assert page.total == 60 and [o.oid for o in page.items][:2] == ["R025", "R026"] and page.has_next
     seen = [o.oid for o in citus_db.query(Object).iter_keyset(per_page=25)]
     assert seen == sorted(f"R{i:03d}" for i in range(60))
+
+
+def test_bulk_update_on_distributed_tables(citus_db: SQLConnection) -> None:
+    q = citus_db.query(Object)
+    q.bulk_insert([{"oid": f"U{i:03d}", "ndet": i, "meanra": 1.0} for i in range(50)])
+    n = q.bulk_update(
+        [{"oid": "U001", "ndet": 100}, {"oid": "U002", "meanra": 2.5}, {"oid": "U-none", "ndet": 1}]
+        + [{"oid": f"U{i:03d}", "ndet": -i} for i in range(10, 40)]
+    )
+    assert n == 32 and n.missing == [2]
+    got = {o.oid: (o.ndet, o.meanra) for o in q.filter(Object.oid.in_(["U001", "U002", "U010", "U049"])).all()}
+    assert got == {"U001": (100, 1.0), "U002": (2, 2.5), "U010": (-10, 1.0), "U049": (49, 1.0)}
+    with pytest.raises(NoResultFound):
+        q.bulk_update([{"oid": "U003", "ndet": 7}, {"oid": "U-none", "ndet": 1}], missing="error")
+    assert q.get("U003").ndet == 3  # nothing of the refused call was written
+
+
+def test_bulk_update_of_a_colocated_table(citus_db: SQLConnection) -> None:
+    citus_db.query(Object).bulk_insert([{"oid": "D1"}])
+    citus_db.query(Detection).bulk_insert([det(1, "D1"), det(2, "D1")])
+    n = citus_db.query(Detection).bulk_update([{"candid": 1, "oid": "D1", "magpsf": 12.5}])
+    assert n == 1
+    assert {d.candid: d.magpsf for d in citus_db.query(Detection).all()}[1] == 12.5
+
+
+def test_bulk_updates_racing_on_overlapping_keys_both_land(citus_db: SQLConnection, citus_dsn: str) -> None:
+    """No multi-shard FOR UPDATE on Citus: a distributed deadlock aborts one call, which runs again."""
+    import threading
+
+    keys = [f"W{i:03d}" for i in range(400)]
+    citus_db.query(Object).bulk_insert([{"oid": k, "ndet": 0} for k in keys])
+    errors: list[BaseException] = []
+
+    def worker(order: list[str], ndet: int) -> None:
+        db = SQLConnection()
+        db.connect(dsn=citus_dsn, min_size=1, max_size=1)
+        try:
+            for _ in range(3):
+                db.query(Object).bulk_update([{"oid": k, "ndet": ndet} for k in order])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=worker, args=(keys, 1)), threading.Thread(target=worker, args=(keys[::-1], 2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    values = {o.ndet for o in citus_db.query(Object).filter(Object.oid.in_(keys)).all()}
+    assert values <= {1, 2} and len(values) >= 1
 
 
 def test_dbp_load_twice_lands_once(citus_dsn: str, tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ nothing.
 How: the rows are checked and COPYed (binary, through the same row encoder and checks as ``bulk_insert``) into a
 temporary table holding the key, the named columns, one "was given" flag per column that not every row names, the
 row number and the occurrence number of its key; then the stored rows are locked in key order (``SELECT ...
-ORDER BY key FOR UPDATE``: concurrent calls on overlapping keys wait for each other instead of deadlocking) and
-one ``UPDATE ... FROM`` sets each given column. A key given several times is applied in input order (one UPDATE
+ORDER BY key FOR UPDATE``: concurrent calls on overlapping keys wait for each other instead of deadlocking; on
+Citus, which has no multi-shard FOR UPDATE, a deadlock aborts one call, which runs again) and one
+``UPDATE ... FROM`` sets each given column. A key given several times is applied in input order (one UPDATE
 per occurrence round: later rows win, column by column). All or nothing: inside the session's transaction as a
 savepoint, else in a transaction of its own that commits on return.
 """
@@ -21,14 +22,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
+from psycopg import errors as pge
 from psycopg import sql
 
 from .._types.rows import as_mapping, check_columns
 from .._types.schema import ColumnDef, Table
+from ..citus.relay import on_citus
 from ..errors import DbpError, MissingValueError, QueryError, wrap_db_error
 from . import bulk
 
@@ -45,6 +50,9 @@ _STAGE = "_dbp_update_stage"
 _ROW = "_dbp_row"
 _ROUND = "_dbp_round"
 _MAX_REPORTED = 10
+# Runs of a call whose transaction the server aborted to break a deadlock (Citus only: elsewhere keys are locked in
+# order first).
+_DEADLOCK_TRIES = 10
 
 # (id(table), stage columns) -> (table, stage table, row checker): bulk's encoder compiled once per shape.
 _CHECKERS: dict[tuple[int, tuple[str, ...], tuple[str, ...]], tuple[Table, Table, Any]] = {}
@@ -215,9 +223,23 @@ def bulk_update(
     )
     copy_stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(s, stage_cols)
     match = sql.SQL(" AND ").join(sql.SQL("{t}.{c} = {s}.{c}").format(t=t, s=s, c=sql.Identifier(c)) for c in keycols)
+    # The stored keys are read first (a CTE) rather than by a correlated NOT EXISTS against the table: Citus
+    # refuses a direct join of a distributed table with a local (temporary) one, but plans the CTE's IN (...) over
+    # the stage as an intermediate result. One statement for both servers.
+    found = sql.Identifier("_dbp_found")
     find_missing = sql.SQL(
-        "SELECT {row}, {keys} FROM {s} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {match}) ORDER BY {row}"
-    ).format(row=sql.Identifier(_ROW), keys=key_list, s=s, t=t, match=match)
+        "WITH {f} AS MATERIALIZED (SELECT {keys} FROM {t} WHERE ({keys}) IN (SELECT {keys} FROM {s})) "
+        "SELECT {row}, {keys} FROM {s} WHERE NOT EXISTS (SELECT 1 FROM {f} WHERE {fmatch}) ORDER BY {row}"
+    ).format(
+        f=found,
+        keys=key_list,
+        t=t,
+        s=s,
+        row=sql.Identifier(_ROW),
+        fmatch=sql.SQL(" AND ").join(
+            sql.SQL("{f}.{c} = {s}.{c}").format(f=found, s=s, c=sql.Identifier(c)) for c in keycols
+        ),
+    )
     lock = sql.SQL(
         "SELECT 1 FROM {t} WHERE EXISTS (SELECT 1 FROM {s} WHERE {match}) ORDER BY {order} FOR UPDATE OF {t}"
     ).format(
@@ -236,40 +258,54 @@ def bulk_update(
     )
     drop = sql.SQL("DROP TABLE {}").format(s)
 
-    it = iter(staged)
-    feed = bulk._Feed(next(it), it)
-    updated = 0
-    copying = False
-    try:
-        with session.atomic() as conn, conn.cursor() as cur:
-            cur.execute(create)
-            copying = True
-            with cur.copy(copy_stmt) as copy:
-                copy.set_types(check.pg_types)
-                bulk._write_rows(copy, check, feed, None)
-            copying = False
-            absent = cur.execute(find_missing).fetchall()
-            if absent and missing == "error":
-                shown = ", ".join(
-                    f"row {r[0]} ({', '.join(f'{c}={v!r}' for c, v in zip(keycols, r[1:], strict=True))})"
-                    for r in absent[:_MAX_REPORTED]
-                )
-                more = f" and {len(absent) - _MAX_REPORTED} more" if len(absent) > _MAX_REPORTED else ""
-                raise NoResultFound(
-                    f"bulk_update: {len(absent)} row(s) of model {table.name!r} have no stored key: {shown}{more}",
-                    model=table.name,
-                    row=absent[0][0],
-                )
-            cur.execute(lock)
-            for r in range(1, rounds + 1):
-                cur.execute(update, (r,))
-                if r == 1:
-                    updated = max(cur.rowcount, 0)
-            cur.execute(drop)
-    except psycopg.Error as exc:
-        if copying:  # the server refused a value of the COPY: bulk's reading of its context names row and column
-            raise bulk._server_error(exc, check, feed) from exc
-        raise wrap_db_error(exc, model=table.name, action="bulk_update") from exc
+    joined = session.in_transaction
+    for attempt in range(_DEADLOCK_TRIES):
+        it = iter(staged)
+        feed = bulk._Feed(next(it), it)
+        updated = 0
+        copying = False
+        try:
+            with session.atomic() as conn, conn.cursor() as cur:
+                cur.execute(create)
+                copying = True
+                with cur.copy(copy_stmt) as copy:
+                    copy.set_types(check.pg_types)
+                    bulk._write_rows(copy, check, feed, None)
+                copying = False
+                absent = cur.execute(find_missing).fetchall()
+                if absent and missing == "error":
+                    shown = ", ".join(
+                        f"row {r[0]} ({', '.join(f'{c}={v!r}' for c, v in zip(keycols, r[1:], strict=True))})"
+                        for r in absent[:_MAX_REPORTED]
+                    )
+                    more = f" and {len(absent) - _MAX_REPORTED} more" if len(absent) > _MAX_REPORTED else ""
+                    raise NoResultFound(
+                        f"bulk_update: {len(absent)} row(s) of model {table.name!r} have no stored key: "
+                        f"{shown}{more}",
+                        model=table.name,
+                        row=absent[0][0],
+                    )
+                if not on_citus(conn):
+                    # Citus runs no multi-shard SELECT ... FOR UPDATE, and updates the shards in parallel anyway:
+                    # there a deadlock between overlapping calls is broken by the server and the call retried.
+                    cur.execute(lock)
+                for r in range(1, rounds + 1):
+                    cur.execute(update, (r,))
+                    if r == 1:
+                        updated = max(cur.rowcount, 0)
+                cur.execute(drop)
+            break
+        except pge.DeadlockDetected as exc:
+            # Our own transaction is gone with every lock it held: run the call again (the input is in `staged`).
+            # In the caller's transaction only the caller can decide.
+            if joined or attempt == _DEADLOCK_TRIES - 1:
+                raise wrap_db_error(exc, model=table.name, action="bulk_update") from exc
+            log.info("bulk_update: deadlock on model %r, running the call again", table.name)
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter, not crypto
+        except psycopg.Error as exc:
+            if copying:  # the server refused a value of the COPY: bulk's reading of its context names row, column
+                raise bulk._server_error(exc, check, feed) from exc
+            raise wrap_db_error(exc, model=table.name, action="bulk_update") from exc
     if absent:
         log.info(
             "bulk_update of %r: %d row(s) with no stored key skipped (rows %s)",
