@@ -113,6 +113,10 @@ def test_rollback_with_a_stale_plan_undoes_nothing(empty_dsn: str, tmp_path: Pat
         migrations.rollback(empty_dsn, migrations_dir=tmp_path, allow_destructive=True, expect=["other"])
     with pytest.raises(MigrationError, match="count or to, not both"):
         migrations.rollback(empty_dsn, count=1, to="x")
+    with pytest.raises(MigrationError, match="count must be at least 1, not 0"):
+        migrations.rollback(empty_dsn, count=0, dry_run=True)
+    with pytest.raises(MigrationError, match="no applied migration matches 'nope'"):
+        migrations.rollback(empty_dsn, to="nope", dry_run=True)
     assert plan.steps[0].builtin and "object" in tables(empty_dsn)
 
 

@@ -181,9 +181,6 @@ class _Env:
 
         return models_of(self.user_models)
 
-    def user_dir(self) -> Path | None:
-        return self.migrations_dir
-
 
 def _env(
     ctx: click.Context, settings_path: str | None, dsn: str | None, migrations_dir: Path | None = None

@@ -133,7 +133,7 @@ def _select(candidates: Sequence[Any], count: int | None, to: str | None) -> lis
     if to is None:
         n = 1 if count is None else count
         if n < 1:
-            raise MigrationError("--count must be at least 1")
+            raise MigrationError(f"count must be at least 1, not {n}")
         return list(candidates)[:n]
     ids = [m.id for m in candidates]
     matches = [i for i in ids if i == to] or [i for i in ids if i.startswith(to)]
