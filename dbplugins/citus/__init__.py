@@ -5,7 +5,7 @@
   ``db.create_db(distributed=True)`` and ``dbp initdb --distributed`` run.
 - :func:`check_distribution` refuses, before any DDL, a distributed table whose primary key or unique constraint
   lacks its distribution column.
-- :class:`LocalCluster` starts a coordinator and two workers on 127.0.0.1 (``python -m dbplugins.citus start``).
+- :class:`LocalCluster` starts a coordinator and two workers on 127.0.0.1 (``dbp cluster start``).
 
 See docs/scaling.md.
 """

@@ -1,43 +1,19 @@
-"""``python -m dbplugins.citus start|stop|status|destroy``: the local Citus cluster under ``./.dbp/citus``.
-
-``start`` prints the coordinator's DSN (no password in it: it names the cluster's passfile), e.g.
-``DBP_DSN="$(python -m dbplugins.citus start)" dbp initdb --distributed``.
-"""
+"""``python -m dbplugins.citus start|stop|status|destroy``: the same command as ``dbp cluster`` (an alias for
+scripts written before it existed); see :mod:`dbplugins.cli.cluster`."""
 
 from __future__ import annotations
 
 import sys
 
-from ..errors import DbpError
-from .cluster import LocalCluster, default_cluster_dir
-
-_USAGE = "usage: python -m dbplugins.citus start|stop|status|destroy"
+from ..cli.cluster import cluster
 
 
 def main(argv: list[str]) -> int:
-    """Run one command; return the exit code (0 ok, 1 failure or not running, 2 usage)."""
-    if len(argv) != 1 or argv[0] not in ("start", "stop", "status", "destroy"):
-        print(_USAGE, file=sys.stderr)
-        return 2
-    cluster = LocalCluster(default_cluster_dir())
+    """Run ``dbp cluster ARGV``; return its exit code (0 ok, 1 failure or not running, 2 usage)."""
     try:
-        if argv[0] == "start":
-            cluster.start()
-            print(cluster.dsn())
-        elif argv[0] == "stop":
-            cluster.stop()
-            print("stopped")
-        elif argv[0] == "destroy":
-            cluster.destroy()
-            print(f"removed {cluster.root}")
-        elif cluster.is_running():
-            print(f"running: {cluster.dsn()}")
-        else:
-            print(f"not running ({cluster.root})")
-            return 1
-    except DbpError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+        cluster.main(args=argv, prog_name="python -m dbplugins.citus", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
     return 0
 
 

@@ -1,7 +1,7 @@
 """A local Citus cluster for development and tests: a coordinator and workers on 127.0.0.1.
 
-    python -m dbplugins.citus start     # prints the coordinator's DSN; data under ./.dbp/citus
-    python -m dbplugins.citus stop
+    dbp cluster start     # prints the coordinator's DSN; data under ./.dbp/citus
+    dbp cluster stop      # also: status, destroy (python -m dbplugins.citus is the same command)
 
 The servers come from a Citus-enabled PostgreSQL (``DBP_CITUS_PG_BIN``, default ``/usr/lib/postgresql/15/bin``).
 Each node listens on 127.0.0.1 only (no Unix socket) and asks every client for a password (scram-sha-256): a
@@ -61,7 +61,7 @@ def pg_bin() -> Path:
 
 
 def default_cluster_dir() -> Path:
-    """Where ``python -m dbplugins.citus`` keeps its cluster: ``$DBP_EMBEDDED_DIR/citus`` or ``./.dbp/citus``."""
+    """Where ``dbp cluster`` keeps its cluster: ``$DBP_EMBEDDED_DIR/citus`` or ``./.dbp/citus``."""
     return Path(os.environ.get("DBP_EMBEDDED_DIR") or Path.cwd() / ".dbp").resolve() / "citus"
 
 

@@ -11,9 +11,11 @@ from typing import Any
 
 import psycopg
 
+from .._session.connection import DEFAULT_CONNECT_TIMEOUT
+from .._session.pool import failure_message
 from .._sqlfiles import package_migrations_dir
 from ..config import ConnectionSettings
-from ..errors import ConnectionError, MigrationError
+from ..errors import ConnectionFailedError, MigrationError
 from .locks import LOCK_NOT_AVAILABLE, LockWatch, with_lock_timeout
 
 #: Seconds ``migrate`` waits for another process's lock. yoyo's default is 10 s; a slow migration (an index
@@ -54,12 +56,26 @@ def _is_builtin(path: str | Path) -> bool:
     return Path(path).resolve().parent == package_migrations_dir().resolve()
 
 
+def with_connect_timeout(settings: ConnectionSettings) -> ConnectionSettings:
+    """``settings`` with libpq's ``connect_timeout`` (10 s, as ``SQLConnection.connect``) unless they set one.
+
+    Without it libpq waits for the operating system's TCP timeout (minutes) on a host that drops packets. It
+    travels in the parameters, so the connections yoyo opens (from :meth:`ConnectionSettings.url`) get it too.
+    """
+    if "connect_timeout" in settings.params:
+        return settings
+    timeout = str(max(1, round(DEFAULT_CONNECT_TIMEOUT)))
+    return ConnectionSettings({**settings.params, "connect_timeout": timeout}, settings.source)
+
+
 def connect(settings: ConnectionSettings) -> psycopg.Connection[Any]:
-    """An autocommit connection; a failure becomes a ``ConnectionError`` naming the (masked) target."""
+    """An autocommit connection, made within ``connect_timeout``; a failure becomes a ``ConnectionFailedError``
+    whose one line names host, port, database and user and the server's reason (never the password), as
+    ``SQLConnection.connect`` raises."""
     try:
-        return psycopg.connect(settings.conninfo, autocommit=True)
+        return psycopg.connect(with_connect_timeout(settings).conninfo, autocommit=True)
     except psycopg.OperationalError as exc:
-        raise ConnectionError(f"cannot connect to {settings.safe_dsn}: {_one_line(exc)}") from exc
+        raise ConnectionFailedError(failure_message(settings, exc)) from exc
 
 
 def _applied_hashes(settings: ConnectionSettings) -> set[str]:
@@ -78,8 +94,11 @@ def _backend(settings: ConnectionSettings) -> Any:
     from yoyo import get_backend
 
     try:
-        # the URL carries every libpq option (lock_timeout, application_name) to the connections yoyo opens
-        return get_backend(settings.url("postgresql+psycopg"))
+        # the URL carries every libpq option (lock_timeout, application_name, connect_timeout) to the
+        # connections yoyo opens
+        return get_backend(with_connect_timeout(settings).url("postgresql+psycopg"))
+    except psycopg.OperationalError as exc:  # the connection itself: the same line as SQLConnection.connect
+        raise ConnectionFailedError(failure_message(settings, exc)) from exc
     except psycopg.Error as exc:
         raise MigrationError(f"cannot open {settings.safe_dsn}: {_one_line(exc)}") from exc
 

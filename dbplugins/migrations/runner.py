@@ -24,6 +24,7 @@ import psycopg
 from .._sqlfiles import package_migrations_dir, schema_script
 from ..config import ConnectionSettings
 from ..errors import MigrationError
+from ._rollback import RollbackNotConfirmed, RollbackStep, destructive_reasons, plan_rollback, rollback
 from ._yoyo import (
     DEFAULT_LOCK_TIMEOUT,
     Notify,
@@ -39,7 +40,6 @@ from ._yoyo import (
     load,
     migration_dirs,
 )
-from .rollback import RollbackNotConfirmed, RollbackStep, destructive_reasons, plan_rollback, rollback
 
 __all__ = [
     "MigrationInfo",
@@ -59,6 +59,7 @@ __all__ = [
     "initdb",
     "break_lock",
     "pending_sql",
+    "sql_of",
     "connect",
     "InitResult",
 ]
@@ -121,8 +122,13 @@ def heads(user_dir: Path | None) -> list[str]:
 
 def pending_sql(settings: ConnectionSettings, user_dir: Path | None) -> str:
     """The SQL ``migrate`` would run, file by file (for ``migrate --dry-run``)."""
+    return sql_of(pending(settings, user_dir))
+
+
+def sql_of(migrations: Sequence[MigrationInfo]) -> str:
+    """The text of ``migrations``' files, each under a ``-- ===== <id> (<path>) =====`` line."""
     out = []
-    for m in pending(settings, user_dir):
+    for m in migrations:
         out.append(f"-- ===== {m.id} ({m.path}) =====\n{m.path.read_text(encoding='utf-8').rstrip()}\n")
     return "\n".join(out)
 
@@ -190,6 +196,7 @@ class InitResult:
     created: bool
     marked: int
     pending: int = 0
+    tables: tuple[str, ...] = ()  # the built-in tables (filled in by dbplugins.migrations.initdb)
 
 
 def initdb(

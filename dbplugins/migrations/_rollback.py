@@ -28,7 +28,7 @@ from ._yoyo import (
     load,
 )
 
-__all__ = ["RollbackStep", "RollbackNotConfirmed", "destructive_reasons", "plan_rollback", "rollback"]
+__all__ = ["RollbackStep", "RollbackNotConfirmed", "destructive_reasons", "plan_rollback", "rollback", "undo"]
 
 
 # What makes a rollback step destructive: it removes data. Comments are stripped first; the marker render.py puts
@@ -133,7 +133,7 @@ def _select(candidates: Sequence[Any], count: int | None, to: str | None) -> lis
     if to is None:
         n = 1 if count is None else count
         if n < 1:
-            raise MigrationError("--count must be at least 1")
+            raise MigrationError(f"count must be at least 1, not {n}")
         return list(candidates)[:n]
     ids = [m.id for m in candidates]
     matches = [i for i in ids if i == to] or [i for i in ids if i.startswith(to)]
@@ -181,10 +181,35 @@ def rollback(
     ids the caller confirmed (from :func:`plan_rollback`): if another process changed what is applied since,
     nothing is undone and a ``MigrationError`` says so. Each step waits at most ``lock_timeout`` s per lock.
     """
-    migrations = load(user_dir)
     if dry_run:
         return [s.id for s in plan_rollback(settings, user_dir, count=count, to=to)]
-    done: list[str] = []
+    steps = undo(
+        settings,
+        user_dir,
+        count=count,
+        to=to,
+        allow_destructive=allow_destructive,
+        expect=expect,
+        lock_timeout=lock_timeout,
+        notify=notify,
+    )
+    return [s.id for s in steps]
+
+
+def undo(
+    settings: ConnectionSettings,
+    user_dir: Path | None,
+    *,
+    count: int | None = None,
+    to: str | None = None,
+    allow_destructive: bool = True,
+    expect: Sequence[str] | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    notify: Notify | None = None,
+) -> list[RollbackStep]:
+    """:func:`rollback`, returning the steps undone (with their SQL) rather than their ids."""
+    migrations = load(user_dir)
+    done: list[RollbackStep] = []
     with _bounded(settings, lock_timeout) as (bounded, watch):
         with _backend(bounded) as backend, _locked(backend, lock_timeout, notify):
             candidates = _select(list(backend.to_rollback(migrations)), count, to)  # inside the lock
@@ -193,12 +218,13 @@ def rollback(
                     "the applied migrations changed since the rollback was planned (another process ran "
                     f"migrate or rollback); now it would undo: {', '.join(m.id for m in candidates) or 'nothing'}"
                 )
-            risky = [s for s in map(_step, candidates) if s.needs_confirmation]
+            steps = [_step(m) for m in candidates]
+            risky = [s for s in steps if s.needs_confirmation]
             if risky and not allow_destructive:
                 raise RollbackNotConfirmed(
                     "refusing to roll back without confirmation: " + ", ".join(s.describe() for s in risky)
                 )
-            for m in candidates:
+            for m, step in zip(candidates, steps, strict=True):
                 with _tracking() as tracker:
                     try:
                         backend.rollback_one(m)
@@ -214,5 +240,5 @@ def rollback(
                             ),
                             sqlstate=error.sqlstate,
                         ) from exc
-                done.append(m.id)
+                done.append(step)
     return done
