@@ -1,8 +1,8 @@
 """The hand-written SQL shipped with the package: the built-in schema's DDL (``sql/schema/*.sql``) and its
 versioned migrations (``migrations/``).
 
-In a source checkout the files live in the repository's top-level ``sql/`` and ``migrations/``; the wheel carries
-them as ``dbplugins/_sql`` and ``dbplugins/_migrations``.
+In a source checkout the files live in the repository's top-level ``sql/`` and ``migrations/``; the wheel
+carries them as ``dbplugins/_sql`` and ``dbplugins/_migrations``.
 """
 
 from __future__ import annotations

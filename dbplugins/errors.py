@@ -1,8 +1,8 @@
 """One exception tree for everything dbplugins raises.
 
-Every error carries, where known, the ``model`` (table name), the ``column`` and, for batches, the ``row`` index
-it is about, beside a one-line message. psycopg errors are wrapped with the original chained as ``__cause__``,
-and the wrapper keeps its ``sqlstate`` and constraint name, so nothing is hidden.
+Every error carries, where known, the ``model`` (table name), the ``column`` and, for batches, the ``row``
+index it is about, beside a one-line message. psycopg errors are wrapped with the original chained as
+``__cause__``, and the wrapper keeps its ``sqlstate`` and constraint name, so nothing is hidden.
 
 All errors are picklable: ingestion workers are processes and send errors across process boundaries.
 """
@@ -141,7 +141,8 @@ def context(
     row: int | None = None,
     constraint: str | None = None,
 ) -> str:
-    """The one way an error message names what it is about: `` [model 'm', column 'c', row 3]`` ('' if nothing).
+    """The one way an error message names what it is about: `` [model 'm', column 'c', row 3]``
+    ('' if nothing).
 
     >>> context(model="object", column="ndet", row=3)
     " [model 'object', column 'ndet', row 3]"
@@ -159,9 +160,16 @@ def context(
 
 
 def refused_error(
-    model: str, ctype: Any, value: Any, reason: BaseException | str, *, row: int | None = None, action: str = ""
+    model: str,
+    ctype: Any,
+    value: Any,
+    reason: BaseException | str,
+    *,
+    row: int | None = None,
+    action: str = "",
 ) -> DataError:
-    """The ``DataError`` for a value the column type ``ctype`` (a ``dbplugins._types.column.ColumnType``) refused.
+    """The ``DataError`` for a value the column type ``ctype`` (a
+    ``dbplugins._types.column.ColumnType``) refused.
 
     Every path (COPY, bound parameters, filters, ``dbp load``) raises this same error for the same value.
     """

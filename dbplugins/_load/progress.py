@@ -18,8 +18,8 @@
 
 The drawing happens on a small daemon thread, woken every ``redraw`` seconds on a terminal and every
 ``interval`` seconds otherwise: the loop itself only adds 1 to a counter per item, and the display keeps
-moving while the loop waits (a slow input, a long final COMMIT). ``position`` is called from that thread, so it
-must be safe to call while the loop runs (``BufferedReader.tell`` of the file being read is).
+moving while the loop waits (a slow input, a long final COMMIT). ``position`` is called from that thread, so
+it must be safe to call while the loop runs (``BufferedReader.tell`` of the file being read is).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The query builder: a query's state (model, conditions, order, limit, projection) and the SQL it compiles to.
+"""The query builder: a query's state (model, conditions, order, limit, projection)
+and the SQL it compiles to.
 
 :class:`dbplugins.Query` adds running it (reads, pages, db-plugins' methods and writes) in
 :mod:`dbplugins._query.query`. Every builder method returns a new query; the SQL text of each query shape is
@@ -50,8 +51,8 @@ class QueryBuilder(Generic[T]):
         self._limit: int | None = None
         self._offset: int | None = None
         self._columns: tuple[str, ...] | None = None
-        # The column-expression layer (dbplugins._query.expressions): conditions, NULLS FIRST/LAST per order item
-        # (aligned with _order), DISTINCT, and rows with attribute access for db.query(M.a, M.b).
+        # The column-expression layer (dbplugins._query.expressions): conditions, NULLS FIRST/LAST per order
+        # item (aligned with _order), DISTINCT, and rows with attribute access for db.query(M.a, M.b).
         self._exprs: tuple[Condition, ...] = ()
         self._order_nulls: tuple[str | None, ...] = ()
         self._distinct = False
@@ -69,7 +70,8 @@ class QueryBuilder(Generic[T]):
             check_columns(table_of(self._model), names, what=what)
 
     def filter_by(self, filter_by: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Query[T]:
-        """Add equality conditions: ``filter_by({"oid": oid})`` or ``filter_by(oid=oid)``; None is ``IS NULL``.
+        """Add equality conditions: ``filter_by({"oid": oid})`` or ``filter_by(oid=oid)``;
+        None is ``IS NULL``.
 
         >>> Query(None, Watchlist).filter_by(name="sn", score=None).as_sql()
         'SELECT "wid", "name", "score" FROM "watchlist" WHERE "name" = %s AND "score" IS NULL'
@@ -89,10 +91,11 @@ class QueryBuilder(Generic[T]):
             >>> Query(None, Watchlist).filter(Watchlist.wid.in_([1, 2]), Watchlist.score > 0.5).as_sql()
             'SELECT "wid", "name", "score" FROM "watchlist" WHERE "wid" = ANY(%s::bigint[]) AND "score" > %s'
 
-        The comparison form: ``op`` is ``= != < <= > >= in, not in, between, is null, is not null, like, ilike``.
+        The comparison form: ``op`` is
+        ``= != < <= > >= in, not in, between, is null, is not null, like, ilike``.
 
             >>> Query(None, Watchlist).filter("wid", "in", [1, 2]).filter("score", "between", (0, 1)).as_sql()
-            'SELECT "wid", "name", "score" FROM "watchlist" WHERE "wid" = ANY(%s::bigint[]) AND "score" BETWEEN %s AND %s'
+            'SELECT ... FROM "watchlist" WHERE "wid" = ANY(%s::bigint[]) AND "score" BETWEEN %s AND %s'
             >>> Query(None, Watchlist).filter("score", "is not null").as_sql()
             'SELECT "wid", "name", "score" FROM "watchlist" WHERE "score" IS NOT NULL'
 
@@ -130,7 +133,8 @@ class QueryBuilder(Generic[T]):
         return self._clone(_conds=(*self._conds, cond))
 
     def order_by(self, *columns: str | ColumnExpr | OrderExpr | None) -> Query[T]:
-        """Order by columns: ``"mjd"`` ascending, ``"-mjd"`` or ``"mjd desc"`` descending; ``order_by(None)`` clears.
+        """Order by columns: ``"mjd"`` ascending, ``"-mjd"`` or ``"mjd desc"`` descending;
+        ``order_by(None)`` clears.
 
         >>> Query(None, Watchlist).order_by("name", "-score").as_sql()
         'SELECT "wid", "name", "score" FROM "watchlist" ORDER BY "name", "score" DESC'
@@ -190,7 +194,8 @@ class QueryBuilder(Generic[T]):
         return self._clone(_columns=tuple(names))
 
     def _bind(self, model: Any = None) -> Query[Any]:
-        """This query with its model resolved: the query's own, else ``model``; QueryError if neither or both."""
+        """This query with its model resolved: the query's own, else ``model``;
+        QueryError if neither or both."""
         if model is None:
             if self._model is None:
                 raise QueryError("no model: use db.query(Model) or pass model=Model")
@@ -198,7 +203,8 @@ class QueryBuilder(Generic[T]):
         table_of(model)
         if self._model is not None and self._model is not model:
             raise QueryError(
-                f"this query is on {self._model.__name__}; it cannot run on model={getattr(model, '__name__', model)}"
+                f"this query is on {self._model.__name__}; "
+                f"it cannot run on model={getattr(model, '__name__', model)}"
             )
         if self._model is model:
             return cast("Query[Any]", self)
@@ -281,7 +287,8 @@ class QueryBuilder(Generic[T]):
         has_offset: bool,
         keyset: tuple[str, ...] = (),
     ) -> str:
-        """The SQL text for this query's shape: the plain composer, or the expression-aware one when needed."""
+        """The SQL text for this query's shape: the plain composer,
+        or the expression-aware one when needed."""
         nulls = self._order_nulls if order else ()
         if not self._exprs and not self._distinct and not any(nulls):
             return statement(kind, table.name, columns, where, order, has_limit, has_offset, keyset)
@@ -355,7 +362,9 @@ def expression_statement(
             conds.append(sql.SQL("({}) > ({})").format(column_list(keyset), marks))
     where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
     order_part = sql.SQL(" ORDER BY ") + order_sql(order) if order else sql.SQL("")
-    tail = (sql.SQL(" LIMIT %s") if limit else sql.SQL("")) + (sql.SQL(" OFFSET %s") if offset else sql.SQL(""))
+    tail = (sql.SQL(" LIMIT %s") if limit else sql.SQL("")) + (
+        sql.SQL(" OFFSET %s") if offset else sql.SQL("")
+    )
     tname = sql.Identifier(table)
     select = sql.SQL("SELECT DISTINCT " if distinct else "SELECT ")
     stmt: sql.Composable

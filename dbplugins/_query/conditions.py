@@ -1,5 +1,5 @@
-"""Filter conditions in db-plugins' forms: ``filter(column, op, value)``, ``filter_by`` dicts and triples, order
-names (``"-mjd"``) and primary-key values, normalised and checked before any SQL is built."""
+"""Filter conditions in db-plugins' forms: ``filter(column, op, value)``, ``filter_by`` dicts and triples,
+order names (``"-mjd"``) and primary-key values, normalised and checked before any SQL is built."""
 
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def parse_order(item: str) -> tuple[str, bool]:
 
 
 def key_values(table: Table, columns: Sequence[str], key: Any) -> list[Any]:
-    """The values of ``columns`` in ``key``: a model instance, a dict, a tuple, or a bare value (one column)."""
+    """The values of ``columns`` in ``key``: a model instance, a dict, a tuple, or a bare value
+    (one column)."""
     if table.cls is not None and isinstance(key, table.cls):
         values = [getattr(key, c) for c in columns]
     elif isinstance(key, Mapping):

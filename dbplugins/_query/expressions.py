@@ -1,15 +1,17 @@
-"""Column expressions: ``Object.oid == oid``, ``Object.ndet > 3``, ``Object.oid.in_(oids)``, ``and_ / or_ / not_``.
+"""Column expressions: ``Object.oid == oid``, ``Object.ndet > 3``,
+``Object.oid.in_(oids)``, ``and_ / or_ / not_``.
 
 A query builder, not an ORM. :func:`install_columns` (called by :func:`dbplugins.model`) puts one
 :class:`ColumnExpr` per column on the model class, *after* the dataclass machinery ran:
 
 * on the class, ``Object.oid`` is the column expression (a non-data descriptor's ``__get__(None, cls)``);
-* on an instance, ``obj.oid`` is the value: the instance ``__dict__`` wins over a non-data descriptor (``__get__``
-  is never called for a set field), and ``dataclasses.fields / replace / asdict``, pickling and ``__init__``
-  defaults (bound into ``__init__`` when the dataclass was made) are untouched. One cost: CPython does not
-  specialise ``LOAD_ATTR`` past a class-level descriptor, so ``obj.oid`` in Python code is ~20-30 ns slower than
-  on a bare dataclass; C-level reads (``operator.attrgetter`` in ``bulk_insert``) are unchanged. The class cannot
-  take a metaclass ``__getattr__`` instead: a class's ``__class__`` cannot be reassigned after ``@dataclass``.
+* on an instance, ``obj.oid`` is the value: the instance ``__dict__`` wins over a non-data descriptor
+  (``__get__`` is never called for a set field), and ``dataclasses.fields / replace / asdict``, pickling and
+  ``__init__`` defaults (bound into ``__init__`` when the dataclass was made) are untouched. One cost: CPython
+  does not specialise ``LOAD_ATTR`` past a class-level descriptor, so ``obj.oid`` in Python code is ~20-30 ns
+  slower than on a bare dataclass; C-level reads (``operator.attrgetter`` in ``bulk_insert``) are unchanged.
+  The class cannot take a metaclass ``__getattr__`` instead: a class's
+  ``__class__`` cannot be reassigned after ``@dataclass``.
 
 Expressions compare (``== != < <= > >=``), test (``in_ / not_in / like / ilike / not_like / is_ / is_not /
 between``), order (``desc / asc / nulls_first / nulls_last``) and combine (``and_ / or_ / not_``, ``& | ~``)::
@@ -117,7 +119,8 @@ class Compare(Condition):
         if isinstance(self.value, ColumnExpr):
             return ("cols", c.name, self.op, self.value.name)
         if self.op in ("in", "not in"):
-            return ("any", c.name, self.op, self.table.columns[c.name].type.cast_type)  # no typmod: never truncates
+            # no typmod: never truncates
+            return ("any", c.name, self.op, self.table.columns[c.name].type.cast_type)
         if self.op == "between":
             return ("between", c.name)
         return ("cmp", c.name, self.op)
@@ -185,7 +188,8 @@ def _conditions(items: Iterable[Any], what: str) -> list[Condition]:
     for item in items:
         if not isinstance(item, Condition):
             raise QueryError(
-                f"{what}() takes column conditions such as Object.ndet > 3, got {type(item).__name__} {item!r}"
+                f"{what}() takes column conditions such as Object.ndet > 3, "
+                f"got {type(item).__name__} {item!r}"
             )
         out.append(item)
     if not out:
@@ -223,7 +227,8 @@ def not_(condition: Any) -> Condition:
 
 
 class OrderExpr:
-    """One ``ORDER BY`` item: a column, ascending or descending, NULLs first or last (or PostgreSQL's default)."""
+    """One ``ORDER BY`` item: a column, ascending or descending, NULLs first or last
+    (or PostgreSQL's default)."""
 
     __slots__ = ("column", "descending", "nulls")
 
@@ -290,7 +295,8 @@ class ColumnExpr:
             )
         if isinstance(value, (list, tuple, set, frozenset)) and not self.is_array and op in ("=", "!="):
             raise QueryError(
-                f"column {self.name!r} {op} a {type(value).__name__}: use .in_(values) to match any of several",
+                f"column {self.name!r} {op} a {type(value).__name__}: "
+                "use .in_(values) to match any of several",
                 model=self.table.name,
                 column=self.name,
             )
@@ -323,7 +329,9 @@ class ColumnExpr:
             )
         if self.is_array:
             raise QueryError(
-                f"{op}() is not supported on array column {self.name!r}", model=self.table.name, column=self.name
+                f"{op}() is not supported on array column {self.name!r}",
+                model=self.table.name,
+                column=self.name,
             )
         out = list(values)
         if any(v is None for v in out):
@@ -335,7 +343,8 @@ class ColumnExpr:
         return out
 
     def in_(self, values: Iterable[Any]) -> Compare:
-        """``column = ANY(values)``: one bound array, whatever the number of values (an empty list matches none)."""
+        """``column = ANY(values)``: one bound array, whatever the number of values
+        (an empty list matches none)."""
         return Compare(self, "in", self._values(values, "in_"))
 
     def not_in(self, values: Iterable[Any]) -> Compare:
@@ -411,8 +420,8 @@ class ColumnExpr:
 class Columns:
     """The column expressions of a model by attribute: ``cols(Object).oid`` is ``Object.oid``, typed.
 
-    Type checkers see ``Object.oid`` as the field's type (``str``), so ``Object.oid.in_(oids)`` type-checks only
-    with a ``# type: ignore``; ``cols(Object).oid.in_(oids)`` is a :class:`ColumnExpr` for them too.
+    Type checkers see ``Object.oid`` as the field's type (``str``), so ``Object.oid.in_(oids)`` type-checks
+    only with a ``# type: ignore``; ``cols(Object).oid.in_(oids)`` is a :class:`ColumnExpr` for them too.
     """
 
     __slots__ = ("_model", "_table")

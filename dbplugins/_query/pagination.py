@@ -18,7 +18,8 @@ T = TypeVar("T")
 class Pagination(Generic[T]):
     """One page of results, with db-plugins' fields and navigation.
 
-    ``total`` counts at most ``max_results + 1`` rows (the count stops there), or is None with ``count=False``.
+    ``total`` counts at most ``max_results + 1`` rows (the count stops there),
+    or is None with ``count=False``.
     """
 
     def __init__(
@@ -72,15 +73,18 @@ class Pagination(Generic[T]):
         return self.query.paginate(self.page + 1, self.per_page, max_results=self.max_results)
 
     def __repr__(self) -> str:
-        return f"<Pagination page={self.page} per_page={self.per_page} total={self.total} items={len(self.items)}>"
+        return (
+            f"<Pagination page={self.page} per_page={self.per_page} total={self.total} "
+            f"items={len(self.items)}>"
+        )
 
 
 @dataclass
 class KeysetPage(Generic[T]):
     """One page of a keyset (seek) pagination, ordered by the primary key.
 
-    ``next_after`` is the key of the last item: pass it as ``after=`` (or call :meth:`next`) for the next page.
-    Unlike OFFSET paging, the cost of a page does not grow with its depth.
+    ``next_after`` is the key of the last item: pass it as ``after=`` (or call :meth:`next`) for the next
+    page. Unlike OFFSET paging, the cost of a page does not grow with its depth.
     """
 
     query: Query[T]

@@ -1,23 +1,26 @@
 """Query: db-plugins' query API (filters, find, paginate, update, get_or_create ...) over plain SQL.
 
-``db.query(Model)`` returns a :class:`Query` bound to a model; ``db.query()`` an unbound one whose methods take
-``model=``, as in db-plugins. Builder methods return a new query (the original is untouched)::
+``db.query(Model)`` returns a :class:`Query` bound to a model; ``db.query()`` an unbound one whose methods
+take ``model=``, as in db-plugins. Builder methods return a new query (the original is untouched)::
 
     >>> q = Query(None, Watchlist).filter_by({"name": "sn"}).filter("score", ">=", 0.5)
     >>> q.order_by("-score").limit(10).as_sql()
-    'SELECT "wid", "name", "score" FROM "watchlist" WHERE "name" = %s AND "score" >= %s ORDER BY "score" DESC LIMIT %s'
+    'SELECT ... FROM "watchlist" WHERE "name" = %s AND "score" >= %s ORDER BY "score" DESC LIMIT %s'
 
 Conditions are column expressions (:mod:`dbplugins._query.expressions`): ``filter(Object.oid.in_(oids),
-Object.ndet > 3)``, ``order_by(Object.lastmjd.desc())``, ``db.query(Object.oid, Object.meanra)`` for rows of some
-columns with attribute access, ``distinct()``, ``to_dataframe()``. The older spellings stay: equality dicts
-(``filter_by({"oid": oid})`` or ``filter_by(oid=oid)``; ``None`` means ``IS NULL``) and ``filter(column, op, value)`` with ``op`` one of ``= != < <= > >= in, not in, between, is null, is not null,
-like, ilike``. ``find(filter_by=...)`` takes a dict or a list of ``(column, op, value)`` triples. Every column
-name is checked against the model before any SQL is built: an unknown (or hostile) name raises
-``UnknownColumnError``. Identifiers are quoted with ``psycopg.sql.Identifier``; values are always bound.
+Object.ndet > 3)``, ``order_by(Object.lastmjd.desc())``, ``db.query(Object.oid, Object.meanra)`` for rows of
+some columns with attribute access, ``distinct()``, ``to_dataframe()``. The older spellings stay: equality
+dicts (``filter_by({"oid": oid})`` or ``filter_by(oid=oid)``; ``None`` means ``IS NULL``) and
+``filter(column, op, value)`` with ``op`` one of
+``= != < <= > >= in, not in, between, is null, is not null, like, ilike``. ``find(filter_by=...)`` takes a
+dict or a list of ``(column, op, value)`` triples. Every column name is checked against the model before any
+SQL is built: an unknown (or hostile) name raises ``UnknownColumnError``. Identifiers are quoted with
+``psycopg.sql.Identifier``; values are always bound.
 
-Reads run on the session's connection (``session.connection()``), so they see the session's uncommitted writes.
-``update()`` and ``delete()`` run inside the session's transaction and are durable on ``db.session.commit()``;
-``get_or_create`` persists on return unless inside ``with db.transaction():`` (see :mod:`dbplugins._upsert`).
+Reads run on the session's connection (``session.connection()``), so they see the session's uncommitted
+writes. ``update()`` and ``delete()`` run inside the session's transaction and are durable on
+``db.session.commit()``; ``get_or_create`` persists on return unless inside ``with db.transaction():`` (see
+:mod:`dbplugins._upsert`).
 
 The SQL text of each query shape (table, columns, filter columns and operators, ordering) is composed once and
 cached, so a hot loop only binds values; psycopg prepares statements run more than 5 times on a connection.
@@ -58,16 +61,17 @@ M = TypeVar("M")
 class Query(QueryBuilder[T]):
     """A query on one model: db-plugins' ``SQLQuery`` API without SQLAlchemy.
 
-    Build with :meth:`filter_by`, :meth:`filter`, :meth:`order_by`, :meth:`limit`, :meth:`offset` (each returns a
-    new query), then run with :meth:`all`, :meth:`first`, :meth:`one`, :meth:`one_or_none`, :meth:`count`,
-    :meth:`paginate`, :meth:`keyset`, :meth:`delete`. db-plugins' methods (:meth:`find`, :meth:`find_one`,
-    :meth:`check_exists`, :meth:`get_or_create`, :meth:`update`, :meth:`bulk_insert`) take ``model=`` so that
-    they work on an unbound ``db.query()`` too.
+    Build with :meth:`filter_by`, :meth:`filter`, :meth:`order_by`, :meth:`limit`, :meth:`offset` (each
+    returns a new query), then run with :meth:`all`, :meth:`first`, :meth:`one`, :meth:`one_or_none`,
+    :meth:`count`, :meth:`paginate`, :meth:`keyset`, :meth:`delete`. db-plugins' methods (:meth:`find`,
+    :meth:`find_one`, :meth:`check_exists`, :meth:`get_or_create`, :meth:`update`, :meth:`bulk_insert`) take
+    ``model=`` so that they work on an unbound ``db.query()`` too.
     """
 
     @classmethod
     def from_args(cls, db: SessionSource | None, args: Sequence[Any]) -> Query[Any]:
-        """``db.query(Model)``, ``db.query()``, or ``db.query(Model.a, Model.b)`` (a projection of one model)."""
+        """``db.query(Model)``, ``db.query()``, or ``db.query(Model.a, Model.b)``
+        (a projection of one model)."""
         if not args:
             return cls(db, None)
         if all(isinstance(a, ColumnExpr) for a in args):
@@ -83,7 +87,8 @@ class Query(QueryBuilder[T]):
             return query._clone(_columns=tuple(e.name for e in exprs), _named=True)
         if len(args) > 1:
             raise QueryError(
-                "query() takes at most one model, or columns of one model (db.query(Object.oid, Object.meanra))"
+                "query() takes at most one model, or columns of one model "
+                "(db.query(Object.oid, Object.meanra))"
             )
         return cls(db, args[0])
 
@@ -242,7 +247,13 @@ class Query(QueryBuilder[T]):
 
     @overload
     def find(
-        self, model: None = None, filter_by: Any = None, *, paginate: Literal[False], page: int = 1, per_page: int = 10
+        self,
+        model: None = None,
+        filter_by: Any = None,
+        *,
+        paginate: Literal[False],
+        page: int = 1,
+        per_page: int = 10,
     ) -> list[T]: ...
 
     @overload
@@ -258,7 +269,13 @@ class Query(QueryBuilder[T]):
 
     @overload
     def find(
-        self, model: type[M], filter_by: Any = None, *, paginate: Literal[False], page: int = 1, per_page: int = 10
+        self,
+        model: type[M],
+        filter_by: Any = None,
+        *,
+        paginate: Literal[False],
+        page: int = 1,
+        per_page: int = 10,
     ) -> list[M]: ...
 
     @overload
@@ -273,7 +290,13 @@ class Query(QueryBuilder[T]):
 
     @overload
     def find(
-        self, model: Any = None, filter_by: Any = None, paginate: bool = True, *, page: int = 1, per_page: int = 10
+        self,
+        model: Any = None,
+        filter_by: Any = None,
+        paginate: bool = True,
+        *,
+        page: int = 1,
+        per_page: int = 10,
     ) -> Any: ...
 
     def find(
@@ -301,7 +324,8 @@ class Query(QueryBuilder[T]):
     def find_one(self, model: type[M], filter_by: Any = None) -> M | None: ...
 
     def find_one(self, model: Any = None, filter_by: Any = None) -> Any:
-        """The one row of ``model`` matching ``filter_by``, or None; ``MultipleResultsFound`` if several match."""
+        """The one row of ``model`` matching ``filter_by``, or None;
+        ``MultipleResultsFound`` if several match."""
         return self._bind(model)._with(filter_by).one_or_none()
 
     def paginate(
@@ -328,7 +352,7 @@ class Query(QueryBuilder[T]):
         composite key, or a dict), or None for the first page. Each page costs an index seek, however deep::
 
             >>> Query(None, Watchlist).filter_by(name="sn")._keyset_sql()
-            'SELECT "wid", "name", "score" FROM "watchlist" WHERE "name" = %s AND "wid" > %s ORDER BY "wid" LIMIT %s'
+            'SELECT ... FROM "watchlist" WHERE "name" = %s AND "wid" > %s ORDER BY "wid" LIMIT %s'
         """
         table = self._table()
         pk = table.primary_key
@@ -373,10 +397,12 @@ class Query(QueryBuilder[T]):
     def get_or_create(self, model: type[M], filter_by: Any = None, **kwargs: Any) -> tuple[M, bool]: ...
 
     def get_or_create(self, model: Any = None, filter_by: Any = None, **kwargs: Any) -> tuple[Any, bool]:
-        """``(instance, created)``: the row of ``model`` matching ``filter_by``, inserted with ``kwargs`` if missing.
+        """``(instance, created)``: the row of ``model`` matching ``filter_by``, inserted with
+        ``kwargs`` if missing.
 
         Race-safe (``INSERT ... ON CONFLICT DO NOTHING RETURNING``, then a SELECT only when the row existed);
-        persists on return unless inside ``with db.transaction():``. See :func:`dbplugins._upsert.one.get_or_create`.
+        persists on return unless inside ``with db.transaction():``. See
+        :func:`dbplugins._upsert.one.get_or_create`.
         """
         query = self._bind(model)
         if self._conds or self._exprs:
@@ -409,11 +435,13 @@ class Query(QueryBuilder[T]):
         )
 
     def update(self, instance: Any, values: Mapping[str, Any], model: Any = None) -> Any:
-        """Set ``values`` on the row of ``instance`` (``UPDATE ... WHERE <pk> RETURNING``); return the instance.
+        """Set ``values`` on the row of ``instance`` (``UPDATE ... WHERE <pk> RETURNING``);
+        return the instance.
 
-        Runs inside the session's transaction: durable on ``db.session.commit()``, undone by ``rollback()``. The
-        instance is refreshed in place from the row returned (a frozen dataclass gets a new instance instead).
-        Unknown columns raise ``UnknownColumnError``; a row that no longer exists raises ``NoResultFound``.
+        Runs inside the session's transaction: durable on ``db.session.commit()``, undone by ``rollback()``.
+        The instance is refreshed in place from the row returned (a frozen dataclass gets a new instance
+        instead). Unknown columns raise ``UnknownColumnError``;
+        a row that no longer exists raises ``NoResultFound``.
         """
         cls = model if model is not None else type(instance)
         return writes.update(self._bind(cls)._session(), cls, instance, values)
@@ -429,9 +457,11 @@ class Query(QueryBuilder[T]):
     ) -> int:
         """Insert ``rows`` (dicts or model instances, any iterable) with COPY; return the number inserted.
 
-        ``unknown``: ``"error"`` (the default) raises for a row key that is not a column, ``"ignore"`` drops it.
+        ``unknown``: ``"error"`` (the default) raises for a row key that is not a column,
+        ``"ignore"`` drops it.
 
-        See :func:`dbplugins._copy.bulk.bulk_insert` for ``on_conflict`` (``"ignore"``, ``"error"``, ``"update"``).
+        See :func:`dbplugins._copy.bulk.bulk_insert` for ``on_conflict`` (``"ignore"``,
+        ``"error"``, ``"update"``).
         """
         query = self._bind(model)
         mode = str(unknown or getattr(self._db, "unknown_keys", "error"))
@@ -462,7 +492,8 @@ class Query(QueryBuilder[T]):
         """Update the columns each row names (rows matched by ``key``, the primary key by default); return the
         number of rows updated, an ``int`` whose ``missing`` lists the input rows whose key is not stored.
 
-        Rows are never inserted; ``missing="error"`` raises instead. See :func:`dbplugins._copy.update.bulk_update`.
+        Rows are never inserted; ``missing="error"`` raises instead. See
+        :func:`dbplugins._copy.update.bulk_update`.
         """
         from .._copy.update import bulk_update
 

@@ -7,8 +7,8 @@ Reads fetch plain tuples in binary format on a cursor kept per connection, then 
   ``cls(**dict(zip(names, row)))``, which psycopg's ``class_row`` does). Models with a ``__post_init__`` or
   ``__slots__`` keep the ``__init__`` path, since skipping it would change what they hold.
 * projection rows (``db.query(M.a, M.b)``) as instances of a tuple subclass with one property per column:
-  built by the C tuple constructor (``namedtuple``'s ``_make`` is a Python call per row); ``row.a``, ``row[0]``,
-  unpacking, ``_fields`` and ``_asdict()`` work.
+  built by the C tuple constructor (``namedtuple``'s ``_make`` is a Python call per row); ``row.a``,
+  ``row[0]``, unpacking, ``_fields`` and ``_asdict()`` work.
 
 Binary results are used only when every column's type has a binary loader in psycopg that returns the same
 Python value as the text one (the types of the model layer); otherwise rows are fetched as text.
@@ -66,11 +66,12 @@ _gc_depth = 0  # reads in progress that paused the collector
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a result is fetched and built.
 
-    A read of 50,000 rows allocates 50,000 tuples (and as many instances or rows), none of them cyclic; with the
-    collector on, each 700 allocations trigger a young-generation pass over the growing result: building 50,000
-    projection rows took 15-40 ms with it and 4.5 ms without (measured here), which made ``db.query(M.a, M.b)``
-    0.33x psycopg's binary tuples. Nested and concurrent reads share one pause (a depth count); the collector is
-    switched back on when the last one ends, and only if it was on when the first one began.
+    A read of 50,000 rows allocates 50,000 tuples (and as many instances or rows), none of them cyclic; with
+    the collector on, each 700 allocations trigger a young-generation pass over the growing result: building
+    50,000 projection rows took 15-40 ms with it and 4.5 ms without (measured here), which made
+    ``db.query(M.a, M.b)`` 0.33x psycopg's binary tuples. Nested and concurrent reads share one pause (a depth
+    count); the collector is switched back on when the last one ends,
+    and only if it was on when the first one began.
     """
     global _gc_depth
     with _gc_lock:
@@ -172,8 +173,9 @@ _NAN = float("nan")
 
 
 def _floats(np: Any, values: Sequence[Any]) -> Any:
-    """A float64 array of ``values``, None as NaN. ``np.fromiter`` reads the floats directly; ``np.array`` first
-    inspects every element for nested sequences, about twice as slow on a 50,000-row column (measured here)."""
+    """A float64 array of ``values``, None as NaN. ``np.fromiter`` reads the floats directly; ``np.array``
+    first inspects every element for nested sequences, about twice as slow on a 50,000-row column
+    (measured here)."""
     try:
         return np.fromiter(values, np.float64, len(values))
     except TypeError:  # a NULL
@@ -183,10 +185,10 @@ def _floats(np: Any, values: Sequence[Any]) -> Any:
 def dataframe(pd: Any, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> Any:
     """A DataFrame of ``rows`` (tuples of ``columns``), built column by column.
 
-    Float columns (and integer columns without NULL) become numpy arrays directly, skipping pandas' per-value type
-    inference, which dominates ``DataFrame.from_records`` on wide numeric rows. NULL is NaN in float columns and
-    turns an integer column into float64, as ``pd.read_sql`` and ``from_records`` do; other columns are left to
-    pandas' own inference.
+    Float columns (and integer columns without NULL) become numpy arrays directly, skipping pandas' per-value
+    type inference, which dominates ``DataFrame.from_records`` on wide numeric rows. NULL is NaN in float
+    columns and turns an integer column into float64, as ``pd.read_sql`` and ``from_records`` do; other
+    columns are left to pandas' own inference.
     """
     import numpy as np
 

@@ -1,6 +1,6 @@
-"""The SQL of condition shapes: a condition's value-free description (columns, operators, nesting) composed into
-text once per shape and cached, so a hot loop only binds values. Used by :mod:`dbplugins._query.expressions` and
-the builder.
+"""The SQL of condition shapes: a condition's value-free description (columns, operators, nesting) composed
+into text once per shape and cached, so a hot loop only binds values. Used by
+:mod:`dbplugins._query.expressions` and the builder.
 """
 
 from __future__ import annotations

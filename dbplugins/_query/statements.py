@@ -1,10 +1,11 @@
 """Composing the SQL text of queries: quoted identifiers, ``%s`` placeholders, one cached text per shape.
 
-    >>> statement("rows", "object", ("oid", "ndet"), (("ndet", ">=", "integer"),), (("oid", False),), True, False)
+    >>> statement("rows", "object", ("oid", "ndet"), (("ndet", ">=", "integer"),), (("oid", False),),
+    ...           True, False)
     'SELECT "oid", "ndet" FROM "object" WHERE "ndet" >= %s ORDER BY "oid" LIMIT %s'
 
-Identifiers always go through ``psycopg.sql.Identifier``; the only raw SQL spliced in is operators from a fixed
-table and type names from model declarations, checked by :func:`cast_type`.
+Identifiers always go through ``psycopg.sql.Identifier``; the only raw SQL spliced in is operators from a
+fixed table and type names from model declarations, checked by :func:`cast_type`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ from psycopg.rows import RowFactory, class_row
 
 from ..errors import ConfigurationError
 
-__all__ = ["WhereSpec", "OrderSpec", "cast_type", "column_list", "render", "statement", "update_statement", "class_row_for"]
+__all__ = [
+    "WhereSpec",
+    "OrderSpec",
+    "cast_type",
+    "column_list",
+    "render",
+    "statement",
+    "update_statement",
+    "class_row_for",
+]
 
 # Canonical operator -> SQL of a binary comparison.
 _BINARY_SQL = {

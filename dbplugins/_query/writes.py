@@ -24,7 +24,8 @@ __all__ = ["update"]
 
 
 def update(session: Session, cls: type, instance: Any, values: Mapping[str, Any]) -> Any:
-    """Set ``values`` on the row of ``instance`` in the session's transaction; see :meth:`dbplugins.Query.update`."""
+    """Set ``values`` on the row of ``instance`` in the session's transaction; see
+    :meth:`dbplugins.Query.update`."""
     table = table_of(cls)
     if not isinstance(instance, cls):
         raise QueryError(

@@ -10,12 +10,12 @@
 Still not an ORM: ``add()`` queues *inserts* (no identity map, no change tracking: changing an instance after
 ``add()`` and before the flush changes what is inserted; changing it later changes nothing, use
 ``Query.update``). The queue is flushed in order, consecutive instances of one model as one COPY, inside the
-session's transaction, by ``flush()``, ``commit()`` and ``execute()``; ``rollback()`` and ``close()`` discard it.
-A flush that fails rolls the whole transaction back (nothing half-written) and re-raises.
+session's transaction, by ``flush()``, ``commit()`` and ``execute()``; ``rollback()`` and ``close()`` discard
+it. A flush that fails rolls the whole transaction back (nothing half-written) and re-raises.
 
 ``connect(..., use_scoped=True)`` binds ``Model.query`` on every model to the connection, as db-plugins'
-``Base.query = session.query_property()`` did: ``Object.query.filter(...)`` is ``db.query(Object).filter(...)``
-on the current scope's session.
+``Base.query = session.query_property()`` did: ``Object.query.filter(...)`` is
+``db.query(Object).filter(...)`` on the current scope's session.
 """
 
 from __future__ import annotations
@@ -37,11 +37,19 @@ if TYPE_CHECKING:
     from .connection import SQLConnection
     from .session import Session
 
-__all__ = ["Result", "SessionCompat", "ScopedCompat", "bind_query_property", "unbind_query_property", "warn_ignored"]
+__all__ = [
+    "Result",
+    "SessionCompat",
+    "ScopedCompat",
+    "bind_query_property",
+    "unbind_query_property",
+    "warn_ignored",
+]
 
 
 class Result:
-    """The rows of ``session.execute()``, fetched at once: ``fetchall()``, ``fetchone()``, ``scalar()``, iteration.
+    """The rows of ``session.execute()``, fetched at once: ``fetchall()``, ``fetchone()``,
+    ``scalar()``, iteration.
 
     ``rowcount`` is the number of rows the statement affected (or returned); ``keys()`` the column names.
     """
@@ -123,8 +131,8 @@ def _run(conn: psycopg.Connection[Any], statement: Any, params: Any) -> Result:
 class SessionCompat:
     """The SQLAlchemy-style session methods of :class:`dbplugins.Session` (a base class of it).
 
-    ``__init_subclass__`` wraps the subclass's ``commit`` (flush first) and ``rollback`` (discard the queue), so
-    the session module itself needs no change beyond inheriting this class.
+    ``__init_subclass__`` wraps the subclass's ``commit`` (flush first) and ``rollback`` (discard the queue),
+    so the session module itself needs no change beyond inheriting this class.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -215,8 +223,8 @@ class SessionCompat:
         session = self._session()
         self.__dict__["_dbp_pending"] = []
         session.begin()
-        # The inserts join the implicit transaction and stay pending: _held keeps bulk_insert from committing it
-        # (as it does for an uncommitted update(), db-plugins' get_or_create behaviour).
+        # The inserts join the implicit transaction and stay pending: _held keeps bulk_insert from committing
+        # it (as it does for an uncommitted update(), db-plugins' get_or_create behaviour).
         session._held += 1
         try:
             for cls, group in itertools.groupby(pending, key=type):
@@ -257,14 +265,15 @@ class ScopedCompat:
         self.current().flush()
 
 
-# -- Model.query under use_scoped=True -------------------------------------------------------------------------
+# -- Model.query under use_scoped=True -----------------------------------------------------------------------
 
 _bound: SQLConnection | None = None
 _bound_lock = threading.Lock()
 
 
 class QueryProperty:
-    """``Model.query``: a new query on the model, bound to the connection of ``connect(..., use_scoped=True)``."""
+    """``Model.query``: a new query on the model, bound to the connection of
+    ``connect(..., use_scoped=True)``."""
 
     def __get__(self, instance: Any, owner: type) -> Query[Any]:
         db = _bound
@@ -308,8 +317,8 @@ _warned: set[str] = set()
 IGNORED = {
     "base": "Base / base= (SQLAlchemy's declarative base): models are dataclasses declared with @model; "
     "Model.query is bound with use_scoped=True",
-    "session_options": "session_options= (SQLAlchemy sessionmaker options such as autoflush, expire_on_commit): "
-    "dbplugins sessions take none",
+    "session_options": "session_options= (SQLAlchemy sessionmaker options such as autoflush, "
+    "expire_on_commit): dbplugins sessions take none",
 }
 
 

@@ -9,9 +9,9 @@
 embedded server. Pool options (``min_size``, ``max_size``, ``timeout``, ``max_lifetime``, ``max_idle``,
 ``reconnect_timeout``, ``num_workers``, ``check``) go straight to ``psycopg_pool.ConnectionPool``.
 
-``connect()`` opens one connection itself before it opens the pool, so a wrong password, an unknown database, a
-refused port or an unresolvable host fails there, within ``connect_timeout``, as a ``ConnectionFailedError`` that
-says why, instead of as a pool timeout on the first query.
+``connect()`` opens one connection itself before it opens the pool, so a wrong password, an unknown database,
+a refused port or an unresolvable host fails there, within ``connect_timeout``, as a ``ConnectionFailedError``
+that says why, instead of as a pool timeout on the first query.
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ DEFAULT_POOL = {
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
-def _configurer(user: Callable[[psycopg.Connection[Any]], None] | None) -> Callable[[psycopg.Connection[Any]], None]:
+def _configurer(
+    user: Callable[[psycopg.Connection[Any]], None] | None,
+) -> Callable[[psycopg.Connection[Any]], None]:
     """The pool's ``configure``: autocommit (which sessions rely on), then the caller's own ``configure=``."""
 
     def configure(conn: psycopg.Connection[Any]) -> None:
@@ -173,17 +175,20 @@ class SQLConnection:
         pool.dbp_settings, pool.dbp_failures = settings, failures  # type: ignore[attr-defined]
         pool.open(wait=False)
         self.pool = pool
-        # An SQLConnection nobody closes still closes its pool: when it is garbage-collected, or at interpreter
-        # exit, from the thread that drops it. Left to the pool's own __del__, the last reference can fall in
-        # one of the pool's worker threads, which then tries to join itself ("Exception ignored in
+        # An SQLConnection nobody closes still closes its pool: when it is garbage-collected, or at
+        # interpreter exit, from the thread that drops it. Left to the pool's own __del__, the last reference
+        # can fall in one of the pool's worker threads, which then tries to join itself ("Exception ignored in
         # ConnectionPool.__del__ ... cannot join current thread", psycopg/psycopg#1043).
         self._finalizer = weakref.finalize(self, close_pool, pool, os.getpid())
         log.info("connected pool to %s (from %s)", settings.safe_dsn, settings.source)
         if create_session:
             self.create_session(use_scoped, scope_func)
 
-    def create_session(self, use_scoped: bool = False, scope_func: Callable[[], Hashable] | None = None) -> None:
-        """Create ``db.session``: a plain session, or a registry of per-thread (per ``scope_func()``) sessions."""
+    def create_session(
+        self, use_scoped: bool = False, scope_func: Callable[[], Hashable] | None = None
+    ) -> None:
+        """Create ``db.session``: a plain session, or a registry of per-thread (per
+        ``scope_func()``) sessions."""
         pool = self._require_pool()
         if use_scoped:
             self.session = ScopedSession(lambda: Session(pool, self._session_options), scope_func)
@@ -229,7 +234,7 @@ class SQLConnection:
         target = self.settings.safe_dsn if self.settings else "not connected"
         return f"<dbplugins.SQLConnection {target}>"
 
-    # -- sessions ------------------------------------------------------------------------------------------------
+    # -- sessions --------------------------------------------------------------------------------------------
 
     def _require_pool(self) -> ConnectionPool[Any]:
         if self.pool is None:
@@ -253,13 +258,13 @@ class SQLConnection:
     @overload
     def query(self, *args: Any) -> Query[Any]: ...
     def query(self, *args: Any) -> Query[Any]:
-        """A query on a model class, on columns of one model (``db.query(Object.oid, Object.meanra)``: rows with
-        attribute access), or an unbound one (``db.query()``) that takes ``model=`` per call."""
+        """A query on a model class, on columns of one model (``db.query(Object.oid, Object.meanra)``: rows
+        with attribute access), or an unbound one (``db.query()``) that takes ``model=`` per call."""
         from .._query.query import Query
 
         return Query.from_args(self, args)
 
-    # -- schema -----------------------------------------------------------------------------------------------
+    # -- schema ----------------------------------------------------------------------------------------------
 
     def execute(self, statement: Any, params: Any = None) -> list[tuple[Any, ...]]:
         """Run one statement on the current session (its transaction if open) and return its rows, if any."""
@@ -299,7 +304,9 @@ class SQLConnection:
         names = [t.name for t in _builtin_tables()]
         if not names:
             return
-        stmt = sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.SQL(", ").join(map(sql.Identifier, names)))
+        stmt = sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(
+            sql.SQL(", ").join(map(sql.Identifier, names))
+        )
         session = self.current_session()
         try:
             with session.atomic() as conn:

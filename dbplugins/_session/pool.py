@@ -1,8 +1,8 @@
 """The pool behind ``SQLConnection``: the connect-time probe, failure messages, and a pool whose timeout names
 its cause.
 
-A connection that cannot be made fails with ``ConnectionFailedError``: one line naming database, user, host and
-port (never the password) and the server's or libpq's reason, with the psycopg error chained.
+A connection that cannot be made fails with ``ConnectionFailedError``: one line naming database, user, host
+and port (never the password) and the server's or libpq's reason, with the psycopg error chained.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ class Pool(ConnectionPool[Any]):
 
     After ``connect()`` succeeded the server can still go away, or a password change lock the application out:
     the pool then retries in the background and a caller waits for its ``timeout``. That wait ends in
-    ``ConnectionFailedError`` with the server's reason when the pool's latest attempt to connect failed, rather
-    than in a bare ``PoolTimeout``; a pool that is merely busy still raises ``PoolTimeout``.
+    ``ConnectionFailedError`` with the server's reason when the pool's latest attempt to connect failed,
+    rather than in a bare ``PoolTimeout``; a pool that is merely busy still raises ``PoolTimeout``.
     """
 
     dbp_settings: _config.ConnectionSettings
@@ -77,8 +77,8 @@ class Pool(ConnectionPool[Any]):
 def close_pool(pool: ConnectionPool[Any], pid: int) -> None:
     """Close a pool that its SQLConnection left open (the finalizer of :meth:`SQLConnection.connect`).
 
-    Only in the process that opened it: a forked child that exits must not close its parent's connections (each
-    close sends the server a Terminate message on the socket both processes share).
+    Only in the process that opened it: a forked child that exits must not close its parent's connections
+    (each close sends the server a Terminate message on the socket both processes share).
     """
     if os.getpid() != pid:
         return
@@ -89,18 +89,21 @@ def close_pool(pool: ConnectionPool[Any], pid: int) -> None:
 
 
 def probe(
-    settings: _config.ConnectionSettings, connection_class: type[psycopg.Connection[Any]], kwargs: Mapping[str, Any]
+    settings: _config.ConnectionSettings,
+    connection_class: type[psycopg.Connection[Any]],
+    kwargs: Mapping[str, Any],
 ) -> None:
-    """Open and close one connection as the pool will (same class and keywords); raise ``ConnectionFailedError``
-    saying why it failed."""
+    """Open and close one connection as the pool will (same class and keywords); raise
+    ``ConnectionFailedError`` saying why it failed."""
     try:
         connection_class.connect(settings.conninfo, **{**kwargs, "autocommit": True}).close()
     except psycopg.Error as exc:
         raise ConnectionFailedError(failure_message(settings, exc)) from exc
 
 
-# libpq's framing around the server's reason: 'connection failed: connection to server on socket "/x/.s.PGSQL.1"
-# failed: FATAL:  password authentication failed for user "u"'. We name the target ourselves, once.
+# libpq's framing around the server's reason: 'connection failed: connection to server on socket
+# "/x/.s.PGSQL.1" failed: FATAL:  password authentication failed for user "u"'. We name the target ourselves,
+# once.
 _FRAMING = re.compile(
     r'(?:connection (?:failed|is bad): )'
     r'|(?:connection to server (?:on socket "[^"]*"|at "[^"]*"(?: \([^)]*\))?, port \d+) failed: )'
@@ -109,7 +112,8 @@ _FRAMING = re.compile(
 
 
 def failure_message(settings: _config.ConnectionSettings, exc: BaseException) -> str:
-    """One line: which server, database and user could not be reached, and the server's (or libpq's) reason."""
+    """One line: which server, database and user could not be reached, and the server's
+    (or libpq's) reason."""
     reasons: list[str] = []
     for line in str(exc).splitlines():
         line = _FRAMING.sub("", line).strip().lstrip("-").strip()

@@ -1,8 +1,10 @@
-"""Keeping secrets out of what we print: passwords found in DSNs and in settings.py, tracebacks without source.
+"""Keeping secrets out of what we print: passwords found in DSNs and in settings.py,
+tracebacks without source.
 
-The CLI collects every secret a command may know of (its ``--dsn``, ``DBP_DSN`` / ``DATABASE_URL``, the resolved
-password, and the password-like literals of ``settings.py``, read *before* it runs, so a settings file that raises
-cannot leak its own password) and masks them in every message; tracebacks never show source lines.
+The CLI collects every secret a command may know of (its ``--dsn``, ``DBP_DSN`` / ``DATABASE_URL``, the
+resolved password, and the password-like literals of ``settings.py``, read *before* it runs, so a settings
+file that raises cannot leak its own password) and masks them in every message;
+tracebacks never show source lines.
 """
 
 from __future__ import annotations

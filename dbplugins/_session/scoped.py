@@ -1,4 +1,5 @@
-"""ScopedSession: one :class:`Session` per live thread (or per ``scope_func()`` value), for ``use_scoped=True``.
+"""ScopedSession: one :class:`Session` per live thread (or per ``scope_func()`` value),
+for ``use_scoped=True``.
 
 A thread's session lives in a ``threading.local``; when the thread ends, its open transaction is rolled back
 and its connection returned to the pool (docs/sessions.md).
@@ -24,9 +25,10 @@ log = logging.getLogger("dbplugins.session")
 class _ThreadSlot:
     """Holds one thread's scoped session in a ``threading.local``.
 
-    Python drops a thread's locals when the thread ends (before ``join()`` returns), and with them this slot: its
-    finalizer rolls the session's open transaction back and returns its connection to the pool. A session keyed by
-    ``threading.get_ident()`` outlived its thread, and a new thread given the same ident inherited it.
+    Python drops a thread's locals when the thread ends (before ``join()`` returns), and with them this slot:
+    its finalizer rolls the session's open transaction back and returns its connection to the pool. A session
+    keyed by ``threading.get_ident()`` outlived its thread,
+    and a new thread given the same ident inherited it.
     """
 
     def __init__(self, registry: ScopedSession, session: Session) -> None:
@@ -52,8 +54,9 @@ class ScopedSession(ScopedCompat):
 
     ``db.session`` is this object when ``use_scoped=True``; every method acts on the current scope's session.
     A thread's session lives in a ``threading.local``: a new thread never inherits another's (Python reuses
-    thread idents), and when a thread ends its uncommitted transaction is rolled back and its connection returned
-    to the pool. ``scope_func()`` sessions live until ``remove()`` in their scope (or ``db.close()``).
+    thread idents), and when a thread ends its uncommitted transaction is rolled back and its connection
+    returned to the pool. ``scope_func()`` sessions live until ``remove()`` in their scope
+    (or ``db.close()``).
     """
 
     def __init__(

@@ -8,11 +8,12 @@ the first write that the caller must confirm (``Query.update``): it then lasts u
 
 The rules of ``with session.transaction():`` (docs/sessions.md):
 
-- Nothing inside the block commits or rolls back on its own: ``commit()``, ``rollback()`` and ``close()`` inside
-  it raise ``DbpError``; to undo the block, raise out of it.
-- Outside any block it always ends in a COMMIT on success. When an implicit transaction is open (an uncommitted
-  ``update()``), the block joins it: on success everything, the earlier writes included, is committed; on an
-  exception only the block is undone (a savepoint) and the earlier writes stay pending, as before the block.
+- Nothing inside the block commits or rolls back on its own: ``commit()``, ``rollback()`` and ``close()``
+  inside it raise ``DbpError``; to undo the block, raise out of it.
+- Outside any block it always ends in a COMMIT on success. When an implicit transaction is open (an
+  uncommitted ``update()``), the block joins it: on success everything, the earlier writes included, is
+  committed; on an exception only the block is undone (a savepoint) and the earlier writes stay pending, as
+  before the block.
 - Nested blocks are savepoints.
 - While ``bulk_insert`` streams a COPY on the transaction's connection, a statement on the same session (from
   the generator that feeds it) raises ``DbpError`` at once instead of waiting forever for the connection.
@@ -79,9 +80,10 @@ _HAVE_POLL = hasattr(select, "poll")
 def statement_cursor(conn: Conn) -> psycopg.Cursor[Any]:
     """A tuple-row cursor kept on ``conn`` for the statements whose rows the library reads itself.
 
-    A new cursor resolves the dumper of every parameter type and the loader of every result column again; reusing
-    one per connection saves that (about 30 us of a ~100 us get_or_create call, measured in a loop on the 2-core
-    machine). Safe because a pooled connection serves one thread at a time and callers never hand the cursor out.
+    A new cursor resolves the dumper of every parameter type and the loader of every result column again;
+    reusing one per connection saves that (about 30 us of a ~100 us get_or_create call, measured in a loop on
+    the 2-core machine). Safe because a pooled connection serves one thread at a time and callers never hand
+    the cursor out.
     """
     cur: psycopg.Cursor[Any] | None = conn.__dict__.get("_dbp_cursor")
     if cur is None or cur.closed:
@@ -118,14 +120,15 @@ class Session(SessionCompat):
         state = "explicit transaction" if self._explicit else ("transaction" if self._conn else "idle")
         return f"<dbplugins.Session {state}>"
 
-    # -- connections -------------------------------------------------------------------------------------------
+    # -- connections -----------------------------------------------------------------------------------------
 
     def _acquire(self) -> Conn:
         if self._closed:
             raise DbpError("this session was closed; call db.create_session() for a new one")
         # Each dead connection is found without a round trip and handed back closed, so the pool replaces it;
-        # after a server restart every idle connection may be dead, hence up to max_size + 1 tries. (The pool's
-        # own check= hook backs off 1 s, 2 s, 4 s... between failed checks, which exhausts its timeout.)
+        # after a server restart every idle connection may be dead, hence up to max_size + 1 tries. (The
+        # pool's own check= hook backs off 1 s, 2 s, 4 s... between failed checks,
+        # which exhausts its timeout.)
         for _ in range(self._pool.max_size + 1):
             try:
                 conn: Conn = self._pool.getconn()
@@ -150,10 +153,10 @@ class Session(SessionCompat):
         if self._conn is not None and self._streaming is not None:
             # psycopg's connection lock is held by the COPY: a statement would wait for it forever.
             raise DbpError(
-                f"{self._streaming} is streaming rows into a COPY on this session's transaction, so the rows' "
-                "iterable cannot run statements on the same session (the connection is busy until the COPY "
-                "ends): read what the rows need first (e.g. list(...) of the query), or make the reads "
-                "outside the transaction or with another SQLConnection"
+                f"{self._streaming} is streaming rows into a COPY on this session's transaction, so the "
+                "rows' iterable cannot run statements on the same session (the connection is busy until "
+                "the COPY ends): read what the rows need first (e.g. list(...) of the query), or make the "
+                "reads outside the transaction or with another SQLConnection"
             )
         return self._conn
 
@@ -177,7 +180,8 @@ class Session(SessionCompat):
     def connection(self) -> Iterator[Conn]:
         """The connection to run a statement on: the transaction's, or a borrowed one in autocommit.
 
-        psycopg errors raised inside are translated to ``DbpError`` by the callers (who know the model and row).
+        psycopg errors raised inside are translated to ``DbpError`` by the callers
+        (who know the model and row).
         """
         own = self._own()
         if own is not None:
@@ -197,9 +201,10 @@ class Session(SessionCompat):
     def atomic(self, *, persist: bool = True) -> Iterator[Conn]:
         """A connection with an atomic scope for a multi-statement operation (get_or_create, bulk_insert).
 
-        Inside a transaction (explicit or implicit) it is a savepoint, and nothing is committed here. Otherwise a
-        fresh transaction that commits on success; when ``persist`` is true and an implicit transaction is open,
-        it is committed too after the block (db-plugins' get_or_create committed the session).
+        Inside a transaction (explicit or implicit) it is a savepoint, and nothing is committed here.
+        Otherwise a fresh transaction that commits on success; when ``persist`` is true and an implicit
+        transaction is open, it is committed too after the block
+        (db-plugins' get_or_create committed the session).
         """
         own = self._own()
         if own is not None:
@@ -230,10 +235,11 @@ class Session(SessionCompat):
         """``with session.transaction():`` commits on success and rolls back on any exception.
 
         Nothing inside commits on its own: ``commit()``, ``rollback()`` and ``close()`` inside the block raise
-        ``DbpError`` (raise out of the block to undo it). Outside any block it always ends in a COMMIT on success;
-        if an implicit transaction is open (an uncommitted ``update()``), the block joins it, commits it with the
-        block on success, and on an exception undoes only the block, leaving the earlier writes pending. Nested
-        blocks are savepoints: an exception inside undoes the inner block only if the caller catches it.
+        ``DbpError`` (raise out of the block to undo it). Outside any block it always ends in a COMMIT on
+        success; if an implicit transaction is open (an uncommitted ``update()``), the block joins it, commits
+        it with the block on success, and on an exception undoes only the block, leaving the earlier writes
+        pending. Nested blocks are savepoints: an exception inside undoes the inner block only if the caller
+        catches it.
         """
         if self._explicit:
             conn = self._own()
@@ -265,8 +271,8 @@ class Session(SessionCompat):
     def _refuse_inside_block(self, what: str) -> None:
         if self._explicit:
             raise DbpError(
-                f"{what}() inside 'with db.transaction()': the block commits when it ends and rolls back when an "
-                "exception leaves it; raise out of the block to undo it"
+                f"{what}() inside 'with db.transaction()': the block commits when it ends and rolls back "
+                "when an exception leaves it; raise out of the block to undo it"
             )
 
     # -- unit of work ----------------------------------------------------------------------------------------
@@ -295,8 +301,8 @@ class Session(SessionCompat):
     def rollback(self) -> None:
         """Undo the open transaction and give its connection back. No-op without a transaction.
 
-        Refused (``DbpError``) inside ``with db.transaction():``, which would otherwise run the rest of the block
-        in autocommit: raise out of the block to undo it.
+        Refused (``DbpError``) inside ``with db.transaction():``, which would otherwise run the rest of the
+        block in autocommit: raise out of the block to undo it.
         """
         self._refuse_inside_block("rollback")
         self._discard()

@@ -4,10 +4,10 @@
     >>> logging.basicConfig()
     >>> logging.getLogger("dbplugins.sql").setLevel(logging.DEBUG)
 
-Each record's message is the statement text (placeholders, never the bound values, so no secret leaks), its row
-count and its duration; the record also carries them as ``statement``, ``rowcount`` and ``duration_ms`` for
-structured handlers. A failed statement is logged with the error's class and SQLSTATE only: the server's message
-can quote a value (``Key (oid)=(...) already exists``).
+Each record's message is the statement text (placeholders, never the bound values, so no secret leaks), its
+row count and its duration; the record also carries them as ``statement``, ``rowcount`` and ``duration_ms``
+for structured handlers. A failed statement is logged with the error's class and SQLSTATE only: the server's
+message can quote a value (``Key (oid)=(...) already exists``).
 
 It is done once, where every statement passes: :class:`LoggedCursor` is the ``cursor_factory`` of the pooled
 connections, so ``execute``, ``executemany`` and ``copy`` of every module are covered, and
@@ -73,8 +73,8 @@ class LoggedCommands:
     """Mixin for the pooled connection class: logs the commands psycopg sends itself (BEGIN, COMMIT, ROLLBACK,
     SAVEPOINT, RELEASE, from ``conn.transaction()``, ``commit()`` and ``rollback()``), which bypass cursors.
 
-    They all pass through psycopg's internal ``_exec_command`` generator; if a psycopg release renames it, this
-    override is simply never called and only these transaction commands drop out of the log.
+    They all pass through psycopg's internal ``_exec_command`` generator; if a psycopg release renames it,
+    this override is simply never called and only these transaction commands drop out of the log.
     """
 
     def _exec_command(self, command: Any, *args: Any, **kwargs: Any) -> Any:

@@ -1,8 +1,8 @@
 """Binding values to columns through their column types, and naming the column when a value is refused.
 
 Every bound parameter of a write (get_or_create, get_or_create_many, update) goes through :func:`bind`, i.e.
-``ColumnDef.type.param``: the same rules as bulk_insert's COPY (see :mod:`dbplugins._types.column`), so a value is
-stored identically on every path or refused on every path with the same ``DataError``.
+``ColumnDef.type.param``: the same rules as bulk_insert's COPY (see :mod:`dbplugins._types.column`), so a
+value is stored identically on every path or refused on every path with the same ``DataError``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ __all__ = ["bind", "convert_row", "filter_value", "value_problem", "translate_er
 
 
 def bind(
-    table: Table, column: str, value: Any, *, row: int | None = None, action: str = "", check_null: bool = True
+    table: Table,
+    column: str,
+    value: Any,
+    *,
+    row: int | None = None,
+    action: str = "",
+    check_null: bool = True,
 ) -> Any:
     """``value`` ready to bind to ``table.column`` for a write: converted and checked by the column type.
 
@@ -46,9 +52,9 @@ def bind(
 def convert_row(
     table: Table, values: Mapping[str, Any], *, row: int | None = None, action: str = ""
 ) -> dict[str, Any]:
-    """``values`` (column -> value, columns already checked) with each value bound as :func:`bind` does; a NULL
-    (None, NaN...) in a NOT NULL column is left for the caller's required-value check. Values whose type the
-    column takes as it is (``ColumnType.trusted``) are not touched: the common case costs a set lookup."""
+    """``values`` (column -> value, columns already checked) with each value bound as :func:`bind` does; a
+    NULL (None, NaN...) in a NOT NULL column is left for the caller's required-value check. Values whose type
+    the column takes as it is (``ColumnType.trusted``) are not touched: the common case costs a set lookup."""
     cols = table.columns
     out: dict[str, Any] = {}
     for c, v in values.items():
@@ -60,9 +66,9 @@ def convert_row(
 
 
 def filter_value(table: Table, column: str, value: Any) -> Any:
-    """A value compared with ``table.column`` in a filter: converted like a write where the column type accepts
-    it (``1001.0`` -> ``1001``, a dict for a json column), else left for the server to compare (``ndet < 1.5``
-    is a fine filter although 1.5 cannot be stored in an integer column)."""
+    """A value compared with ``table.column`` in a filter: converted like a write where the column type
+    accepts it (``1001.0`` -> ``1001``, a dict for a json column), else left for the server to compare
+    (``ndet < 1.5`` is a fine filter although 1.5 cannot be stored in an integer column)."""
     try:
         return table.columns[column].type.param(value)
     except Refused:

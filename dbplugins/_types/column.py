@@ -2,14 +2,16 @@
 
 A :class:`ColumnType` is compiled once from a column's declared (or introspected) SQL type. It owns:
 
-- the canonical PostgreSQL spelling of the type (``format_type``'s, so DDL, introspection and the migration diff
-  compare like with like): :func:`canonical_type`;
-- what Python values the column accepts and how each becomes the value stored (:meth:`ColumnType.convert`), with
-  the range and length checks; the same rules on every path (COPY, bound parameters, filters, ``dbp load``);
+- the canonical PostgreSQL spelling of the type (``format_type``'s, so DDL, introspection and the migration
+  diff compare like with like): :func:`canonical_type`;
+- what Python values the column accepts and how each becomes the value stored (:meth:`ColumnType.convert`),
+  with the range and length checks; the same rules on every path (COPY, bound parameters, filters,
+  ``dbp load``);
 - the value to bind as a parameter (:meth:`ColumnType.param`), the type name psycopg dumps for COPY
   (:attr:`ColumnType.copy_type`) and the unconstrained type for ``::casts`` (:attr:`ColumnType.cast_type`);
 - reading CSV and JSON text as column values (:meth:`ColumnType.from_text`, :meth:`ColumnType.from_json`);
-- the default applied when a row leaves the column out (:attr:`ColumnType.default_sql`, :attr:`ColumnType.default`).
+- the default applied when a row leaves the column out (:attr:`ColumnType.default_sql`,
+  :attr:`ColumnType.default`).
 
     >>> t = ColumnType.compile("n", "int4")
     >>> t.sql_type, t.convert(1001.0)
@@ -88,7 +90,9 @@ _ZONED = {
     "time without time zone": ("time", " without time zone"),
     "time with time zone": ("time", " with time zone"),
 }
-_TYPE_RE = re.compile(r"^(?P<base>[a-z_][a-z0-9_ ]*?)\s*(?:\((?P<mod>[0-9 ,]*)\))?\s*(?P<zone>(?:with|without) time zone)?$")
+_TYPE_RE = re.compile(
+    r"^(?P<base>[a-z_][a-z0-9_ ]*?)\s*(?:\((?P<mod>[0-9 ,]*)\))?\s*(?P<zone>(?:with|without) time zone)?$"
+)
 
 
 def _split(sql_type: str) -> tuple[str, str | None, int]:
@@ -113,7 +117,8 @@ def _split(sql_type: str) -> tuple[str, str | None, int]:
 
 
 def canonical_type(sql_type: str) -> str:
-    """PostgreSQL's ``format_type`` spelling of ``sql_type`` (``varchar(5)[]`` -> ``character varying(5)[]``)."""
+    """PostgreSQL's ``format_type`` spelling of ``sql_type`` (``varchar(5)[]`` ->
+    ``character varying(5)[]``)."""
     base, mod, dims = _split(sql_type)
     if mod is None:
         name = base
@@ -131,25 +136,29 @@ _KINDS = {
     "smallint": "int", "integer": "int", "bigint": "int", "real": "float", "double precision": "float",
     "numeric": "numeric", "character varying": "text", "character": "text", "text": "text", "boolean": "bool",
     "timestamp without time zone": "timestamp", "timestamp with time zone": "timestamptz", "date": "date",
-    "time without time zone": "time", "time with time zone": "timetz", "interval": "interval", "bytea": "bytes",
-    "json": "json", "jsonb": "json", "uuid": "uuid",
+    "time without time zone": "time", "time with time zone": "timetz", "interval": "interval",
+    "bytea": "bytes", "json": "json", "jsonb": "json", "uuid": "uuid",
 }
 # The types values of which COPY sends as they are, per kind (anything else takes convert(), the slow path).
 _FAST = {
     "int": (int,), "float": (float,), "numeric": (decimal.Decimal,), "text": (str,), "bool": (bool,),
-    # datetimes: psycopg's binary dumpers refuse a naive value for timestamptz and an aware one for timestamp (and
-    # for timetz a naive time), and the encoding error is then diagnosed by convert(): no per-row check needed.
-    "timestamp": (datetime.datetime,), "timestamptz": (datetime.datetime,), "date": (datetime.date,), "time": (),
+    # datetimes: psycopg's binary dumpers refuse a naive value for timestamptz and an aware one for timestamp
+    # (and for timetz a naive time), and the encoding error is then diagnosed by convert():
+    # no per-row check needed.
+    "timestamp": (datetime.datetime,), "timestamptz": (datetime.datetime,), "date": (datetime.date,),
+    "time": (),
     "timetz": (datetime.time,),
     "interval": (datetime.timedelta,), "bytes": (bytes,), "json": (dict, list), "uuid": (uuid.UUID,),
 }
-# The name of the type psycopg dumps for COPY, where the canonical base is not one it knows a binary dumper for.
+# The name of the type psycopg dumps for COPY, where the canonical base is not one it knows a binary dumper
+# for.
 _COPY_NAMES = {"character": "text"}
 # Unconstrained names for ::casts (a cast to varchar(5) would truncate; to "character", cut to one letter).
 _CAST_NAMES = {"character": "bpchar"}
 # A default that is a literal (optionally cast): evaluated here, so bulk_insert's COPY can send it.
 _CONSTANT_DEFAULT = re.compile(
-    r"^\(*('(?:[^']|'')*'|-?[0-9.]+(?:e[-+]?[0-9]+)?|true|false|null)\)*(?:::[a-z ]+(?:\([0-9, ]*\))?)?$", re.I
+    r"^\(*('(?:[^']|'')*'|-?[0-9.]+(?:e[-+]?[0-9]+)?|true|false|null)\)*(?:::[a-z ]+(?:\([0-9, ]*\))?)?$",
+    re.I,
 )
 
 
@@ -157,9 +166,12 @@ class ColumnType:
     """Everything about the values of one column: compiled once, shared by every path (see the module doc)."""
 
     __slots__ = ("name", "sql_type", "base", "kind", "array", "nullable", "length", "default_sql", "default",
-                 "has_default", "fast", "trusted", "struct_code", "copy_type", "cast_type", "_scalar", "_text")
+                 "has_default", "fast", "trusted", "struct_code", "copy_type", "cast_type", "_scalar",
+                 "_text")
 
-    def __init__(self, name: str, sql_type: str, *, nullable: bool = True, default: str | None = None) -> None:
+    def __init__(
+        self, name: str, sql_type: str, *, nullable: bool = True, default: str | None = None
+    ) -> None:
         self.name = name
         self.sql_type = canonical_type(sql_type)
         base, mod, dims = _split(sql_type)
@@ -216,8 +228,8 @@ class ColumnType:
             fast = ()  # NaN inside a document, tuples: checked
         self.fast: frozenset[type] = frozenset(fast) if self.kind != "any" else frozenset()
         self.struct_code = {"smallint": "h", "integer": "i"}.get(base) if not self.array else None
-        # Exact types convert() and param() return unchanged, without a value check (what is left to check, the
-        # server refuses: a NUL byte, a numeric(p,s) overflow): bound parameters skip the call for them.
+        # Exact types convert() and param() return unchanged, without a value check (what is left to check,
+        # the server refuses: a NUL byte, a numeric(p,s) overflow): bound parameters skip the call for them.
         self.trusted: frozenset[type] = (
             frozenset() if self.kind in ("int", "text") and (self.length is not None or self.kind == "int")
             else self.fast - {datetime.datetime, datetime.time}
@@ -230,12 +242,15 @@ class ColumnType:
         self.default = self._constant(default)
 
     @classmethod
-    def compile(cls, name: str, sql_type: str, *, nullable: bool = True, default: str | None = None) -> ColumnType:
+    def compile(
+        cls, name: str, sql_type: str, *, nullable: bool = True, default: str | None = None
+    ) -> ColumnType:
         """The column type of column ``name`` declared as ``sql_type``."""
         return cls(name, sql_type, nullable=nullable, default=default)
 
     def _constant(self, default: str | None) -> Any:
-        """The Python value of a constant default (``'new'``, ``0``, ``'x'::character varying``), else _SERVER."""
+        """The Python value of a constant default (``'new'``, ``0``, ``'x'::character varying``),
+        else _SERVER."""
         if default is None:
             return None
         text = default.strip()
@@ -255,14 +270,15 @@ class ColumnType:
 
     @property
     def server_default(self) -> bool:
-        """True when the default is an expression only the server can evaluate (``now()``, ``nextval(...)``)."""
+        """True when the default is an expression only the server can evaluate
+        (``now()``, ``nextval(...)``)."""
         return self.default is _SERVER
 
     def convert(self, value: Any) -> Any:
         """The value to store for ``value``: ``None`` for NULL; raises :class:`Refused` saying why not.
 
-        Integral floats become ints in integer columns, NaN / ``pd.NA`` / ``NaT`` become NULL outside float columns,
-        tuples become lists; nothing is rounded, truncated or turned into infinity.
+        Integral floats become ints in integer columns, NaN / ``pd.NA`` / ``NaT`` become NULL outside float
+        columns, tuples become lists; nothing is rounded, truncated or turned into infinity.
         """
         if value is None or is_missing(value):
             return None
@@ -271,7 +287,9 @@ class ColumnType:
         if not isinstance(value, (list, tuple)):
             if _is_nan(value):
                 return None
-            raise Refused(f"{self.sql_type} expected (a list or tuple), got {type(value).__name__} {_short(value)}")
+            raise Refused(
+                f"{self.sql_type} expected (a list or tuple), got {type(value).__name__} {_short(value)}"
+            )
         scalar = self._scalar
         out: list[Any] = []
         for j, item in enumerate(value):

@@ -16,8 +16,8 @@ from .schema import Table
 
 __all__ = ["check_columns", "as_mapping", "check_required", "warn_dropped", "field_defaults", "UNKNOWN_MODES"]
 
-#: What a write does with row keys that are not columns: raise ``UnknownColumnError``, or drop them (``"warn"``:
-#: drop them with one warning per call, the ``db_plugins`` compatibility default).
+#: What a write does with row keys that are not columns: raise ``UnknownColumnError``, or drop them
+#: (``"warn"``: drop them with one warning per call, the ``db_plugins`` compatibility default).
 UNKNOWN_MODES = ("error", "ignore", "warn")
 
 
@@ -64,7 +64,8 @@ def check_required(table: Table, values: Mapping[str, Any], *, row: int | None =
     for name, col in table.columns.items():
         if not col.nullable and col.default is None and values.get(name) is None:
             raise MissingValueError(
-                f"missing value for NOT NULL column {name!r}" + context(model=table.name, column=name, row=row),
+                f"missing value for NOT NULL column {name!r}"
+                + context(model=table.name, column=name, row=row),
                 model=table.name,
                 column=name,
                 row=row,
@@ -75,7 +76,8 @@ def warn_dropped(table: Table, dropped: Iterable[str], action: str, *, stackleve
     """The one warning per call of ``unknown="warn"``: the keys dropped because they are not columns."""
     names = sorted(set(dropped))
     warnings.warn(
-        f"{action}: ignored {len(names)} key(s) that are not columns of model {table.name!r}: {', '.join(names)} "
+        f"{action}: ignored {len(names)} key(s) that are not columns of model {table.name!r}: "
+        f"{', '.join(names)} "
         '(pass unknown="error" to refuse them, unknown="ignore" to drop them silently)',
         UserWarning,
         stacklevel=stacklevel,
@@ -86,9 +88,9 @@ _FIELD_DEFAULTS: dict[int, tuple[Table, dict[str, Any]]] = {}
 
 
 def field_defaults(table: Table) -> dict[str, Any]:
-    """Column -> zero-argument callable giving the dataclass field default, for the columns that have a non-None
-    field default and no SQL default: what a row leaving the key out gets on every path (``bulk_insert`` fills
-    them the same way), rather than NULL on some paths."""
+    """Column -> zero-argument callable giving the dataclass field default, for the columns that have a
+    non-None field default and no SQL default: what a row leaving the key out gets on every path
+    (``bulk_insert`` fills them the same way), rather than NULL on some paths."""
     entry = _FIELD_DEFAULTS.get(id(table))
     if entry is None or entry[0] is not table:
         found: dict[str, Any] = {}

@@ -1,7 +1,8 @@
 """The value rules of the column-type layer: one converter per kind of column, and the readers of text.
 
-Private to :mod:`dbplugins._types.column`, which compiles them into one ``ColumnType`` per column. Each converter
-takes a Python value and returns the value to store (``None`` for NULL) or raises :class:`Refused` saying why.
+Private to :mod:`dbplugins._types.column`, which compiles them into one ``ColumnType`` per column. Each
+converter takes a Python value and returns the value to store
+(``None`` for NULL) or raises :class:`Refused` saying why.
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and value != value  # noqa: PLR0124 - the NaN test
 
 
-_INT_RANGES = {"smallint": (-(2**15), 2**15 - 1), "integer": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
+_INT_RANGES = {
+    "smallint": (-(2**15), 2**15 - 1),
+    "integer": (-(2**31), 2**31 - 1),
+    "bigint": (-(2**63), 2**63 - 1),
+}
 _FLOAT4 = struct.Struct("!f")
 
 
@@ -151,13 +156,17 @@ def _text(length: int | None, sql: str) -> Convert:
         try:
             v.encode("utf-8")
         except UnicodeEncodeError:
-            raise Refused("contains a lone surrogate (not valid Unicode), which UTF-8 cannot encode") from None
+            raise Refused(
+                "contains a lone surrogate (not valid Unicode), which UTF-8 cannot encode"
+            ) from None
         return v
 
     return convert
 
 
-def _instance(types: tuple[type, ...], sql: str, *, refuse: tuple[type, ...] = (), aware: bool | None = None) -> Convert:
+def _instance(
+    types: tuple[type, ...], sql: str, *, refuse: tuple[type, ...] = (), aware: bool | None = None
+) -> Convert:
     def convert(v: Any) -> Any:
         if not isinstance(v, types) or isinstance(v, refuse):
             if _is_nan(v):
@@ -251,7 +260,7 @@ def _any(v: Any) -> Any:
     return v
 
 
-# -- text (CSV fields, JSON strings) --------------------------------------------------------------------------
+# -- text (CSV fields, JSON strings) -------------------------------------------------------------------------
 
 _TRUE = frozenset({"t", "true", "1", "y", "yes", "on"})
 _FALSE = frozenset({"f", "false", "0", "n", "no", "off"})

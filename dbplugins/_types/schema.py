@@ -126,7 +126,8 @@ class ColumnDef:
 
     @functools.cached_property
     def type(self) -> ColumnType:
-        """The compiled column type: accepted values, checks and converters (see :mod:`dbplugins._types.column`)."""
+        """The compiled column type: accepted values, checks and converters (see
+        :mod:`dbplugins._types.column`)."""
         return ColumnType(self.name, self.sql_type, nullable=self.nullable, default=self.default)
 
 
@@ -160,7 +161,8 @@ class Table:
         return self.pk_constraint or f"{self.name}_pkey"
 
     def unique_name(self, columns: tuple[str, ...]) -> str:
-        """The name of the unique constraint over ``columns`` (PostgreSQL's default ``<table>_<cols>_key``)."""
+        """The name of the unique constraint over ``columns`` (PostgreSQL's default
+        ``<table>_<cols>_key``)."""
         return self.unique_names.get(tuple(columns)) or f"{self.name}_{'_'.join(columns)}_key"
 
     def column(self, name: str) -> ColumnDef:
@@ -227,9 +229,9 @@ def _merge_columns(first: Column | None, second: Column) -> Column:
 def _unwrap(annotation: Any) -> tuple[Any, bool, Column | None]:
     """Split an annotation into (python type, nullable, Column options).
 
-    Accepts ``Annotated[T | None, Column(...)]`` as well as ``Annotated[T, Column(...)] | None`` (so an alias such
-    as ``big = Annotated[int, Column("bigint")]`` can be written ``big | None``), and merges several ``Column``
-    extras (``Annotated[big, Column(references=...)]`` keeps the bigint type).
+    Accepts ``Annotated[T | None, Column(...)]`` as well as ``Annotated[T, Column(...)] | None`` (so an alias
+    such as ``big = Annotated[int, Column("bigint")]`` can be written ``big | None``), and merges several
+    ``Column`` extras (``Annotated[big, Column(references=...)]`` keeps the bigint type).
     """
     col: Column | None = None
     nullable = False
@@ -277,8 +279,9 @@ def model(
     ``bool``, ``datetime`` timestamp, ``date``, ``bytes`` bytea, ``list[str]`` varchar[], ``dict`` jsonb;
     ``Optional[...]`` allows NULL). Primary key columns are always NOT NULL.
 
-    On a Citus cluster ``distribute_by="oid", colocate_with="object"`` hash-distributes the table by that column
-    (with that table's shards), ``reference=True`` copies it to every node; plain PostgreSQL ignores both.
+    On a Citus cluster ``distribute_by="oid", colocate_with="object"`` hash-distributes the table by that
+    column (with that table's shards), ``reference=True`` copies it to every node;
+    plain PostgreSQL ignores both.
     """
 
     # The names visible where the model is declared, so string annotations (``from __future__ import
@@ -318,7 +321,9 @@ def model(
                     uniq.append((f.name,))
         for key in primary_key:
             if key not in columns:
-                raise ConfigurationError(f"model {name!r}: primary key column {key!r} is not a field", model=name)
+                raise ConfigurationError(
+                    f"model {name!r}: primary key column {key!r} is not a field", model=name
+                )
         for ix in idx:
             for c in ix.columns:
                 if c not in columns:
@@ -327,7 +332,8 @@ def model(
             colocate_with is not None and distribute_by is None
         ):
             raise ConfigurationError(
-                f"model {name!r}: distribute_by={distribute_by!r} must name a column (colocate_with needs it; reference=True excludes it)",
+                f"model {name!r}: distribute_by={distribute_by!r} must name a column "
+                "(colocate_with needs it; reference=True excludes it)",
                 model=name,
             )
         table = Table(
@@ -344,7 +350,8 @@ def model(
         )
         cls.__table__ = table  # type: ignore[attr-defined]
         cls.__tablename__ = name  # type: ignore[attr-defined]
-        # Column expressions on the class (Object.oid), installed after @dataclass so its defaults stay intact.
+        # Column expressions on the class (Object.oid), installed after @dataclass so its defaults stay
+        # intact.
         from .._query.expressions import install_columns
 
         install_columns(cls, table)
@@ -355,9 +362,12 @@ def model(
 
 
 def table_of(model_cls: Any) -> Table:
-    """The :class:`Table` of a model class (or instance); ``DbpError`` if it was not declared with ``@model``."""
+    """The :class:`Table` of a model class (or instance);
+    ``DbpError`` if it was not declared with ``@model``."""
     cls = model_cls if isinstance(model_cls, type) else type(model_cls)
     table = getattr(cls, "__table__", None)
     if not isinstance(table, Table):
-        raise ConfigurationError(f"{cls.__name__} is not a model: declare it with @model(...) over @dataclass")
+        raise ConfigurationError(
+            f"{cls.__name__} is not a model: declare it with @model(...) over @dataclass"
+        )
     return table

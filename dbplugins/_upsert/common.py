@@ -1,15 +1,15 @@
 """What get_or_create and get_or_create_many share: the conflict target, the atomic scope, the mismatch error.
 
-Both rest on ``INSERT ... ON CONFLICT (<key>) DO NOTHING RETURNING``, which inserts a new row and returns nothing
-for a key that exists. get_or_create sends, in the common case, one statement that inserts or else selects
-(``WITH ins AS (INSERT ...) SELECT ... UNION ALL SELECT ... WHERE NOT EXISTS (SELECT 1 FROM ins)``): one round trip
-for new and existing keys alike. Both branches share the statement's snapshot, so under READ COMMITTED a row
-committed by a concurrent caller after the snapshot is invisible to the SELECT branch (the INSERT saw it and did
-nothing, PostgreSQL manual, "INSERT ... ON CONFLICT DO NOTHING"); the statement then returns no row, and the call
-falls back to separate statements, each with a snapshot of its own. If that SELECT still finds nothing (the
-other row was deleted meanwhile) it tries again, at most ``MAX_TRIES`` times. get_or_create_many does the same
-for a batch: one INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING, then one SELECT of the keys it did
-not insert.
+Both rest on ``INSERT ... ON CONFLICT (<key>) DO NOTHING RETURNING``, which inserts a new row and returns
+nothing for a key that exists. get_or_create sends, in the common case, one statement that inserts or else
+selects (``WITH ins AS (INSERT ...) SELECT ... UNION ALL SELECT ... WHERE NOT EXISTS (SELECT 1 FROM ins)``):
+one round trip for new and existing keys alike. Both branches share the statement's snapshot, so under READ
+COMMITTED a row committed by a concurrent caller after the snapshot is invisible to the SELECT branch (the
+INSERT saw it and did nothing, PostgreSQL manual, "INSERT ... ON CONFLICT DO NOTHING"); the statement then
+returns no row, and the call falls back to separate statements, each with a snapshot of its own. If that
+SELECT still finds nothing (the other row was deleted meanwhile) it tries again, at most ``MAX_TRIES`` times.
+get_or_create_many does the same for a batch: one INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING,
+then one SELECT of the keys it did not insert.
 
 Outside a transaction each statement runs in autocommit: a new row is durable when the INSERT returns, and no
 BEGIN / COMMIT round trips are spent. Inside a session transaction the call runs in a savepoint
@@ -36,8 +36,8 @@ log = logging.getLogger("dbplugins.ingest")
 
 T = TypeVar("T")
 
-#: Attempts at "insert, else select" before giving up. A second attempt is needed only when a conflicting row is
-#: deleted between our INSERT and our SELECT; ten in a row means something keeps deleting it.
+#: Attempts at "insert, else select" before giving up. A second attempt is needed only when a conflicting
+#: row is deleted between our INSERT and our SELECT; ten in a row means something keeps deleting it.
 MAX_TRIES = 10
 
 #: PostgreSQL binds at most 65535 parameters per statement; the VALUES form (tables with array columns) needs

@@ -30,7 +30,7 @@ __all__ = ["get_or_create_many"]
 T = TypeVar("T")
 
 
-# -- get_or_create_many -------------------------------------------------------------------------------------------
+# -- get_or_create_many --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,9 @@ class _ManyPlan:
 
 
 def _unnest(cols: Sequence[str], types: Sequence[str], alias: str) -> sql.Composable:
-    # ``types`` are ColumnType.cast_type names, without typmods: an explicit cast to varchar(5)[] would truncate
-    # (the INSERT's assignment to the column then refuses a too long value, as every other path does).
+    # ``types`` are ColumnType.cast_type names, without typmods: an explicit cast to varchar(5)[] would
+    # truncate (the INSERT's assignment to the column then refuses a too long value,
+    # as every other path does).
     arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(cast_type(t)) for t in types)
     return sql.SQL("unnest({}) WITH ORDINALITY AS {}({}, {})").format(
         arrays, sql.Identifier(alias), column_list(cols), sql.Identifier(_ORD)
@@ -58,9 +59,11 @@ def _unnest(cols: Sequence[str], types: Sequence[str], alias: str) -> sql.Compos
 def _insert_tail(
     table: Table, cols: Sequence[str], key: Sequence[str], target: Sequence[str]
 ) -> sql.Composable:
-    """``dbp_ins AS (INSERT ... SELECT ... FROM dbp_src) SELECT ord, row ... JOIN dbp_src`` after ``dbp_src``."""
+    """``dbp_ins AS (INSERT ... SELECT ... FROM dbp_src) SELECT ord, row ... JOIN dbp_src`` after
+    ``dbp_src``."""
     # Inserting in key order makes concurrent batches lock keys in one order, so they queue instead of
-    # deadlocking; the ordinality breaks ties, so the first occurrence of a key in the input is the one inserted.
+    # deadlocking; the ordinality breaks ties, so the first occurrence of a key in the input is the one
+    # inserted.
     order = sql.SQL(", ").join([*(sql.Identifier(c) for c in target), sql.Identifier(_ORD)])
     join = sql.SQL(" AND ").join(
         sql.SQL("{} = {}").format(sql.Identifier("dbp_src", c), sql.Identifier("dbp_ins", c)) for c in key
@@ -153,10 +156,10 @@ def get_or_create_many(
 
     Each row is looked up by its ``key`` columns (default: the primary key, which ``key`` must contain, or a
     unique constraint). Per batch of ``batch_size`` rows it runs one statement (an ``INSERT ... SELECT FROM
-    unnest(...) ON CONFLICT DO NOTHING RETURNING``) and, when some keys existed, a second one that selects them.
-    Duplicate keys in the input (NaN equal to NaN, as PostgreSQL compares them): the first occurrence is
-    inserted, later ones get the same row and ``created=False``. A column that a row leaves out is NULL (rows may
-    differ in the columns they give). Concurrent callers never both create a key.
+    unnest(...) ON CONFLICT DO NOTHING RETURNING``) and, when some keys existed, a second one that selects
+    them. Duplicate keys in the input (NaN equal to NaN, as PostgreSQL compares them): the first occurrence is
+    inserted, later ones get the same row and ``created=False``. A column that a row leaves out is NULL (rows
+    may differ in the columns they give). Concurrent callers never both create a key.
 
     All or nothing: a call that raises (a key that exists with other values, a constraint, a lost connection)
     has written none of its rows. Outside a transaction the call is one transaction, committed on return (a
@@ -328,8 +331,8 @@ def _many_batch(
                 )
         pending = still  # their conflicting rows vanished before we could read them: insert again
     raise DbpError(
-        f"get_or_create_many: gave up after {MAX_TRIES} attempts on model {table.name!r}: rows kept conflicting "
-        "on insert and vanishing before they could be read",
+        f"get_or_create_many: gave up after {MAX_TRIES} attempts on model {table.name!r}: "
+        "rows kept conflicting on insert and vanishing before they could be read",
         model=table.name,
     )
 

@@ -2,7 +2,7 @@
 
     >>> plan = _one_plan(Watchlist, ("wid", "name"), (("wid", False),))
     >>> plan.insert
-    'INSERT INTO "watchlist" ("wid", "name") VALUES (%s, %s) ON CONFLICT ("wid") DO NOTHING RETURNING "wid", "name", "score"'
+    'INSERT INTO "watchlist" ("wid", "name") VALUES (%s, %s) ON CONFLICT ("wid") DO NOTHING RETURNING ...'
     >>> plan.select
     'SELECT "wid", "name", "score" FROM "watchlist" WHERE "wid" = %s LIMIT 1'
 """
@@ -48,8 +48,8 @@ class _OnePlan:
     # INSERT-or-SELECT in one statement (one round trip for new and existing keys alike), when insert_first:
     # its first column says whether the row was created.
     combined: str | None
-    # The parameters of ``insert`` and ``combined`` from the row, of ``select`` from filter_by, adapted; made once
-    # per shape so that a call spends no Python loop on them.
+    # The parameters of ``insert`` and ``combined`` from the row, of ``select`` from filter_by, adapted; made
+    # once per shape so that a call spends no Python loop on them.
     bind_insert: Callable[[Mapping[str, Any]], Sequence[Any]]
     bind_select: Callable[[Mapping[str, Any]], Sequence[Any]]
     bind_combined: Callable[[Mapping[str, Any]], Sequence[Any]]
@@ -72,8 +72,8 @@ def _one_plan(model: Any, row_cols: tuple[str, ...], filter_spec: tuple[tuple[st
     target = conflict_target(table, filter_cols)
     insert_first = target is not None
     if target is None:
-        # The filter does not name a unique key: look first, as db-plugins did, and let the primary key (if the
-        # row carries one) arbitrate a concurrent insert.
+        # The filter does not name a unique key: look first, as db-plugins did, and let the primary key (if
+        # the row carries one) arbitrate a concurrent insert.
         target = conflict_target(table, row_cols)
     tname = sql.Identifier(table.name)
     cols = tuple(c for c in table.columns if c in row_cols) + tuple(
@@ -111,8 +111,8 @@ def _one_plan(model: Any, row_cols: tuple[str, ...], filter_spec: tuple[tuple[st
     combined = None
     if insert_first:
         # Both branches share the statement's snapshot, so a row committed by a concurrent caller after it was
-        # taken is invisible to the SELECT branch (the INSERT saw it and did nothing): the statement then returns
-        # no row, and the caller falls back to separate statements, each with a snapshot of its own.
+        # taken is invisible to the SELECT branch (the INSERT saw it and did nothing): the statement then
+        # returns no row, and the caller falls back to separate statements, each with a snapshot of its own.
         combined = render(
             sql.SQL(
                 "WITH ins AS ({insert}) SELECT true, {cols} FROM ins UNION ALL "
@@ -144,17 +144,19 @@ def _one_plan(model: Any, row_cols: tuple[str, ...], filter_spec: tuple[tuple[st
 def get_or_create(
     session: Session, model: type[T], filter_by: Mapping[str, Any] | None, values: Mapping[str, Any]
 ) -> tuple[T, bool]:
-    """``(instance, created)``: the row of ``model`` matching ``filter_by``, inserted from ``values`` if missing.
+    """``(instance, created)``: the row of ``model`` matching ``filter_by``, inserted from
+    ``values`` if missing.
 
-    The row inserted is ``{**values, **filter_by}``. When ``filter_by`` names the primary key (or a unique key)
-    one statement inserts the row or reads the existing one: one round trip either way (separate INSERT and
-    SELECT statements follow only when a concurrent insert hid the row from that statement's snapshot);
-    otherwise the SELECT runs first, as in db-plugins. Exactly one of any number of concurrent callers gets ``created=True``.
+    The row inserted is ``{**values, **filter_by}``. When ``filter_by`` names the primary key (or a unique
+    key) one statement inserts the row or reads the existing one: one round trip either way (separate INSERT
+    and SELECT statements follow only when a concurrent insert hid the row from that statement's snapshot);
+    otherwise the SELECT runs first, as in db-plugins. Exactly one of any number of concurrent callers gets
+    ``created=True``.
 
     Raises ``MissingValueError`` naming the column when a NOT NULL value is missing and the row does not exist
     (with values missing, the row is looked up first and returned if it exists, as db-plugins did),
-    ``UnknownColumnError`` for a key that is not a column, and ``ConstraintError`` when the key exists with values that ``filter_by`` does
-    not match (db-plugins returned ``(None, False)`` in these cases).
+    ``UnknownColumnError`` for a key that is not a column, and ``ConstraintError`` when the key exists with
+    values that ``filter_by`` does not match (db-plugins returned ``(None, False)`` in these cases).
     """
     table = table_of(model)
     if filter_by is None or not isinstance(filter_by, Mapping) or not filter_by:
@@ -198,8 +200,8 @@ def _get_or_create_slow(
     filter_by: Mapping[str, Any],
     missing: MissingValueError | None,
 ) -> tuple[T, bool]:
-    """Separate statements: SELECT first (no unique key in the filter, or values missing), or INSERT then SELECT
-    after the one-statement form lost a race."""
+    """Separate statements: SELECT first (no unique key in the filter, or values missing), or INSERT then
+    SELECT after the one-statement form lost a race."""
     insert_params = plan.bind_insert(row)
     select_params = plan.bind_select(filter_by)
     with conn.cursor(row_factory=class_row_for(cast(Any, model))) as cur:

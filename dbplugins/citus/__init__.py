@@ -3,8 +3,8 @@
 - :func:`create_distributed_schema` creates tables in the order Citus accepts (tables, then
   ``create_reference_table`` / ``create_distributed_table``, then foreign keys and indexes); it is what
   ``db.create_db(distributed=True)`` and ``dbp initdb --distributed`` run.
-- :func:`check_distribution` refuses, before any DDL, a distributed table whose primary key or unique constraint
-  lacks its distribution column.
+- :func:`check_distribution` refuses, before any DDL, a distributed table whose primary key or unique
+  constraint lacks its distribution column.
 - :class:`LocalCluster` starts a coordinator and two workers on 127.0.0.1 (``dbp cluster start``).
 
 See docs/scaling.md.

@@ -1,17 +1,17 @@
 """The schema on a Citus coordinator: checked first, then created in the order Citus accepts.
 
 Citus distributes a table that exists, and refuses a foreign key between a reference (or local) table and a
-distributed one, so the hand-written DDL of ``sql/schema`` cannot run as it is: its foreign keys sit inside the
-``CREATE TABLE`` statements. :func:`split_schema_sql` takes them out (each becomes an ``ALTER TABLE ... ADD
-CONSTRAINT`` with the same text), so ``sql/`` stays the one source of the DDL:
+distributed one, so the hand-written DDL of ``sql/schema`` cannot run as it is: its foreign keys sit inside
+the ``CREATE TABLE`` statements. :func:`split_schema_sql` takes them out (each becomes an
+``ALTER TABLE ... ADD CONSTRAINT`` with the same text), so ``sql/`` stays the one source of the DDL:
 
 1. the tables, without their foreign keys;
 2. ``create_reference_table`` / ``create_distributed_table(..., colocate_with => ...)``, anchors first;
 3. the foreign keys, then the indexes (Citus creates each on every shard).
 
-A distributed table's primary key and unique constraints must include its distribution column: a shard can only
-enforce uniqueness over the rows it holds. :func:`check_distribution` refuses the schema, naming the constraint,
-before any DDL runs.
+A distributed table's primary key and unique constraints must include its distribution column: a shard can
+only enforce uniqueness over the rows it holds. :func:`check_distribution` refuses the schema, naming the
+constraint, before any DDL runs.
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ def check_distribution(tables: Sequence[Table]) -> None:
             for kind, name, cols in keys:
                 if column not in cols:
                     raise ConfigurationError(
-                        f"model {t.name!r}: {kind} {name!r} ({', '.join(cols)}) does not include the distribution "
-                        f"column {column!r}; on Citus each shard enforces it only over its own rows. Add {column!r} "
-                        "to it, or make the table a reference table",
+                        f"model {t.name!r}: {kind} {name!r} ({', '.join(cols)}) does not include the "
+                        f"distribution column {column!r}; on Citus each shard enforces it only over its "
+                        f"own rows. Add {column!r} to it, or make the table a reference table",
                         model=t.name,
                         constraint=name,
                     )
@@ -79,8 +79,8 @@ def check_distribution(tables: Sequence[Table]) -> None:
                 target = by_name.get(fk.ref_table)
                 if target is not None and target.distribute_by is not None:
                     raise ConfigurationError(
-                        f"model {t.name!r}: foreign key {fk.name!r} of a reference table points to the distributed "
-                        f"table {fk.ref_table!r}, which Citus does not support",
+                        f"model {t.name!r}: foreign key {fk.name!r} of a reference table points to the "
+                        f"distributed table {fk.ref_table!r}, which Citus does not support",
                         model=t.name,
                         constraint=fk.name,
                     )
@@ -97,8 +97,9 @@ def require_citus(conn: psycopg.Connection[Any], action: str) -> str:
     version = citus_version(conn)
     if version is None:
         raise DbpError(
-            f"{action}: the server has no Citus extension in this database (run CREATE EXTENSION citus on the "
-            "coordinator and every worker, or create the schema without --distributed); see docs/scaling.md"
+            f"{action}: the server has no Citus extension in this database (run CREATE EXTENSION citus on "
+            "the coordinator and every worker, or create the schema without --distributed); see "
+            "docs/scaling.md"
         )
     return version
 
@@ -148,7 +149,11 @@ def _distribution_order(tables: Sequence[Table]) -> list[Table]:
     ordered: list[Table] = []
     pending = [t for t in tables if t.reference or t.distribute_by is not None]
     while pending:
-        ready = [t for t in pending if t.colocate_with is None or t.colocate_with not in names or t.colocate_with in done]
+        ready = [
+            t
+            for t in pending
+            if t.colocate_with is None or t.colocate_with not in names or t.colocate_with in done
+        ]
         if not ready:
             cycle = ", ".join(t.name for t in pending)
             raise ConfigurationError(f"colocate_with forms a cycle among {cycle}")
@@ -165,7 +170,8 @@ def _regclass(name: str) -> str:
 
 
 def distribute_statements(tables: Sequence[Table]) -> list[sql.Composed]:
-    """``create_reference_table`` / ``create_distributed_table`` for each table that declares a distribution."""
+    """``create_reference_table`` / ``create_distributed_table`` for each table that declares a
+    distribution."""
     out: list[sql.Composed] = []
     for t in _distribution_order(tables):
         if t.reference:
@@ -185,8 +191,9 @@ def create_distributed_schema(conn: psycopg.Connection[Any], tables: Sequence[Ta
     """Run ``script`` (``sql/schema``) on a Citus coordinator, distributing ``tables`` (inside a transaction).
 
     ``check_distribution`` and the Citus check run before any DDL. Multi-shard statements run over one
-    connection per worker (``sequential`` mode): Citus refuses a foreign key to a reference table after parallel
-    work on a distributed table in the same transaction, and an empty schema gains nothing from parallelism.
+    connection per worker (``sequential`` mode): Citus refuses a foreign key to a reference table after
+    parallel work on a distributed table in the same transaction,
+    and an empty schema gains nothing from parallelism.
     """
     check_distribution(tables)
     require_citus(conn, "create the distributed schema")
@@ -203,7 +210,8 @@ def create_distributed_schema(conn: psycopg.Connection[Any], tables: Sequence[Ta
         return  # created before: nothing to do, as create_db() on one server
     if present:
         raise DbpError(
-            f"create the distributed schema: the database already has {', '.join(sorted(present)[:5])} but not "
+            f"create the distributed schema: the database already has {', '.join(sorted(present)[:5])} "
+            "but not "
             f"{', '.join(sorted(set(names) - present)[:5])}; it needs an empty database or the whole schema"
         )
     split = split_schema_sql(script)
@@ -219,10 +227,10 @@ def create_distributed_schema(conn: psycopg.Connection[Any], tables: Sequence[Ta
 def distribute_sql(table: Table) -> str | None:
     """The migration statement that distributes a newly created ``table`` as it declares, when on Citus.
 
-    A ``DO`` block that does nothing without the Citus extension, so the same migration runs on plain PostgreSQL
-    (where the declaration changes nothing) and on a coordinator. Sequential mode, as in
-    :func:`create_distributed_schema`: the foreign keys that follow in the same transaction point at reference or
-    colocated tables.
+    A ``DO`` block that does nothing without the Citus extension, so the same migration runs on plain
+    PostgreSQL (where the declaration changes nothing) and on a coordinator. Sequential mode, as in
+    :func:`create_distributed_schema`: the foreign keys that follow in the same transaction point at reference
+    or colocated tables.
     """
     if not table.reference and table.distribute_by is None:
         return None

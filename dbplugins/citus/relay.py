@@ -26,8 +26,8 @@ __all__ = ["logical_constraint", "relayed_violation", "relayed_conflict", "on_ci
 
 _UNIQUE = re.compile(r'^duplicate key value violates unique constraint "(?P<name>[^"]+)"')
 _FOREIGN = re.compile(r'^insert or update on table "[^"]+" violates foreign key constraint "(?P<name>[^"]+)"')
-# What a worker says when our COPY waited for a key that a concurrent transaction holds (plain PostgreSQL raises
-# LockNotAvailable / DeadlockDetected for these; through Citus they may arrive as XX000 too).
+# What a worker says when our COPY waited for a key that a concurrent transaction holds (plain PostgreSQL
+# raises LockNotAvailable / DeadlockDetected for these; through Citus they may arrive as XX000 too).
 _WAIT = re.compile(r"lock timeout|deadlock", re.IGNORECASE)
 _SHARD_SUFFIX = re.compile(r"^(?P<base>.+)_\d+$")
 
@@ -40,7 +40,8 @@ def _known_names(table: Table) -> set[str]:
 
 
 def logical_constraint(name: str, table: Table) -> str:
-    """``name`` without a Citus shard suffix when the rest is one of ``table``'s constraints, else ``name``."""
+    """``name`` without a Citus shard suffix when the rest is one of ``table``'s constraints,
+    else ``name``."""
     known = _known_names(table)
     if name in known:
         return name
@@ -49,7 +50,8 @@ def logical_constraint(name: str, table: Table) -> str:
 
 
 def relayed_violation(exc: psycopg.Error, table: Table) -> tuple[str, str] | None:
-    """``("unique" | "foreign_key", logical constraint name)`` when ``exc`` is such a violation, else ``None``.
+    """``("unique" | "foreign_key", logical constraint name)`` when ``exc`` is such a violation,
+    else ``None``.
 
     Reads the message when the diagnostics lack the constraint (Citus relaying a worker's error).
     """

@@ -9,8 +9,8 @@ from ._common import Commons, big, object_oid
 
 __all__ = ["MagStats", "NonDetection", "Detection", "Dataquality", "Reference"]
 
-# The aliases above must be globals of this module: @model resolves the (string) annotations at decoration time
-# in the namespace of the module that declares the class.
+# The aliases above must be globals of this module: @model resolves the (string) annotations at decoration
+# time in the namespace of the module that declares the class.
 
 
 @model(
@@ -132,7 +132,9 @@ class Detection(Commons):
     distribute_by="oid",
     colocate_with="object",
     primary_key=["candid", "oid"],
-    foreign_keys=[ForeignKey("dataquality_candid_oid_fkey", ("candid", "oid"), "detection", ("candid", "oid"))],
+    foreign_keys=[
+        ForeignKey("dataquality_candid_oid_fkey", ("candid", "oid"), "detection", ("candid", "oid"))
+    ],
 )
 @dataclass(kw_only=True)
 class Dataquality:

@@ -9,8 +9,8 @@ from ._common import big, object_oid
 
 __all__ = ["Xmatch", "Allwise", "Gaia_ztf", "Ss_ztf", "Ps1_ztf"]
 
-# The aliases above must be globals of this module: @model resolves the (string) annotations at decoration time
-# in the namespace of the module that declares the class.
+# The aliases above must be globals of this module: @model resolves the (string) annotations at decoration
+# time in the namespace of the module that declares the class.
 
 
 @model("xmatch", distribute_by="oid", colocate_with="object", primary_key=["oid", "catid"])

@@ -1,4 +1,5 @@
-"""The object and its classification: object, step, pipeline, taxonomy, probability, feature_version, feature."""
+"""The object and its classification: object, step, pipeline, taxonomy, probability,
+feature_version, feature."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from ._common import object_oid, step_ref, ts
 
 __all__ = ["Object", "Step", "Pipeline", "Taxonomy", "Probability", "FeatureVersion", "Feature"]
 
-# The aliases above must be globals of this module: @model resolves the (string) annotations at decoration time
-# in the namespace of the module that declares the class.
+# The aliases above must be globals of this module: @model resolves the (string) annotations at decoration
+# time in the namespace of the module that declares the class.
 
 
 @model(
