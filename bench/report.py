@@ -205,7 +205,8 @@ def citus_method(sizes: Sizes, citus: dict[str, Any]) -> str:
         return f"- Citus: skipped ({citus['skipped']})."
     return (
         f"- Citus (`bench/citus.py`): a fresh local coordinator + {citus['workers']} workers "
-        "(`dbplugins.citus.LocalCluster`, loopback ports, on this machine), the built-in schema distributed by "
+        "(`dbplugins.citus.LocalCluster` on this machine, reached over TCP on loopback with a password where the "
+        "single server may use a Unix socket), the built-in schema distributed by "
         "`create_db(distributed=True)`, the bench's objects loaded. Per repetition: the detection table "
         "truncated and every node checkpointed (untimed), then `bulk_insert` of the very rows of the single "
         f"server's `bulk_insert` ({sizes.rows:,}), a checkpoint, the same rows again (re-delivered); and "
@@ -221,7 +222,8 @@ def citus_table(rates: dict[str, list[float]], citus: dict[str, Any]) -> list[st
     if "skipped" in citus:
         return []
     lines = [
-        "### Citus: a local coordinator + 2 workers beside the single server (ratio cluster / single)",
+        f"### Citus: a local coordinator + {citus['workers']} workers beside the single server "
+        "(ratio cluster / single)",
         "",
         "| operation | single server | local Citus cluster | cluster / single |",
         "|---|---:|---:|---:|",

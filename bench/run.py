@@ -671,7 +671,8 @@ def citus_section(bench: Bench, *, skip: bool) -> dict[str, Any]:
         return {"skipped": reason}
     bench.citus = CitusBench(bench.rows, bench.sizes.citus_keys, bench.sizes.batch, bench.object_template)
     bench.citus.open(bench.objects)
-    return {"version": bench.citus.version, "workers": 2, "cores": os.cpu_count()}
+    assert bench.citus.cluster is not None
+    return {"version": bench.citus.version, "workers": bench.citus.cluster.workers, "cores": os.cpu_count()}
 
 
 # -- main -----------------------------------------------------------------------------------------------------
