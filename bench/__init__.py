@@ -4,5 +4,7 @@
   both mapped to ``object`` / ``detection`` / ``non_detection`` / ``dataquality`` rows;
 - :mod:`bench.ingest`   the ingestion worker (``python -m bench.ingest --alerts N``, what ``make run`` runs);
 - :mod:`bench.run`      ``make bench``: side-by-side timings written to ``bench/RESULTS.md``;
-- :mod:`bench.original` runs the original db-plugins 4.2.7 in its own virtualenv (``bench/.venv-original``).
+- :mod:`bench.original` runs the original db-plugins 4.2.7 in its own virtualenv (``bench/.venv-original``);
+- :mod:`bench.reads`, :mod:`bench.citus`: ``make bench``'s light-curve reads and its Citus section
+  (:mod:`bench.harness`: what the sections share).
 """

@@ -6,7 +6,9 @@ Two roles in one file, so the bench needs nothing else:
   (once; a stamp records the pins) and :func:`run_original` runs this file there and returns its timings;
 - run by that virtualenv's Python (``python -I bench/original.py --url ... --rows ... --keys ...``): connects with
   the original ``SQLConnection``, times ``bulk_insert`` of the detection rows and ``get_or_create`` of the object
-  keys (first new, then the same keys again, existing), and prints the timings as one JSON object.
+  keys (first new, then the same keys again, existing), and prints the timings as one JSON object;
+  with ``--reads OIDS`` instead: times the light-curve reads of :mod:`bench.reads` with the original's ORM query
+  (``db.query(Detection).filter(Detection.oid == oid).all()`` per object, then ``Detection.oid.in_(oids)``).
 
 This module imports only the standard library at the top: the original's virtualenv has neither dbplugins nor
 psycopg 3. It runs with ``python -I`` from a temporary directory, so the repository's own ``db_plugins`` alias
@@ -16,6 +18,7 @@ package cannot shadow the original one.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -65,15 +68,23 @@ def _ignore(venv: Path) -> None:
 
 def run_original(url: str, rows_file: Path, keys_file: Path, *, venv: Path = VENV) -> dict[str, Any]:
     """Run this file inside the original's virtualenv; return its JSON timings."""
+    return _run(venv, "--url", url, "--rows", str(rows_file), "--keys", str(keys_file))
+
+
+def run_original_reads(url: str, oids_file: Path, *, venv: Path = VENV) -> dict[str, Any]:
+    """Time the original's light-curve reads of the objects listed in ``oids_file`` (JSON) in its virtualenv."""
+    return _run(venv, "--url", url, "--reads", str(oids_file))
+
+
+def _run(venv: Path, *args: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as cwd:
         proc = subprocess.run(
-            [str(venv_python(venv)), "-I", str(Path(__file__).resolve()), "--url", url, "--rows", str(rows_file),
-             "--keys", str(keys_file)],
+            [str(venv_python(venv)), "-I", str(Path(__file__).resolve()), *args],
             cwd=cwd,
             capture_output=True,
             text=True,
             env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
-        )  # fmt: skip
+        )
     if proc.returncode != 0:
         raise RuntimeError(f"the original library's run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -89,19 +100,28 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - start
 
 
-def measure(url: str, rows: list[dict[str, Any]], keys: list[dict[str, Any]]) -> dict[str, Any]:
-    """Time the original's ``bulk_insert`` and ``get_or_create`` (new keys, then the same keys existing)."""
+def _connect(url: str) -> Any:
+    """The original ``SQLConnection`` on ``url``, connected (outside the timings)."""
     import sqlalchemy
 
     import db_plugins
     from db_plugins.db.sql.connection import SQLConnection
-    from db_plugins.db.sql.models import Detection, Object
 
     if "site-packages" not in (db_plugins.__file__ or ""):
         raise RuntimeError(f"imported db_plugins from {db_plugins.__file__}, not the installed original")
     db = SQLConnection()
     db.connect(config={"SQLALCHEMY_DATABASE_URL": url})
-    db.session.execute(sqlalchemy.text("SELECT 1"))  # connect outside the timings
+    db.session.execute(sqlalchemy.text("SELECT 1"))
+    return db
+
+
+def measure(url: str, rows: list[dict[str, Any]], keys: list[dict[str, Any]]) -> dict[str, Any]:
+    """Time the original's ``bulk_insert`` and ``get_or_create`` (new keys, then the same keys existing)."""
+    import sqlalchemy
+
+    from db_plugins.db.sql.models import Detection, Object
+
+    db = _connect(url)
 
     def get_or_create_all() -> None:
         for row in keys:
@@ -122,12 +142,45 @@ def measure(url: str, rows: list[dict[str, Any]], keys: list[dict[str, Any]]) ->
     return result
 
 
+def measure_reads(url: str, oids: list[str]) -> dict[str, Any]:
+    """Time the original's ORM reads of the objects' detections: one query per object, then one ``in_``.
+
+    Each pass starts from an empty identity map (``expunge_all``), as a fresh session would: otherwise the second
+    pass would find every instance already built by the first.
+    """
+    from db_plugins.db.sql.models import Detection
+
+    db = _connect(url)
+
+    def per_object() -> int:
+        return sum(len(db.query(Detection).filter(Detection.oid == oid).all()) for oid in oids)
+
+    def all_at_once() -> int:
+        return len(db.query(Detection).filter(Detection.oid.in_(oids)).all())
+
+    result: dict[str, Any] = {}
+    for name, fn in (("per_object", per_object), ("in", all_at_once)):
+        db.session.expunge_all()
+        gc.collect()
+        start = time.perf_counter()
+        n = fn()
+        result[name] = {"n": n, "seconds": time.perf_counter() - start}
+    db.session.close()
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="SQLAlchemy URL of the bench database")
-    parser.add_argument("--rows", required=True, type=Path, help="JSON list of detection rows")
-    parser.add_argument("--keys", required=True, type=Path, help="JSON list of object rows (new oids)")
+    parser.add_argument("--rows", type=Path, help="JSON list of detection rows")
+    parser.add_argument("--keys", type=Path, help="JSON list of object rows (new oids)")
+    parser.add_argument("--reads", type=Path, help="JSON list of oids: time the reads instead")
     args = parser.parse_args(argv)
+    if args.reads is not None:
+        print(json.dumps(measure_reads(args.url, json.loads(args.reads.read_text()))))
+        return 0
+    if args.rows is None or args.keys is None:
+        parser.error("--rows and --keys are required without --reads")
     rows = json.loads(args.rows.read_text())
     keys = json.loads(args.keys.read_text())
     print(json.dumps(measure(args.url, rows, keys)))

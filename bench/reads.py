@@ -1,149 +1,233 @@
-"""Light-curve reads: dbplugins' query builder against hand-written psycopg, on the same detections, in one run.
+"""``make bench``'s light-curve reads: dbplugins' query builder, hand-written psycopg and the original db-plugins.
 
-    .venv/bin/python -m bench.reads [--objects 1000] [--per-object 100] [--repeat 3]
+Issue 14 item 6. A database of its own (``dbp_bench_reads``, so that the bulk-load cases, which empty the
+detection table, leave it alone) holds ``objects`` objects with ``per_object`` detections each (the values of the
+synthetic night's detection rows, with fresh keys), loaded once and ``VACUUM ANALYZE``'d. The cases, run by
+:func:`bench.run.run_cases` among the others:
 
-A measurement aid for issue 14 item 6 (bench/run.py holds the official figures). ``--objects`` objects get
-``--per-object`` detections each; then, alternating methods within each repetition:
+- dbplugins: per object ``db.query(Detection).filter(Detection.oid == oid).all()`` for every oid, then all of
+  them at once with ``filter(Detection.oid.in_(oids)).all()``; ``to_dataframe()`` of that query; and a projection
+  of :data:`PROJECTION` (``db.query(Detection.oid, Detection.mjd, ...)``, rows without instances);
+- hand-written psycopg: one cursor (``class_row(Detection)``: each row built with the dataclass ``__init__``,
+  ``fetchall()``) running the same ``SELECT ... WHERE oid = %s`` per object and one ``oid = ANY(%s)``;
+- psycopg binary tuples (``cursor(binary=True)``, ``fetchall()``, no instances) of all the columns and of the
+  projection's columns: the baselines of ``to_dataframe()`` and the projection;
+- the original db-plugins 4.2.7 (:func:`bench.original.run_original_reads`, its own virtualenv): its ORM query,
+  the same two ways.
 
-* per object: ``db.query(Detection).filter(Detection.oid == oid).all()`` for every oid, against one psycopg
-  cursor running the same SELECT and building each ``Detection`` with the dataclass ``__init__``;
-* all at once: ``filter(Detection.oid.in_(oids)).all()`` against one ``oid = ANY(%s)`` on that cursor;
-* no instances: ``to_dataframe()`` and a 4-column projection ``db.query(Detection.oid, ...)`` against psycopg
-  binary tuples of the same columns.
-
-Prints rows/s (best of the repetitions) and the ratio of dbplugins to its baseline.
+Every read must return every stored row (a read that returned fewer would look fast): the count is checked.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
-import time
-import uuid
+import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import class_row
 
-from dbplugins import SQLConnection, table_of
-from dbplugins._sqlfiles import schema_script
-from dbplugins.embedded import ensure_server
+from dbplugins import SQLConnection
+from dbplugins._types.schema import table_of
 from dbplugins.models import Detection, Object
 
-from .bulk_vs_copy import make_rows
+from . import original
+from .harness import Case, Row, Timing, drop_database, log, recreate_database, timed
 
-COLUMNS = list(table_of(Detection).columns)
-PROJECTION = ["oid", "mjd", "magpsf", "sigmapsf"]
+READS_DB = "dbp_bench_reads"
+COLUMNS = table_of(Detection).column_names
+PROJECTION = ("oid", "mjd", "magpsf", "sigmapsf")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objects", type=int, default=1000)
-    parser.add_argument("--per-object", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+def read_rows(source: list[Row], objects: int, per_object: int) -> tuple[list[str], list[Row]]:
+    """``objects`` oids and ``per_object`` detections of each: the values of ``source``'s rows in turn, with fresh
+    keys (oid ``BENCHREAD...``, candid counting from 1)."""
+    oids = [f"BENCHREAD{i:07d}" for i in range(objects)]
+    rows = [
+        {**source[(i * per_object + j) % len(source)], "oid": oid, "candid": i * per_object + j + 1}
+        for i, oid in enumerate(oids)
+        for j in range(per_object)
+    ]
+    return oids, rows
 
-    server = ensure_server(announce=False)
-    server.wait_ready()
-    base = server.dsn()
-    name = f"dbp_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = psycopg.conninfo.make_conninfo(base, dbname=name)
-    db = SQLConnection()
-    raw: psycopg.Connection[Any] | None = None
-    try:
-        with psycopg.connect(dsn) as conn:
-            conn.execute(schema_script())
-        oids = [f"ZTF20obj{i:06d}" for i in range(args.objects)]
-        rows = make_rows(args.objects * args.per_object, args.objects)
-        db.connect(dsn=dsn, min_size=1, max_size=1)
-        db.query(Object).bulk_insert({"oid": oid} for oid in oids)
-        db.query(Detection).bulk_insert(rows)
-        db.execute("VACUUM ANALYZE detection")
-        raw = psycopg.connect(dsn, autocommit=True)
-        cur = raw.cursor()
-        bcur = raw.cursor(binary=True)
+
+def _gc_timed(fn: Callable[[], int]) -> tuple[int, float]:
+    """``(rows, seconds)`` of ``fn``, after a full collection (untimed), so no read pays for the garbage of the
+    previous one."""
+    gc.collect()
+    return timed(fn)
+
+
+@dataclass
+class Reads:
+    """The reads database, its connections and its cases."""
+
+    server: str
+    objects: int
+    per_object: int
+    workdir: Path
+    original_url: Callable[[str], str]
+    run_original: bool = True
+    dsn: str = ""
+    oids: list[str] = field(default_factory=list)
+    db: SQLConnection = field(default_factory=SQLConnection)
+    conn: psycopg.Connection[Any] | None = None
+
+    @property
+    def expected(self) -> int:
+        return self.objects * self.per_object
+
+    @property
+    def oids_path(self) -> Path:
+        return self.workdir / "read_oids.json"
+
+    def open(self, source: list[Row], object_template: Row) -> None:
+        """Create the database and load the objects and their detections (untimed)."""
+        log(f"reads: {self.objects:,} objects x {self.per_object} detections into {READS_DB} ...")
+        self.dsn = recreate_database(self.server, READS_DB)
+        self.oids, rows = read_rows(source, self.objects, self.per_object)
+        self.db.connect(dsn=self.dsn, min_size=1, max_size=1)
+        self.db.create_db()
+        self.db.query(Object).bulk_insert([{**object_template, "oid": oid} for oid in self.oids])
+        self.db.query(Detection).bulk_insert(rows)
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE object, detection")
+        self.conn = psycopg.connect(self.dsn, autocommit=True)
+        self.oids_path.write_text(json.dumps(self.oids))
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.db.close()
+        if self.dsn:
+            drop_database(self.server, READS_DB)
+
+    def _check(self, method: str, n: int) -> None:
+        if n != self.expected:
+            raise RuntimeError(f"reads: {method} returned {n:,} rows, not the {self.expected:,} stored")
+
+    def _timing(self, method: str, fn: Callable[[], int]) -> Timing:
+        n, secs = _gc_timed(fn)
+        self._check(method, n)
+        return n, secs
+
+    # -- dbplugins
+
+    def ours(self, _rep: int) -> dict[str, Timing]:
+        db, oids = self.db, self.oids
+
+        def per_object() -> int:
+            return sum(len(db.query(Detection).filter(Detection.oid == oid).all()) for oid in oids)
+
+        def all_at_once() -> int:
+            return len(db.query(Detection).filter(Detection.oid.in_(oids)).all())
+
+        return {
+            "read.each": self._timing("dbplugins per object", per_object),
+            "read.in": self._timing("dbplugins in_", all_at_once),
+        }
+
+    def ours_columns(self, _rep: int) -> dict[str, Timing]:
+        db, oids = self.db, self.oids
+
+        def projection() -> int:
+            query = db.query(*(getattr(Detection, c) for c in PROJECTION))
+            return len(query.filter(Detection.oid.in_(oids)).all())
+
+        def dataframe() -> int:
+            return len(db.query(Detection).filter(Detection.oid.in_(oids)).to_dataframe())
+
+        result = {"read.proj": self._timing("dbplugins projection", projection)}
+        if has_pandas():
+            result["read.df"] = self._timing("dbplugins to_dataframe", dataframe)
+        return result
+
+    # -- hand-written psycopg
+
+    def hand(self, _rep: int) -> dict[str, Timing]:
+        assert self.conn is not None
         cols = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
         one = sql.SQL("SELECT {} FROM detection WHERE oid = %s").format(cols)
         many = sql.SQL("SELECT {} FROM detection WHERE oid = ANY(%s)").format(cols)
-        proj = sql.SQL("SELECT {} FROM detection WHERE oid = ANY(%s)").format(
-            sql.SQL(", ").join(map(sql.Identifier, PROJECTION))
-        )
+        oids = self.oids
+        cur = self.conn.cursor(row_factory=class_row(Detection))
 
-        def init_rows(fetched: list[tuple[Any, ...]]) -> list[Detection]:
-            return [Detection(**dict(zip(COLUMNS, r, strict=True))) for r in fetched]
-
-        def psycopg_per_object() -> int:
+        def per_object() -> int:
             n = 0
             for oid in oids:
                 cur.execute(one, (oid,))
-                n += len(init_rows(cur.fetchall()))
+                n += len(cur.fetchall())
             return n
 
-        def ours_per_object() -> int:
-            n = 0
-            for oid in oids:
-                n += len(db.query(Detection).filter(Detection.oid == oid).all())
-            return n
-
-        def psycopg_in() -> int:
+        def all_at_once() -> int:
             cur.execute(many, (oids,))
-            return len(init_rows(cur.fetchall()))
+            return len(cur.fetchall())
 
-        def ours_in() -> int:
-            return len(db.query(Detection).filter(Detection.oid.in_(oids)).all())
-
-        def binary_tuples() -> int:
-            bcur.execute(many, (oids,))
-            return len(bcur.fetchall())
-
-        def ours_dataframe() -> int:
-            return len(db.query(Detection).filter(Detection.oid.in_(oids)).to_dataframe())
-
-        def binary_projection() -> int:
-            bcur.execute(proj, (oids,))
-            return len(bcur.fetchall())
-
-        def ours_projection() -> int:
-            q = db.query(Detection.oid, Detection.mjd, Detection.magpsf, Detection.sigmapsf)
-            return len(q.filter(Detection.oid.in_(oids)).all())
-
-        pairs: list[tuple[str, Callable[[], int], str, Callable[[], int]]] = [
-            ("per object: psycopg + __init__", psycopg_per_object, "dbplugins filter(==).all()", ours_per_object),
-            ("in_: psycopg + __init__", psycopg_in, "dbplugins filter(in_).all()", ours_in),
-            ("all columns: psycopg binary tuples", binary_tuples, "dbplugins to_dataframe()", ours_dataframe),
-            ("4 columns: psycopg binary tuples", binary_projection, "dbplugins db.query(M.a, ...)", ours_projection),
-        ]
         try:
-            import pandas  # noqa: F401
-        except ImportError:
-            pairs = [p for p in pairs if "to_dataframe" not in p[2]]
-        best: dict[str, float] = {}
-        for round_ in range(args.repeat):
-            for base_label, base_fn, ours_label, ours_fn in pairs:
-                order = [(base_label, base_fn), (ours_label, ours_fn)]
-                if round_ % 2:
-                    order.reverse()
-                for label, fn in order:
-                    gc.collect()
-                    start = time.perf_counter()
-                    n = fn()
-                    rate = n / (time.perf_counter() - start)
-                    best[label] = max(best.get(label, 0.0), rate)
-        print(f"{len(rows):,} detections of {len(oids):,} objects, best of {args.repeat}")
-        for base_label, _, ours_label, _ in pairs:
-            ratio = best[ours_label] / best[base_label]
-            print(f"  {base_label:<40} {best[base_label]:>12,.0f} rows/s")
-            print(f"  {ours_label:<40} {best[ours_label]:>12,.0f} rows/s   {ratio:.2f}x")
-    finally:
-        if raw is not None:
-            raw.close()
-        db.close()
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            return {
+                "read.each.hand": self._timing("psycopg per object", per_object),
+                "read.in.hand": self._timing("psycopg ANY", all_at_once),
+            }
+        finally:
+            cur.close()
+
+    def binary_tuples(self, _rep: int) -> dict[str, Timing]:
+        assert self.conn is not None
+        oids = self.oids
+        cur = self.conn.cursor(binary=True)
+
+        def select(columns: tuple[str, ...] | list[str]) -> Callable[[], int]:
+            stmt = sql.SQL("SELECT {} FROM detection WHERE oid = ANY(%s)").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns))
+            )
+
+            def fetch() -> int:
+                cur.execute(stmt, (oids,))
+                return len(cur.fetchall())
+
+            return fetch
+
+        try:
+            return {
+                "read.tuples": self._timing("psycopg binary tuples", select(COLUMNS)),
+                "read.proj.tuples": self._timing("psycopg binary projection", select(PROJECTION)),
+            }
+        finally:
+            cur.close()
+
+    # -- the original library
+
+    def original(self, _rep: int) -> dict[str, Timing]:
+        result = original.run_original_reads(self.original_url(self.dsn), self.oids_path)
+        out: dict[str, Timing] = {}
+        for key, metric in (("per_object", "read.each.orig"), ("in", "read.in.orig")):
+            self._check(f"the original, {key}", result[key]["n"])
+            out[metric] = (result[key]["n"], result[key]["seconds"])
+        return out
+
+    def cases(self) -> list[Case]:
+        """The read cases, the sides of each ratio next to each other."""
+        cases = [
+            Case("reads: psycopg binary tuples", self.binary_tuples),
+            Case("reads: dbplugins projection, to_dataframe", self.ours_columns),
+            Case("reads: dbplugins instances", self.ours),
+            Case("reads: psycopg + __init__", self.hand),
+        ]
+        if self.run_original:
+            # A fresh subprocess every repetition: nothing for a warm-up to warm (the other read cases warm the
+            # server's caches of the same rows).
+            cases.insert(2, Case("reads: original db-plugins", self.original, warm_up=False))
+        return cases
 
 
-if __name__ == "__main__":
-    main()
+def has_pandas() -> bool:
+    """Whether ``to_dataframe()`` can run here (pandas is an optional extra)."""
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -13,6 +13,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .run import Sizes
 
+# Citus metric -> the single server's metric of the same operation on the same rows, in the same repetition.
+PAIRS = {
+    "citus.bulk": "bulk.ignore",
+    "citus.redelivered": "bulk.redelivered",
+    "citus.many.new": "many.new",
+    "citus.many.existing": "many.existing",
+}
+
 # metric key -> (label, unit). Keys name what is measured; the tables below pick them by key.
 METRICS: dict[str, tuple[str, str]] = {
     "bulk.ignore": ('dbplugins `bulk_insert(on_conflict="ignore")`', "rows/s"),
@@ -34,6 +42,26 @@ METRICS: dict[str, tuple[str, str]] = {
     "hand.existing": ("hand-written `INSERT ... ON CONFLICT` loop, existing keys", "calls/s"),
     "handmany.new": ("hand-written `INSERT ... ON CONFLICT`, batched by 1,000, new keys", "keys/s"),
     "handmany.existing": ("hand-written `INSERT ... ON CONFLICT`, batched by 1,000, existing keys", "keys/s"),
+    "read.each": ("dbplugins `db.query(Detection).filter(Detection.oid == oid).all()`", "rows/s"),
+    "read.each.hand": (
+        "psycopg, one cursor, `class_row(Detection)` (`__init__` per row), hand-written",
+        "rows/s",
+    ),
+    "read.each.orig": ("original db-plugins 4.2.7 ORM query", "rows/s"),
+    "read.in": ("dbplugins `db.query(Detection).filter(Detection.oid.in_(oids)).all()`", "rows/s"),
+    "read.in.hand": ("psycopg `oid = ANY(%s)`, `class_row(Detection)`, hand-written", "rows/s"),
+    "read.in.orig": ("original db-plugins 4.2.7 ORM query, `in_`", "rows/s"),
+    "read.df": ("dbplugins `filter(Detection.oid.in_(oids)).to_dataframe()`", "rows/s"),
+    "read.tuples": ("psycopg binary tuples, all columns, hand-written", "rows/s"),
+    "read.proj": (
+        "dbplugins `db.query(Detection.oid, Detection.mjd, Detection.magpsf, Detection.sigmapsf)`",
+        "rows/s",
+    ),
+    "read.proj.tuples": ("psycopg binary tuples of the same 4 columns, hand-written", "rows/s"),
+    "citus.bulk": ('`bulk_insert(on_conflict="ignore")`, new rows', "rows/s"),
+    "citus.redelivered": ('`bulk_insert(on_conflict="ignore")`, every row already stored', "rows/s"),
+    "citus.many.new": ("`get_or_create_many` (batches of 1,000), new keys", "keys/s"),
+    "citus.many.existing": ("`get_or_create_many` (batches of 1,000), existing keys", "keys/s"),
 }
 
 
@@ -130,7 +158,83 @@ def targets(
             f"{mig['extra']['tables']}, "
             f"{mig['empty']['statements']} on an empty database",
         ),
+        *read_targets(rates),
     ]  # fmt: skip
+
+
+# Issue 14's read targets: (text, metric, baseline, at least).
+READ_TARGETS = [
+    ("light curves, one query per object: ≥ 1.3× hand-written psycopg building each row with `__init__`",
+     "read.each", "read.each.hand", 1.3),
+    ("light curves, all objects by `in_`: ≥ 1.3× hand-written psycopg building each row with `__init__`",
+     "read.in", "read.in.hand", 1.3),
+    ("light curves, one query per object: ≥ 2.5× the original's ORM query", "read.each", "read.each.orig", 2.5),
+    ("light curves, all objects by `in_`: ≥ 2.5× the original's ORM query", "read.in", "read.in.orig", 2.5),
+    ("`to_dataframe()` ≥ 0.8× psycopg binary tuples of the same columns", "read.df", "read.tuples", 0.8),
+    ("a column projection `db.query(M.a, M.b, ...)` ≥ 0.8× psycopg binary tuples of the same columns",
+     "read.proj", "read.proj.tuples", 0.8),
+]  # fmt: skip
+
+
+def read_targets(rates: dict[str, list[float]]) -> list[Target]:
+    """The read targets; the ``to_dataframe()`` one only when it was measured (pandas installed)."""
+    return [
+        ratio_target(text, rates, key, base, at_least, "rows/s")
+        for text, key, base, at_least in READ_TARGETS
+        if key != "read.df" or "read.df" in rates
+    ]
+
+
+def citus_headline(rates: dict[str, list[float]], citus: dict[str, Any]) -> str:
+    """The Citus section's line: the ratios, no target, or why it was skipped."""
+    if "skipped" in citus:
+        return f"- Citus: section skipped: {citus['skipped']}."
+    r = lambda key: ratio(rates, key, PAIRS[key])  # noqa: E731
+    return (
+        f"- Citus (a local coordinator + {citus['workers']} workers, Citus {citus['version']}, on the same "
+        f"{citus['cores']} cores as the single server): `bulk_insert` {r('citus.bulk'):.2f}× the single server, "
+        f"re-delivered {r('citus.redelivered'):.2f}×; `get_or_create_many` {r('citus.many.new'):.2f}× new keys, "
+        f"{r('citus.many.existing'):.2f}× existing. No target: three servers on {citus['cores']} cores share the "
+        "same CPUs and pay the coordinator's hop and coordination; what a cluster buys is room (each worker its "
+        "own cores and disks), not per-call speed on one machine (docs/scaling.md)."
+    )
+
+
+def citus_method(sizes: Sizes, citus: dict[str, Any]) -> str:
+    if "skipped" in citus:
+        return f"- Citus: skipped ({citus['skipped']})."
+    return (
+        f"- Citus (`bench/citus.py`): a fresh local coordinator + {citus['workers']} workers "
+        "(`dbplugins.citus.LocalCluster` on this machine, reached over TCP on loopback with a password where the "
+        "single server may use a Unix socket), the built-in schema distributed by "
+        "`create_db(distributed=True)`, the bench's objects loaded. Per repetition: the detection table "
+        "truncated and every node checkpointed (untimed), then `bulk_insert` of the very rows of the single "
+        f"server's `bulk_insert` ({sizes.rows:,}), a checkpoint, the same rows again (re-delivered); and "
+        f"`get_or_create_many` of {sizes.citus_keys:,} fresh keys in batches of {sizes.batch:,}, new then "
+        "existing. Each rate is set beside the single server's rate of the same operation in the same "
+        f"repetition (its `get_or_create_many` runs {sizes.many_keys:,} keys in the same batches: the rate is "
+        "per key)."
+    )
+
+
+def citus_table(rates: dict[str, list[float]], citus: dict[str, Any]) -> list[str]:
+    """The single server and the cluster side by side, with the cluster/single ratio."""
+    if "skipped" in citus:
+        return []
+    lines = [
+        f"### Citus: a local coordinator + {citus['workers']} workers beside the single server "
+        "(ratio cluster / single)",
+        "",
+        "| operation | single server | local Citus cluster | cluster / single |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, single in PAIRS.items():
+        label, unit = METRICS[key]
+        lines.append(
+            f"| {label} | {median(rates, single):,.0f} {unit} | {median(rates, key):,.0f} {unit} | "
+            f"{ratio(rates, key, single):.2f}× |"
+        )
+    return [*lines, ""]
 
 
 def _fmt_rate(values: list[float]) -> str:
@@ -165,8 +269,11 @@ def report(
     original_versions: dict[str, str] | None,
     *,
     database: str,
+    citus: dict[str, Any] | None = None,
 ) -> str:
-    """RESULTS.md."""
+    """RESULTS.md. ``citus``: ``{"skipped": reason}``, or the local cluster's ``version``, ``workers`` and
+    ``cores`` when its section ran."""
+    citus = citus or {"skipped": "not run"}
     results = targets(rates, trips, rss, migrations)
     passed = sum(t.passed for t in results)
     r = lambda key, base: ratio(rates, key, base)  # noqa: E731
@@ -180,6 +287,14 @@ def report(
         "## Targets",
         "",
         *(t.line() for t in results),
+        *(
+            []
+            if "read.df" in rates
+            else [
+                "- `to_dataframe()` ≥ 0.8× psycopg binary tuples: not measured, pandas is not installed "
+                "(the `pandas` extra)."
+            ]
+        ),
         "",
         "## Headline ratios",
         "",
@@ -193,6 +308,12 @@ def report(
         f"- `get_or_create_many` (×1,000): {r('many.new', 'orig.new'):.0f}× the original's per-call rate "
         f"for new keys; {r('many.new', 'handmany.new'):.2f}× / "
         f"{r('many.existing', 'handmany.existing'):.2f}× hand-written batches.",
+        f"- Light-curve reads: {r('read.each', 'read.each.hand'):.2f}× (one query per object) and "
+        f"{r('read.in', 'read.in.hand'):.2f}× (`in_`) hand-written psycopg with `__init__` per row; "
+        f"{r('read.each', 'read.each.orig'):.1f}× / {r('read.in', 'read.in.orig'):.1f}× the original; "
+        + (f"`to_dataframe()` {r('read.df', 'read.tuples'):.2f}×, " if "read.df" in rates else "")
+        + f"projection {r('read.proj', 'read.proj.tuples'):.2f}× psycopg binary tuples.",
+        citus_headline(rates, citus),
         "",
         "## Environment",
         "",
@@ -233,6 +354,16 @@ def report(
         f"batches of {sizes.batch:,}. Keys are fresh in every repetition. The hand-written versions run "
         "`INSERT ... ON CONFLICT (oid) DO NOTHING RETURNING *`, then `SELECT` when it returned nothing, in "
         "autocommit; batched: one `INSERT ... SELECT FROM unnest(...)` and one `SELECT ... = ANY(...)` per batch.",
+        f"- Light-curve reads (`bench/reads.py`): a database of their own (`{database}_reads`) holds "  # noqa: S608 - Markdown, not SQL
+        f"{sizes.read_objects:,} objects with {sizes.read_per_object} detections each (values of the synthetic "
+        "night's rows, fresh keys), loaded once and `VACUUM ANALYZE`d. Each read is timed after an untimed "
+        "`gc.collect()` and must return every stored row. Per object: one query per oid, in turn; `in_`: one "
+        "query for all the oids. Hand-written: one psycopg cursor with `row_factory=class_row(Detection)` (the "
+        "dataclass `__init__` per row), `fetchall()`, the same SELECT (`oid = %s`, `oid = ANY(%s)`); binary "
+        "tuples: `cursor(binary=True)`, `fetchall()`, no instances. The original: its ORM query "
+        "(`db.query(Detection).filter(...).all()`) in its own virtualenv, one subprocess per repetition, each "
+        "pass from an empty identity map, timed inside the subprocess.",
+        citus_method(sizes, citus),
         "- Round trips: a libpq protocol trace (`PQtrace`) on a pool of one connection, after a warm-up call; a "
         "round trip is a flight of client messages followed by the server's answer.",
         f"- Memory: `python -m bench.rss` in its own process loads {rss['rows']:,} rows from a generator (dicts "
@@ -271,6 +402,28 @@ def report(
             "orig.existing",
         ),
         "",
+        f"### Light-curve reads: {sizes.read_objects:,} objects × {sizes.read_per_object} detections "
+        "(ratio to hand-written psycopg with `__init__`)",
+        "",
+        "One query per object:",
+        "",
+        *rate_table(rates, ["read.each", "read.each.hand", "read.each.orig"], "read.each.hand"),
+        "",
+        "All objects in one query (`in_` / `= ANY`):",
+        "",
+        *rate_table(rates, ["read.in", "read.in.hand", "read.in.orig"], "read.in.hand"),
+        "",
+        "### Reads without instances, all objects in one query (ratio to psycopg binary tuples of the same columns)",
+        "",
+        "All columns:" if "read.df" in rates else "All columns: `to_dataframe()` not measured (pandas is not installed).",
+        "",
+        *rate_table(rates, ["read.df", "read.tuples"], "read.tuples"),
+        "",
+        "Four columns:",
+        "",
+        *rate_table(rates, ["read.proj", "read.proj.tuples"], "read.proj.tuples"),
+        "",
+        *citus_table(rates, citus),
         "### Measured once",
         "",
         f"- Round trips (statements): `get_or_create` new key {trips['new'][0]} ({trips['new'][1]}), existing "

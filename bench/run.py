@@ -1,6 +1,6 @@
 """``make bench``: dbplugins side by side with hand-written psycopg, ``psql \\copy`` and the original db-plugins.
 
-    python -m bench.run                 # full sizes, 9 repetitions, writes bench/RESULTS.md (about 4 minutes)
+    python -m bench.run                 # full sizes, 9 repetitions, writes bench/RESULTS.md (about 8 minutes)
     python -m bench.run --quick         # small sizes, to check the harness (writes nothing unless --out)
 
 Everything runs against one fresh database (``dbp_bench``) on the embedded server (or the server of ``--dsn`` /
@@ -19,8 +19,17 @@ Cases (sizes are the defaults):
 - ``get_or_create`` per call (2,000 keys) and ``get_or_create_many`` in batches of 1,000 (20,000 keys), new then
   existing, against a hand-written ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (+ SELECT when it returns
   nothing) per key and batched by 1,000 with ``unnest``;
+- light-curve reads (:mod:`bench.reads`, a database of their own): 1,000 objects' detections (100 each), per
+  object and all at once by ``in_``, against hand-written psycopg (``__init__`` per row) and the original's ORM
+  query; ``to_dataframe()`` and a 4-column projection against psycopg binary tuples;
+- with a Citus-enabled PostgreSQL installed (:mod:`bench.citus`; else one line says why the section was skipped):
+  ``bulk_insert`` of the same 100,000 rows (new, then re-delivered) and ``get_or_create_many`` of 5,000 keys into
+  a local coordinator + 2 workers, beside the single server's rates;
 - once: server round trips of one ``get_or_create`` (libpq protocol trace), peak RSS growth of a 1,000,000-row
   generator ``bulk_insert`` (:mod:`bench.rss`, its own process), and ``make_migrations`` time and catalog queries.
+
+The full run takes about 7-8 minutes on 2 quiet cores (reads about 13 s and the Citus cases about 5 s of each
+of the 10 repetitions, the cluster's start about 15 s).
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +54,7 @@ from urllib.parse import quote
 
 import psycopg
 from psycopg import pq, sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from dbplugins import SQLConnection
 from dbplugins._types.schema import table_of
@@ -53,15 +62,16 @@ from dbplugins.models import Detection, Object
 
 from . import original
 from .alerts import alert_to_rows, synthetic_night
+from .citus import CitusBench
+from .citus import skip_reason as citus_skip_reason
+from .harness import Case, Row, Timing, chunks, drop_database, log, object_keys, recreate_database, timed
+from .reads import Reads
 from .report import METRICS, report
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 BENCH_DB = "dbp_bench"
 CSV_NULL = "\\N"  # the NULL marker of the CSV file for psql \copy
-
-Timing = tuple[int, float]  # (items, seconds)
-Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -75,9 +85,22 @@ class Sizes:
     many_keys: int = 20_000
     batch: int = 1_000
     rss_rows: int = 1_000_000
+    read_objects: int = 1_000
+    read_per_object: int = 100
+    citus_keys: int = 5_000
 
 
-QUICK = Sizes(rows=4_000, original_rows=1_000, keys=200, original_keys=100, many_keys=2_000, rss_rows=50_000)
+QUICK = Sizes(
+    rows=4_000,
+    original_rows=1_000,
+    keys=200,
+    original_keys=100,
+    many_keys=2_000,
+    rss_rows=50_000,
+    read_objects=40,
+    read_per_object=100,
+    citus_keys=2_000,
+)
 
 _COPY_TYPES = {
     "bigint": "int8",
@@ -86,18 +109,6 @@ _COPY_TYPES = {
     "character varying": "text",
     "boolean": "bool",
 }
-
-
-def log(message: str) -> None:
-    """Progress on stderr."""
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    """``(fn(), seconds)``."""
-    start = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - start
 
 
 # -- data -----------------------------------------------------------------------------------------------------
@@ -119,16 +130,6 @@ def bench_data(n: int, seed: int = 1) -> tuple[list[Row], list[Row]]:
     return chosen, [o for oid, o in objects.items() if oid in oids]
 
 
-def object_keys(template: Row, tag: str, rep: int, n: int) -> list[Row]:
-    """``n`` object rows with oids no other case or repetition uses."""
-    return [{**template, "oid": f"BENCH{tag}{rep}_{i:07d}"} for i in range(n)]
-
-
-def chunks(rows: Sequence[Row], size: int) -> Iterator[Sequence[Row]]:
-    for i in range(0, len(rows), size):
-        yield rows[i : i + size]
-
-
 # -- the database ---------------------------------------------------------------------------------------------
 
 
@@ -142,19 +143,6 @@ def server_dsn(explicit: str | None) -> str:
     server = ensure_server()
     server.wait_ready()
     return server.dsn()
-
-
-def recreate_database(server: str, name: str) -> str:
-    """Drop and create database ``name`` (empty); return its DSN."""
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-    return make_conninfo(server, dbname=name)
-
-
-def drop_database(server: str, name: str) -> None:
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def sqlalchemy_url(dsn: str) -> str:
@@ -184,15 +172,6 @@ def psql_binary() -> str:
 
 
 @dataclass
-class Case:
-    """One timed operation: ``run(rep)`` returns ``{metric: (items, seconds)}``; ``setup(rep)`` is untimed."""
-
-    name: str
-    run: Callable[[int], dict[str, Timing]]
-    setup: Callable[[int], None] | None = None
-
-
-@dataclass
 class Bench:
     """The data, the connections and the cases of one ``make bench`` run."""
 
@@ -207,6 +186,8 @@ class Bench:
     columns: list[str] = field(default_factory=lambda: table_of(Detection).column_names)
     object_template: Row = field(default_factory=dict)
     original_versions: dict[str, str] | None = None
+    reads: Reads | None = None
+    citus: CitusBench | None = None
 
     @property
     def csv_path(self) -> Path:
@@ -234,6 +215,10 @@ class Bench:
         if self.conn is not None:
             self.conn.close()
         self.db.close()
+        if self.reads is not None:
+            self.reads.close()
+        if self.citus is not None:
+            self.citus.close()
 
     def sql(self, statement: str) -> None:
         """Run one maintenance statement in autocommit."""
@@ -388,14 +373,18 @@ class Bench:
             Case(
                 "bulk_insert re-delivered", self.ours("ignore", "bulk.redelivered"), self.prefill_detections
             ),
+            *([self.citus.bulk_case()] if self.citus else []),
             Case("INSERT ON CONFLICT x1000", self.hand_batched),
             Case("get_or_create_many", self.get_or_create_many),
+            *([self.citus.many_case()] if self.citus else []),
             Case("INSERT ON CONFLICT loop", self.hand_loop),
             Case("get_or_create", self.get_or_create),
             Case("bulk_insert, original's rows", self.ours_small, reset),
         ]
         if self.run_original:
             cases.append(Case("original db-plugins", self.original, reset))
+        if self.reads is not None:
+            cases += self.reads.cases()
         return cases
 
 
@@ -465,6 +454,8 @@ def run_cases(cases: Sequence[Case], reps: int, *, warm_up: bool = True) -> dict
     rates: dict[str, list[float]] = {}
     if warm_up:
         for case in cases:
+            if not case.warm_up:
+                continue
             if case.setup is not None:
                 case.setup(-1)
             case.run(-1)
@@ -669,6 +660,21 @@ def environment(dsn: str) -> dict[str, str]:
     }
 
 
+def citus_section(bench: Bench, *, skip: bool) -> dict[str, Any]:
+    """Start the local Citus cluster into ``bench.citus`` when Citus is installed; what the report says of it:
+    ``{"skipped": reason}`` or the cluster's description."""
+    if skip:
+        return {"skipped": "--skip-citus was given"}
+    reason = citus_skip_reason()
+    if reason is not None:
+        log(f"citus: skipped: {reason}")
+        return {"skipped": reason}
+    bench.citus = CitusBench(bench.rows, bench.sizes.citus_keys, bench.sizes.batch, bench.object_template)
+    bench.citus.open(bench.objects)
+    assert bench.citus.cluster is not None
+    return {"version": bench.citus.version, "workers": bench.citus.cluster.workers, "cores": os.cpu_count()}
+
+
 # -- main -----------------------------------------------------------------------------------------------------
 
 
@@ -684,6 +690,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
     parser.add_argument("--out", type=Path, help=f"report file (default {RESULTS}; with --quick: none)")
     parser.add_argument("--skip-original", action="store_true", help="do not install or run db-plugins 4.2.7")
+    parser.add_argument("--skip-citus", action="store_true", help="do not start a local Citus cluster")
     return parser.parse_args(argv)
 
 
@@ -701,6 +708,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             bench.open()
             env = environment(dsn)
+            bench.reads = Reads(
+                server, sizes.read_objects, sizes.read_per_object, Path(tmp), sqlalchemy_url,
+                run_original=not args.skip_original,
+            )  # fmt: skip
+            bench.reads.open(bench.rows, bench.object_template)
+            citus = citus_section(bench, skip=args.skip_citus)
             rates = run_cases(bench.cases(), args.reps)
             log("round trips ...")
             trips = measure_round_trips(dsn, bench.object_template, Path(tmp))
@@ -715,7 +728,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     drop_database(server, BENCH_DB)
     text = report(
         env, sizes, args.reps, rates, trips, rss, migrations, time.perf_counter() - started,
-        bench.original_versions, database=BENCH_DB,
+        bench.original_versions, database=BENCH_DB, citus=citus,
     )  # fmt: skip
     if out is not None:
         out.write_text(text)
