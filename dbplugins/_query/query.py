@@ -99,13 +99,17 @@ class Query(QueryBuilder[T]):
         with results.gc_paused():
             try:
                 with session.connection() as conn:
-                    rows = results.fetch_tuples(conn, stmt, params, binary=results.binary_ok(table, names))
+                    rows = results.fetch_tuples(
+                        conn,
+                        stmt,
+                        params,
+                        binary=results.binary_ok(table, names),
+                        make=results.row_class(names) if self._named else None,
+                    )
             except (psycopg.Error, UnicodeEncodeError) as exc:
                 raise translate_error(exc, table, [self._values()], action=action) from exc
             if self._columns is None:
                 return results.instances(cast(type, self._model), names, rows)
-            if self._named:
-                return list(map(results.row_class(names), rows))
             return rows
 
     def _scalar(self, stmt: str, params: Sequence[Any], action: str) -> Any:
