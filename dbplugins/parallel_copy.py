@@ -491,7 +491,8 @@ def _unlogged_staging(stmts: _Statements, token: str) -> tuple[_Statements, sql.
             return sql.Composed([rewrite(p) for p in part])
         if isinstance(part, sql.Identifier):
             name = part.as_string().strip('"')  # our staging names need no quoting
-            return sql.Identifier(rename(name)) if name.startswith("_dbp_") else part
+            # the staging tables and the index of "update" mode's (not the _dbp_segment column)
+            return sql.Identifier(rename(name)) if name.startswith(("_dbp_stage_", "_dbp_ustage_")) else part
         if isinstance(part, sql.SQL) and "TEMPORARY TABLE" in part.as_string():
             return sql.SQL(part.as_string().replace("TEMPORARY TABLE", "UNLOGGED TABLE"))
         return part
