@@ -34,7 +34,6 @@ row (a stream's position -> the row's index in the caller's input, for error mes
 
 from __future__ import annotations
 
-import array
 import contextlib
 import copy as copymod
 import itertools
@@ -77,6 +76,8 @@ _STOP_WAIT = 30.0
 # Tries (each bounded by the pool's timeout) to reach the server to resolve the prepared transactions.
 _RESOLVE_TRIES = 3
 
+_MAX_STREAMS = 255  # a stream number is one byte of Call.dealt
+
 _DONE: Any = object()
 
 
@@ -92,7 +93,6 @@ class _Stream:
         self.number = number
         self.conn = conn
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_BATCHES)
-        self.indices = array.array("q")  # the caller's index of each row this stream received, in order
         self.count = 0
         self.gid: str | None = None  # set once PREPARE TRANSACTION was sent (it may or may not have succeeded)
         self.prepared = False
@@ -152,9 +152,7 @@ class _Stream:
                 continue
             if item is _DONE:
                 return
-            rows, indices = item
-            self.indices.extend(indices)
-            yield from rows
+            yield from item
 
     def _run(self) -> None:
         try:
@@ -229,6 +227,7 @@ class _Call:
         self.error: BaseException | None = None
         self.failed_stream: _Stream | None = None
         self.streams: list[_Stream] = []
+        self.dealt = bytearray()  # the stream of each row of the input, in input order (see deal)
         self.stmts = stmts
 
     def failed(self, stream: _Stream | None, exc: BaseException) -> None:
@@ -242,43 +241,58 @@ class _Call:
     # -- dealing -------------------------------------------------------------------------------------------
 
     def deal(self, head: Any, rest: Iterator[Any]) -> None:
-        """Read the input once, in the caller's thread, and hand it to the streams in batches."""
+        """Read the input once, in the caller's thread, and hand it to the streams in batches.
+
+        ``self.dealt`` gets one byte per row, its stream: the k-th row a stream received is the k-th occurrence
+        of its number there (see :meth:`input_index`), which costs less per row than keeping every index.
+        """
         streams = self.streams
         n = len(streams)
         pending: list[list[Any]] = [[] for _ in range(n)]
-        where: list[list[int]] = [[] for _ in range(n)]
-        key = _key_function(self.check)
+        dealt = self.dealt
         abort = self.abort
-        index = 0
         rows = itertools.chain((head,), rest)
+        key = _key_function(self.check)
         if key is None:  # no key: whole batches in turn
             turn = 0
-            while True:
-                batch = list(itertools.islice(rows, _BATCH))
-                if not batch:
-                    break
+            while batch := list(itertools.islice(rows, _BATCH)):
                 if abort.is_set():
                     raise _Aborted
-                streams[turn].put((batch, range(index, index + len(batch))))
-                index += len(batch)
+                dealt.extend(bytes((turn,)) * len(batch))
+                streams[turn].put(batch)
                 turn = (turn + 1) % n
         else:
-            for index, row in enumerate(rows):  # noqa: B007 - the loop's rows are dealt by key
-                s = key(row) % n
+            pk = self.check.table.primary_key
+            items = operator.itemgetter(*pk)
+            mark = dealt.append
+            for row in rows:
+                try:  # the common case inline (a dict with a hashable key); else the key function
+                    s = hash(items(row)) % n if type(row) is dict else key(row) % n
+                except (KeyError, TypeError):
+                    s = key(row) % n
                 bucket = pending[s]
                 bucket.append(row)
-                where[s].append(index)
+                mark(s)
                 if len(bucket) >= _BATCH:
                     if abort.is_set():
                         raise _Aborted
-                    streams[s].put((bucket, where[s]))
+                    streams[s].put(bucket)
                     pending[s] = []
-                    where[s] = []
             for s, bucket in enumerate(pending):
                 if bucket:
-                    streams[s].put((bucket, where[s]))
+                    streams[s].put(bucket)
         for stream in streams:
             stream.put(_DONE)
+
+    def input_index(self, stream: int, position: int) -> int | None:
+        """The index in the caller's input of the row at ``position`` in what ``stream`` received."""
+        found = -1
+        try:
+            for _ in range(position + 1):
+                found = self.dealt.index(stream, found + 1)
+        except ValueError:
+            return None
+        return found
 
     def wait(self) -> None:
         """Wait for every stream; after a failure, cancel the statements of those still running.
@@ -517,8 +531,9 @@ def _relocated(err: DbpError, stream: _Stream, parallel: int, outcome: str) -> D
     """``err`` of a stream, its row index turned into the index in the caller's input, its message completed."""
     row = err.row
     message = err.message
-    if row is not None and 0 <= row < len(stream.indices):
-        row = stream.indices[row]
+    found_row = stream.call.input_index(stream.number, row) if row is not None and row >= 0 else None
+    if row is not None and found_row is not None:
+        row = found_row
         found = list(_ROW.finditer(message))
         if found and int(found[-1].group(1)) == err.row:
             last = found[-1]
@@ -591,6 +606,8 @@ def parallel_insert(
             model=table,
         )
     pool_size = session._pool.max_size
+    if parallel > _MAX_STREAMS:
+        raise DbpError(f"bulk_insert: parallel={parallel} is more than {_MAX_STREAMS} streams", model=table)
     if parallel > pool_size:
         raise DbpError(
             f"bulk_insert(parallel={parallel}) needs {parallel} connections at once and the pool holds at most "

@@ -65,7 +65,8 @@ def scalar(dsn: str, query: str, params: Any = None) -> Any:
 
 def prepared(dsn: str) -> list[str]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return [r[0] for r in conn.execute("SELECT gid FROM pg_prepared_xacts").fetchall()]
+        query = "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()"
+        return [r[0] for r in conn.execute(query).fetchall()]
 
 
 def objects(dsn: str) -> list[tuple[Any, ...]]:
@@ -344,7 +345,7 @@ BEGIN
     -- With prepared transactions: wait (bounded) until the other streams have prepared, then fail.
     IF {wait} THEN
         FOR i IN 1..200 LOOP
-            EXIT WHEN (SELECT count(*) FROM pg_prepared_xacts) >= {others};
+            EXIT WHEN (SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()) >= {others};
             PERFORM pg_sleep(0.05);
         END LOOP;
     END IF;
