@@ -564,3 +564,17 @@ def test_stream_of_is_the_engines_rule() -> None:
         assert key(Object(oid=oid)) % STREAMS == stream_of(oid)
     assert key({"ndet": 1}) == 0  # no key: stream 0, whose checker names the error
     assert key(uuid.uuid4()) == 0
+    # detection's key (candid, oid) is dealt by oid, its foreign key to object: an object's rows meet in a stream
+    assert pc._deal_columns(table_of(Detection)) == ("oid",)
+    dkey = pc._key_function(_checker(table_of(Detection)))
+    assert dkey is not None and dkey(det(1, "x")) == dkey(det(2, "x")) == hash("x")
+
+
+def test_an_objects_detections_land_in_one_transaction(db2: SQLConnection) -> None:
+    oids = [f"o{i}" for i in range(40)]
+    db2.query(Object).bulk_insert([{"oid": o} for o in oids])
+    rows = [det(i, oids[i % 40]) for i in range(8000)]
+    assert db2.query(Detection).bulk_insert(rows, parallel=STREAMS) == 8000
+    per_oid = db2.execute("SELECT oid, count(DISTINCT xmin::text) FROM detection GROUP BY oid")
+    assert len(per_oid) == 40 and all(n == 1 for _, n in per_oid)
+    assert db2.execute("SELECT count(DISTINCT xmin::text) FROM detection") == [(STREAMS,)]
