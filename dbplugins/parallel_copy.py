@@ -643,7 +643,11 @@ def parallel_insert(
             call.deal(head, rest)
         except BaseException as exc:  # the caller's iterable raised, or a stream failed (_Aborted)
             call.failed(None, exc)
-        call.wait()
+        try:
+            call.wait()
+        except BaseException as exc:  # interrupted (KeyboardInterrupt) while waiting: stop the streams, undo
+            call.failed(None, exc)
+            call.wait()
         if call.error is None:
             return call.commit(session)
         outcome = call.roll_back(session)
@@ -654,6 +658,9 @@ def parallel_insert(
     finally:
         call.abort.set()  # a stream still waiting on its queue stops
         for stream in call.streams:
+            if stream.thread.is_alive():  # only after a second interrupt, or a stream that ignored its cancel
+                stream.stuck = True
+                log.warning("bulk_insert: COPY stream %d still running; its connection is abandoned", stream.number + 1)
             stream.release(session)
 
 
