@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,15 @@ from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from dbplugins import ConnectionError, ConstraintError, DataError, DbpError, SQLConnection, UnknownColumnError
+from dbplugins import (
+    ConnectionError,
+    ConstraintError,
+    DataError,
+    DbpError,
+    SQLConnection,
+    UnknownColumnError,
+    model,
+)
 from dbplugins import parallel_copy as pc
 from dbplugins.models import Detection, Object
 
@@ -59,7 +68,7 @@ def oids_of_stream(stream: int, count: int, prefix: str = "o", n: int = STREAMS)
 
 def scalar(dsn: str, query: str, params: Any = None) -> Any:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(query, params).fetchone()  # type: ignore[arg-type] - the tests' constant SQL
+        row = conn.execute(query, params).fetchone()
         return row[0] if row else None
 
 
@@ -192,7 +201,7 @@ def test_refused_with_pending_session_work(db2: SQLConnection) -> None:
     db2.query().update(obj, {"ndet": 2})  # an implicit transaction is now open
     with pytest.raises(DbpError, match=r"cannot run inside an open transaction"):
         db2.query(Object).bulk_insert([{"oid": f"o{i}"} for i in range(10)], parallel=2)
-    db2.session.rollback()
+    db2.current_session().rollback()
     assert db2.execute("SELECT count(*) FROM object") == [(1,)]
 
 
@@ -578,3 +587,40 @@ def test_an_objects_detections_land_in_one_transaction(db2: SQLConnection) -> No
     per_oid = db2.execute("SELECT oid, count(DISTINCT xmin::text) FROM detection GROUP BY oid")
     assert len(per_oid) == 40 and all(n == 1 for _, n in per_oid)
     assert db2.execute("SELECT count(DISTINCT xmin::text) FROM detection") == [(STREAMS,)]
+
+
+def test_a_table_without_primary_key_gets_batches_in_turn(db2: SQLConnection) -> None:
+    @model("pcopy_nokey", primary_key=[])
+    @dataclass
+    class NoKey:
+        name: str
+        n: int
+
+    db2.execute("CREATE TABLE pcopy_nokey (name varchar NOT NULL, n integer NOT NULL)")
+    rows = [{"name": "a", "n": i} for i in range(3 * pc._BATCH + 5)]
+    assert db2.query(NoKey).bulk_insert(rows, parallel=STREAMS) == len(rows)
+    assert db2.execute("SELECT count(*), sum(n), count(DISTINCT xmin::text) FROM pcopy_nokey") == [
+        (len(rows), sum(range(len(rows))), STREAMS)
+    ]
+    with pytest.raises(DbpError, match="needs a primary key"):
+        db2.query(NoKey).bulk_insert(rows, on_conflict="update", parallel=STREAMS)
+    rows[pc._BATCH + 7] = {"name": None, "n": 1}
+    with pytest.raises(DbpError) as info:
+        db2.query(NoKey).bulk_insert(rows, parallel=STREAMS)
+    assert info.value.row == pc._BATCH + 7 and info.value.column == "name"
+
+
+def test_a_users_model_with_quoted_names_through_staging(db2: SQLConnection) -> None:
+    @model("PCopy Weird", primary_key=["Id"])
+    @dataclass
+    class Weird:
+        Id: int
+        select: str | None = None
+
+    db2.execute('CREATE TABLE "PCopy Weird" ("Id" integer PRIMARY KEY, "select" varchar)')
+    q = db2.query(Weird)
+    assert q.bulk_insert([{"Id": i, "select": "x"} for i in range(0, 6000, 2)], parallel=2) == 3000
+    assert q.bulk_insert([{"Id": i} for i in range(6000)], parallel=2) == 3000  # staging: keys exist
+    assert q.bulk_insert([{"Id": i, "select": "y"} for i in range(0, 6000, 3)], on_conflict="update", parallel=2)
+    got = dict(db2.execute('SELECT "Id", "select" FROM "PCopy Weird"'))
+    assert got == {i: ("y" if i % 3 == 0 else "x" if i % 2 == 0 else None) for i in range(6000)}
