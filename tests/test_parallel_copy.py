@@ -624,3 +624,62 @@ def test_a_users_model_with_quoted_names_through_staging(db2: SQLConnection) -> 
     assert q.bulk_insert([{"Id": i, "select": "y"} for i in range(0, 6000, 3)], on_conflict="update", parallel=2)
     got = dict(db2.execute('SELECT "Id", "select" FROM "PCopy Weird"'))
     assert got == {i: ("y" if i % 3 == 0 else "x" if i % 2 == 0 else None) for i in range(6000)}
+
+
+def test_a_blocked_stream_stalls_the_reading_of_the_input(db2: SQLConnection, dsn: str) -> None:
+    """A key held uncommitted by another session blocks one stream's COPY on the server: the input is then read
+    only a bounded way ahead (the stream's queue fills and the dealing waits), not to its end."""
+    total = 400_000
+    consumed = 0
+    stalled_at: list[int] = []
+
+    def rows() -> Iterator[dict[str, Any]]:
+        nonlocal consumed
+        for i in range(total):
+            consumed = i
+            yield {"oid": f"o{i}"}
+
+    holder = psycopg.connect(dsn)
+    holder.execute("INSERT INTO object (oid) VALUES ('o0')")  # o0's stream waits for this transaction
+
+    def watch() -> None:
+        """Wait for the reading to stall (no progress for 1 s), note where, then let the blocked stream go."""
+        try:
+            last, still = -1, 0.0
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and consumed < total - 1:
+                time.sleep(0.1)
+                still = still + 0.1 if consumed == last else 0.0
+                last = consumed
+                if still >= 1.0 and consumed > 0:
+                    stalled_at.append(consumed)
+                    break
+        finally:
+            holder.rollback()
+            holder.close()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert db2.query(Object).bulk_insert(rows(), on_conflict="error", parallel=STREAMS) == total
+    finally:
+        watcher.join()
+    assert stalled_at and stalled_at[0] < 150_000, stalled_at
+    assert db2.execute("SELECT count(*) FROM object") == [(total,)]
+    assert prepared(dsn) == []
+
+
+def test_a_stream_waiting_for_a_lock_gives_up_naming_it(
+    db2: SQLConnection, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every wait is bounded: a stream waits at most _STREAM_LOCK_WAIT for a lock, then the call fails."""
+    monkeypatch.setattr(pc, "_STREAM_LOCK_WAIT", "1s")
+    with psycopg.connect(dsn) as holder:  # holds o0 uncommitted until the end of the block
+        holder.execute("INSERT INTO object (oid) VALUES ('o0')")
+        for mode in ("ignore", "update"):
+            with pytest.raises(DbpError, match="lock timeout"):
+                db2.query(Object).bulk_insert(({"oid": f"o{i}"} for i in range(20_000)), on_conflict=mode,
+                                              parallel=STREAMS)
+        holder.rollback()
+    assert db2.execute("SELECT count(*) FROM object") == [(0,)]
+    assert prepared(dsn) == []
