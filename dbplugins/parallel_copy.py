@@ -344,6 +344,7 @@ class _Call:
                 stream.conn.execute("COMMIT")
             except psycopg.Error as exc:
                 err = wrap_db_error(exc, model=self.check.table.name, action="bulk_insert")
+                self.roll_back(session)  # the streams after this one
                 raise self._partial(err, done) from exc
             done.append(stream)
         return sum(s.count for s in self.streams)
