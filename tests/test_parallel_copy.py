@@ -7,7 +7,6 @@ and ``cluster``, a throwaway server of this module started from the same binarie
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import threading
@@ -90,21 +89,41 @@ def connected(dsn: str, max_size: int = 5) -> SQLConnection:
 
 
 @pytest.fixture
+def dsn(make_database: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database with the built-in schema on a server that allows prepared transactions.
+
+    The test server's (the embedded one sets max_prepared_transactions = 16); when it does not allow them (a server
+    started before that setting, or a DBP_TEST_DSN server), a database on this module's own ``cluster``.
+    """
+    main = str(make_database("schema"))
+    if int(scalar(main, "SHOW max_prepared_transactions")) >= STREAMS:
+        yield main
+        return
+    cluster: Cluster = request.getfixturevalue("cluster")
+    cluster.allow_prepared(16)
+    name = f"dbp_pc_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(cluster.server.dsn(), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE pcopy_tpl").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(cluster.server.dsn(), dbname=name)
+    finally:
+        with psycopg.connect(cluster.server.dsn(), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
 def db2(dsn: str) -> Iterator[SQLConnection]:
-    """A connection to a fresh database of the test server, which must allow prepared transactions."""
-    allowed = int(scalar(dsn, "SHOW max_prepared_transactions"))
-    if allowed < STREAMS:
-        if os.environ.get("DBP_TEST_DSN"):
-            pytest.skip("the DBP_TEST_DSN server has max_prepared_transactions < 3")
-        pytest.fail(
-            "the embedded test server runs with max_prepared_transactions = 0: it was started before "
-            "dbplugins/embedded.py enabled it; restart it (dbp embedded stop)"
-        )
+    """A connection (a pool of up to 5) to ``dsn``, a fresh database on a server with prepared transactions."""
     db = connected(dsn)
     try:
         yield db
     finally:
         db.close()
+
+
+def test_the_embedded_server_allows_prepared_transactions(private_server: Any) -> None:
+    """dbplugins/embedded.py's settings: a server it starts allows the streams' prepared transactions."""
+    assert int(scalar(private_server.dsn(), "SHOW max_prepared_transactions")) >= 16
 
 
 # -- a throwaway server whose max_prepared_transactions the tests choose ----------------------------------------
@@ -124,9 +143,10 @@ class Cluster:
         self.server.wait_ready()
         self.dsn = make_conninfo(self.server.dsn(), dbname="pcopy")
         with psycopg.connect(self.server.dsn(), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE pcopy")
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute(schema_script().encode())
+            admin.execute("CREATE DATABASE pcopy_tpl")  # the built-in schema, never used: a template
+            with psycopg.connect(make_conninfo(self.server.dsn(), dbname="pcopy_tpl"), autocommit=True) as conn:
+                conn.execute(schema_script().encode())
+            admin.execute("CREATE DATABASE pcopy TEMPLATE pcopy_tpl")
 
     def allow_prepared(self, n: int) -> None:
         """Set max_prepared_transactions (a restart when it changes)."""
@@ -145,6 +165,8 @@ class Cluster:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             conn.execute("TRUNCATE object CASCADE")
             conn.execute("DROP TRIGGER IF EXISTS poison ON object")
+            conn.execute("DROP FUNCTION IF EXISTS poison()")
+            conn.execute("DROP SEQUENCE IF EXISTS poison_seq")
 
     def close(self) -> None:
         self.server.stop("immediate")
