@@ -2,7 +2,8 @@
 
 Two servers: the test server (the embedded one allows prepared transactions: ``max_prepared_transactions = 16``)
 and ``cluster``, a throwaway server of this module started from the same binaries in a temporary directory, whose
-``max_prepared_transactions`` a test sets (0: the path without prepared transactions).
+``max_prepared_transactions`` a test sets (0: the path without prepared transactions; 16: the restart test, and
+every 2PC test when the test server itself does not allow prepared transactions, see the ``dsn`` fixture).
 """
 
 from __future__ import annotations
