@@ -26,6 +26,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "bulk.ignore": ('dbplugins `bulk_insert(on_conflict="ignore")`', "rows/s"),
     "bulk.error": ('dbplugins `bulk_insert(on_conflict="error")`', "rows/s"),
     "bulk.update": ('dbplugins `bulk_insert(on_conflict="update")`', "rows/s"),
+    "bulk.parallel2": ("dbplugins `bulk_insert(parallel=2)`: two COPY streams", "rows/s"),
     "bulk.copy": ("psycopg binary COPY (`set_types`), hand-written", "rows/s"),
     "bulk.executemany": ("psycopg `executemany` INSERT, hand-written", "rows/s"),
     "bulk.psql": ("`psql \\copy` of a CSV file", "rows/s"),
@@ -157,6 +158,10 @@ def targets(
             f"operations); {queries[0]} catalog queries for {mig['full']['tables']} tables, {queries[1]} for "
             f"{mig['extra']['tables']}, "
             f"{mig['empty']['statements']} on an empty database",
+        ),
+        ratio_target(
+            "`bulk_insert(parallel=2)` ≥ 1.3× hand-written single-stream psycopg binary COPY",
+            rates, "bulk.parallel2", "bulk.copy", 1.3, "rows/s",
         ),
         *read_targets(rates),
     ]  # fmt: skip
@@ -300,7 +305,7 @@ def report(
         "",
         f"- `bulk_insert`: {r('bulk.ignore', 'bulk.copy'):.2f}× hand-written binary COPY, "
         f"{r('bulk.ignore', 'bulk.psql'):.2f}× `psql \\copy`, {r('bulk.small', 'orig.bulk'):.1f}× the "
-        "original db-plugins.",
+        f"original db-plugins; with `parallel=2`, {r('bulk.parallel2', 'bulk.copy'):.2f}× the hand-written COPY.",
         f"- `get_or_create`: {r('goc.new', 'orig.new'):.1f}× the original for new keys, "
         f"{r('goc.existing', 'orig.existing'):.1f}× for existing keys; "
         f"{r('goc.new', 'hand.new'):.2f}× / {r('goc.existing', 'hand.existing'):.2f}× a hand-written "
@@ -381,8 +386,8 @@ def report(
         "",
         *rate_table(
             rates,
-            ["bulk.ignore", "bulk.error", "bulk.update", "bulk.copy", "bulk.executemany", "bulk.psql",
-             "bulk.redelivered"],
+            ["bulk.ignore", "bulk.error", "bulk.update", "bulk.parallel2", "bulk.copy", "bulk.executemany",
+             "bulk.psql", "bulk.redelivered"],
             "bulk.copy",
         ),
         "",

@@ -14,6 +14,7 @@ Cases (sizes are the defaults):
 - ``bulk_insert`` of 100,000 detection rows, one call per conflict mode, against hand-written psycopg binary
   COPY (``set_types``), psycopg ``executemany`` and ``psql \\copy`` of a CSV file; every method gets the same
   dict rows (the hand-written COPY turns them into tuples with ``operator.itemgetter``, untimed work excluded);
+  and ``bulk_insert(parallel=2)`` (two COPY streams, docs/parallel.md) against the same single hand-written COPY;
 - the original db-plugins 4.2.7 (its own virtualenv, :mod:`bench.original`): ``bulk_insert`` of the first 20,000
   of those rows and ``get_or_create`` of 1,000 new then the same 1,000 existing object keys; ours on the same;
 - ``get_or_create`` per call (2,000 keys) and ``get_or_create_many`` in batches of 1,000 (20,000 keys), new then
@@ -244,6 +245,15 @@ class Bench:
 
         return run
 
+    def ours_parallel(self, streams: int, metric: str) -> Callable[[int], dict[str, Timing]]:
+        """``bulk_insert(parallel=streams)`` (default mode): the streams' COPYs and their COMMIT (PREPARED)."""
+
+        def run(_rep: int) -> dict[str, Timing]:
+            _, secs = timed(lambda: self.db.query(Detection).bulk_insert(self.rows, parallel=streams))
+            return {metric: (len(self.rows), secs)}
+
+        return run
+
     def ours_small(self, _rep: int) -> dict[str, Timing]:
         rows = self.rows[: self.sizes.original_rows]
         _, secs = timed(lambda: self.db.query(Detection).bulk_insert(rows))
@@ -366,6 +376,7 @@ class Bench:
         cases = [
             Case("bulk_insert ignore", self.ours("ignore", "bulk.ignore"), reset),
             Case("binary COPY", self.copy_binary, reset),
+            Case("bulk_insert parallel=2", self.ours_parallel(2, "bulk.parallel2"), reset),
             Case("psql \\copy", self.psql_copy, reset),
             Case("bulk_insert error", self.ours("error", "bulk.error"), reset),
             Case("executemany", self.executemany, reset),

@@ -55,6 +55,8 @@ _SERVER_SETTINGS = {
     "listen_addresses": "''",
     "unix_socket_permissions": "0700",
     "log_min_messages": "warning",
+    # bulk_insert(parallel=N) prepares one transaction per COPY stream and commits them all or none (2PC).
+    "max_prepared_transactions": "16",
 }
 _CONF_MARKER = "\n# dbplugins embedded defaults\n"
 

@@ -953,6 +953,7 @@ def bulk_insert(
     chunk_size: int | None = None,
     unknown: str = "error",
     dropped: set[str] | None = None,
+    parallel: int = 1,
 ) -> int:
     """COPY ``rows`` (dicts or instances of the table's model, any iterable) into ``table``; return the count.
 
@@ -998,6 +999,9 @@ def bulk_insert(
         )
     if unknown not in UNKNOWN_MODES:
         raise DbpError(f'unknown must be "error" or "ignore", got {unknown!r}', model=table.name)
+    if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
+        raise DbpError(f"parallel must be an integer >= 1 (the number of COPY streams), got {parallel!r}",
+                       model=table.name)
     check = _checker(table).for_call(unknown, dropped)
     stmts = _statements(table, check)
     if on_conflict == "update" and not stmts.has_key:
@@ -1015,6 +1019,12 @@ def bulk_insert(
     error = check.diagnose(check.values_slow(head, 0), 0)
     if error is not None:
         raise error
+    if parallel > 1:
+        from .parallel import parallel_insert
+
+        return parallel_insert(
+            session, check, stmts, head, rest, mode=on_conflict, chunk=chunk, parallel=parallel
+        )
     feed = _Feed(head, rest)
     joined = session.in_transaction  # the call becomes a savepoint of the caller's transaction
     # While the COPY streams, the connection is busy: a statement on the session from the rows' iterable raises.

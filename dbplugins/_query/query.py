@@ -458,11 +458,12 @@ class Query(QueryBuilder[T]):
         on_conflict: Literal["ignore", "error", "update"] = "ignore",
         chunk_size: int | None = None,
         unknown: Literal["error", "ignore"] | None = None,
+        parallel: int = 1,
     ) -> int:
         """Insert ``rows`` (dicts or model instances, any iterable) with COPY; return the number inserted.
 
         ``unknown``: ``"error"`` (the default) raises for a row key that is not a column,
-        ``"ignore"`` drops it.
+        ``"ignore"`` drops it. ``parallel``: the number of COPY streams (default 1); see docs/parallel.md.
 
         See :func:`dbplugins._copy.bulk.bulk_insert` for ``on_conflict`` (``"ignore"``,
         ``"error"``, ``"update"``).
@@ -479,6 +480,7 @@ class Query(QueryBuilder[T]):
                 chunk_size=chunk_size,
                 unknown=mode,
                 dropped=dropped,
+                parallel=parallel,
             )
         finally:
             if dropped and mode == "warn":
