@@ -138,6 +138,11 @@ def test_split_keeps_every_statement_of_sql_schema() -> None:
     assert len(split.tables) == len(ALL_MODELS)
     assert not any("FOREIGN KEY" in s for s in split.tables)
     assert len(split.foreign_keys) == sum(len(table_of(m).foreign_keys) for m in ALL_MODELS)
+    # the moved foreign keys name their table through psycopg.sql, quoted like every other generated statement
+    assert 'ALTER TABLE "dataquality" ADD CONSTRAINT dataquality_candid_oid_fkey FOREIGN KEY' in "\n".join(
+        split.foreign_keys
+    )
+    assert all(s.startswith('ALTER TABLE "') and s.endswith(";") for s in split.foreign_keys)
     assert all(s.startswith("CREATE INDEX") for s in split.rest)
 
 

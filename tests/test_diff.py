@@ -19,10 +19,11 @@ from yoyo.migrations import read_sql_migration
 
 from dbplugins._types.schema import Column, ColumnDef, ForeignKey, Index, Schema, Table, model, table_of
 from dbplugins.config import from_dsn
+from dbplugins.errors import ConfigurationError
 from dbplugins.migrations import canonicalize, diff, introspect
 from dbplugins.migrations.diff import PHASES, Operation, pg_identifier
-from dbplugins.migrations.render import backward, forward, migration_id, quote_ident, render, write_migration
-from dbplugins.migrations.runner import apply, heads, rollback
+from dbplugins.migrations.render import backward, forward, migration_id, render, write_migration
+from dbplugins.migrations.runner import apply, destructive_reasons, heads, rollback
 from dbplugins.models import ALL_MODELS
 
 # -- two versions of a small user schema ------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def test_operations_from_a_to_b() -> None:
 def test_drop_and_add_of_the_same_type_is_flagged_as_a_possible_rename() -> None:
     ops = {(op.kind, op.name): op for op in diff(SCHEMA_A, SCHEMA_B)}
     note = ops[("drop_column", "score")].note or ""
-    assert "possible rename" in note and "RENAME COLUMN score TO rating" in note
+    assert "possible rename" in note and 'ALTER TABLE "w_list" RENAME COLUMN "score" TO "rating"' in note
     assert ops[("drop_column", "score")].destructive
     assert "possible rename" in (ops[("add_column", "rating")].note or "")
     # a new NOT NULL column without default is flagged: it fails on a table with rows
@@ -151,7 +152,7 @@ def test_table_rename_is_flagged() -> None:
     t = table_of(OwnerA)
     renamed = Table("w_owner2", dict(t.columns), ("oid",))
     ops = diff(Schema({"w_owner": t}), Schema({"w_owner2": renamed}))
-    assert "ALTER TABLE w_owner RENAME TO w_owner2" in (ops[0].note or "")
+    assert 'ALTER TABLE "w_owner" RENAME TO "w_owner2"' in (ops[0].note or "")
 
 
 def test_type_default_and_primary_key_changes() -> None:
@@ -181,8 +182,8 @@ def test_index_with_a_new_name_only_is_renamed() -> None:
     b = Table("t", {"a": ColumnDef("a", "integer", False)}, ("a",), indexes=[Index("ix_new", ["a"])])
     (op,) = diff(Schema({"t": a}), Schema({"t": b}))
     assert op.kind == "rename_index"
-    assert forward(op) == ["ALTER INDEX ix_old RENAME TO ix_new"]
-    assert backward(op) == ["ALTER INDEX ix_new RENAME TO ix_old"]
+    assert forward(op) == ['ALTER INDEX "ix_old" RENAME TO "ix_new"']
+    assert backward(op) == ['ALTER INDEX "ix_new" RENAME TO "ix_old"']
 
 
 def test_long_names_compare_as_postgresql_truncates_them() -> None:
@@ -198,10 +199,55 @@ def test_long_names_compare_as_postgresql_truncates_them() -> None:
 # -- rendering ---------------------------------------------------------------------------------------------------
 
 
-def test_quote_ident() -> None:
-    assert quote_ident("dec") == "dec"
-    assert quote_ident("user") == '"user"'
-    assert quote_ident('we"ird') == '"we""ird"'
+def test_every_identifier_is_quoted_by_psycopg_sql() -> None:
+    """One composition style: names always double-quoted (keywords, mixed case, quotes inside), as psycopg.sql does
+    everywhere else in the package; types and declared expressions as written."""
+    table = Table(
+        'We"ird list',
+        {
+            "dec": ColumnDef("dec", "integer", False),
+            "user": ColumnDef("user", "varchar(5)", True, default="'new'"),
+            "Mixed Case": ColumnDef("Mixed Case", "timestamp(3)", True),
+        },
+        ("dec",),
+        indexes=[Index("ix_Odd", ["Mixed Case"], where="\"user\" = 'a'")],
+        unique=[("user",)],
+    )
+    assert forward(Operation("add_table", table.name, new=table)) == [
+        'CREATE TABLE "We""ird list" (\n'
+        '    "dec" integer NOT NULL,\n'
+        '    "user" character varying(5) DEFAULT \'new\',\n'
+        '    "Mixed Case" timestamp(3) without time zone,\n'
+        '    CONSTRAINT "We""ird list_pkey" PRIMARY KEY ("dec"),\n'
+        '    CONSTRAINT "We""ird list_user_key" UNIQUE ("user")\n'
+        ")",
+        'CREATE INDEX "ix_Odd" ON "We""ird list" USING "btree" ("Mixed Case") WHERE "user" = \'a\'',
+    ]
+    new = ColumnDef("dec", "bigint", False, default="0")
+    old = table.columns["dec"]
+    assert forward(Operation("alter_type", table.name, "dec", old=old, new=new)) == [
+        'ALTER TABLE "We""ird list" ALTER COLUMN "dec" TYPE bigint USING "dec"::bigint'
+    ]
+    assert forward(Operation("alter_default", table.name, "dec", old=old, new=new)) == [
+        'ALTER TABLE "We""ird list" ALTER COLUMN "dec" SET DEFAULT 0'
+    ]
+    assert backward(Operation("add_column", table.name, "user", new=table.columns["user"])) == [
+        'ALTER TABLE "We""ird list" DROP COLUMN "user"'
+    ]
+
+
+@pytest.mark.parametrize(
+    "sql_type",
+    ["integer; DROP TABLE object", "text DEFAULT 1", "varchar(5) --", "integer)", "'text'", "int4 /* x */"],
+)
+def test_a_column_type_that_is_not_a_type_name_is_refused(sql_type: str, tmp_path: Path) -> None:
+    """The type is spliced as SQL: anything that could end it is refused, naming model and column, and no file is
+    written."""
+    bad = Table("w_bad", {"id": ColumnDef("id", "integer", False), "x": ColumnDef("x", sql_type, True)}, ("id",))
+    with pytest.raises(ConfigurationError, match=r"is not a type name \[model 'w_bad', column 'x'\]") as info:
+        write_migration(tmp_path / "m", diff(Schema(), Schema({"w_bad": bad})), name="bad")
+    assert (info.value.model, info.value.column) == ("w_bad", "x")
+    assert not list(tmp_path.glob("m/*.sql"))
 
 
 def test_render_pair_is_a_valid_yoyo_migration(tmp_path: Path) -> None:
@@ -217,7 +263,7 @@ def test_render_pair_is_a_valid_yoyo_migration(tmp_path: Path) -> None:
     assert "CONCURRENTLY" not in text
     assert len(statements) == sum(len(forward(op)) for op in ops)
     _, _, rb_statements = read_sql_migration(str(rb))
-    assert rb_statements[0].strip().splitlines()[-1].startswith("ALTER TABLE w_event DROP CONSTRAINT")
+    assert rb_statements[0].strip().splitlines()[-1].startswith('ALTER TABLE "w_event" DROP CONSTRAINT')
     # the next id of the day counts up, as yoyo new does
     assert migration_id(tmp_path, "x").split("_")[1] == "02"
 
@@ -225,7 +271,7 @@ def test_render_pair_is_a_valid_yoyo_migration(tmp_path: Path) -> None:
 def test_render_without_depends() -> None:
     apply_text, rollback_text = render(diff(Schema(), SCHEMA_A), message="init", depends=[])
     assert "-- depends:\n" in apply_text
-    assert "CREATE TABLE w_list" in apply_text and "DROP TABLE w_list" in rollback_text
+    assert 'CREATE TABLE "w_list"' in apply_text and 'DROP TABLE "w_list"' in rollback_text
 
 
 # -- convergence against a real database -------------------------------------------------------------------------
@@ -364,3 +410,45 @@ def test_rollback_of_a_dropped_not_null_column_works_on_a_table_with_rows(empty_
     rollback(from_dsn(empty_dsn), migrations, count=1)
     with psycopg.connect(empty_dsn) as conn:
         assert conn.execute("SELECT id, label FROM w_drop ORDER BY id").fetchall() == [(1, None), (2, None)]
+
+
+def test_dropped_table_with_odd_names_and_catalog_types_rolls_back(empty_dsn: str, tmp_path: Path) -> None:
+    """A table the models do not declare is dropped; its rollback re-creates it from the catalog: quoted names,
+    a schema-qualified mixed-case enum type, an array of it, a typmod'd interval, defaults as the server prints
+    them. Every piece must come back exactly as it was."""
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    apply(from_dsn(empty_dsn), migrations)
+    with psycopg.connect(empty_dsn) as conn:
+        conn.execute("CREATE SCHEMA extra")
+        conn.execute("CREATE TYPE extra.\"Mood\" AS ENUM ('ok', 'sad')")
+        conn.execute(
+            'CREATE TABLE "Odd ""t"" x" ("user" integer PRIMARY KEY, "Mixed Case" extra."Mood" DEFAULT \'ok\', '
+            'moods extra."Mood"[], span interval day to second(3), at timestamp(2) with time zone DEFAULT now(), '
+            'bits bit varying(4), ch "char")'
+        )
+        conn.execute('CREATE INDEX "ix odd" ON "Odd ""t"" x" ("Mixed Case") WHERE "user" > 0')
+        before = introspect(conn)
+    assert 'Odd "t" x' in before.tables
+    ops = _migrate_to(empty_dsn, _with_builtin(Schema()), migrations, "drop odd")
+    assert [(op.kind, op.table) for op in ops] == [("drop_table", 'Odd "t" x')]
+    rb = next(migrations.glob("*drop-odd.rollback.sql")).read_text()
+    assert 'extra."Mood"[]' in rb and "interval day to second(3)" in rb
+    rollback(from_dsn(empty_dsn), migrations, count=1)
+    with psycopg.connect(empty_dsn) as conn:
+        assert diff(introspect(conn), before) == []
+
+
+def test_rollback_plan_names_quoted_tables_and_columns_as_declared() -> None:
+    """Generated rollbacks quote every name; the confirmation prompt shows the names as the user wrote them."""
+    dropped = Table("We ird", {"id": ColumnDef("id", "integer", False)}, ("id",))
+    column = ColumnDef('say "hi"', "text", True)
+    _, rollback_text = render(
+        [Operation("add_table", dropped.name, new=dropped), Operation("add_column", "w", column.name, new=column)],
+        message="m",
+    )
+    assert destructive_reasons(rollback_text) == ("drops table We ird", 'drops column say "hi"')
+    assert destructive_reasons('ALTER TABLE w DROP "Mixed Case", DROP CONSTRAINT "c"; DROP TABLE public . t') == (
+        "drops table public.t",
+        "drops column Mixed Case",
+    )

@@ -71,8 +71,8 @@ def test_the_whole_workflow_without_the_cli(empty_dsn: str, tmp_path: Path) -> N
     assert draft.changed and [op.kind for op in draft.operations] == ["add_table"]
     assert draft.path is not None and draft.path.parent == mdir.resolve() and draft.path.is_file()
     assert draft.id is not None and draft.id.endswith("add-watch")
-    assert "CREATE TABLE api_watch" in draft.sql and draft.sql == draft.path.read_text()
-    assert "DROP TABLE api_watch" in draft.rollback_sql
+    assert 'CREATE TABLE "api_watch"' in draft.sql and draft.sql == draft.path.read_text()
+    assert 'DROP TABLE "api_watch"' in draft.rollback_sql
     assert draft.depends == tuple(m.id for m in migrations.status(empty_dsn).applied)  # the built-in head
     assert "api_watch" not in tables(empty_dsn)  # written, not applied
 
@@ -84,7 +84,7 @@ def test_the_whole_workflow_without_the_cli(empty_dsn: str, tmp_path: Path) -> N
 
     preview = migrations.migrate(empty_dsn, migrations_dir=mdir, dry_run=True)
     assert preview.dry_run and preview.applied == [] and preview.pending == [draft.id]
-    assert "CREATE TABLE api_watch" in preview.sql and "api_watch" not in tables(empty_dsn)
+    assert 'CREATE TABLE "api_watch"' in preview.sql and "api_watch" not in tables(empty_dsn)
     done = migrations.migrate(empty_dsn, migrations_dir=mdir)
     assert done.applied == [draft.id] and "api_watch" in tables(empty_dsn)
     assert migrations.migrate(empty_dsn, migrations_dir=mdir).applied == []
@@ -92,7 +92,7 @@ def test_the_whole_workflow_without_the_cli(empty_dsn: str, tmp_path: Path) -> N
 
     # A model change: dry run first (nothing written), then the file.
     change = migrations.make_migrations(empty_dsn, models=[WatchV2], migrations_dir=mdir, dry_run=True)
-    assert change.changed and change.path is None and "ADD COLUMN note" in change.sql
+    assert change.changed and change.path is None and 'ADD COLUMN "note"' in change.sql
     assert len(list(mdir.iterdir())) == 2
 
     plan = migrations.rollback(empty_dsn, migrations_dir=mdir, dry_run=True)

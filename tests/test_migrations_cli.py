@@ -141,7 +141,7 @@ def test_documented_example_then_a_model_change(empty_dsn: str, tmp_path: Path) 
     ok(dbp("make_migrations", "--check", cwd=tmp_path, env=env), 1)
     assert len(list((tmp_path / "migrations").glob("*.sql"))) == 2  # --check wrote nothing
     dry = ok(dbp("make-migrations", "--dry-run", cwd=tmp_path, env=env))
-    assert "ALTER TABLE watchlist DROP COLUMN score;" in dry and "-- DESTRUCTIVE" in dry
+    assert 'ALTER TABLE "watchlist" DROP COLUMN "score";' in dry and "-- DESTRUCTIVE" in dry
     made = dbp(
         "make-migrations", "--settings_path", str(tmp_path), "--name", "watchlist v2", cwd=ROOT, env=env
     )

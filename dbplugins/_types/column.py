@@ -119,6 +119,8 @@ def _split(sql_type: str) -> tuple[str, str | None, int]:
 def canonical_type(sql_type: str) -> str:
     """PostgreSQL's ``format_type`` spelling of ``sql_type`` (``varchar(5)[]`` ->
     ``character varying(5)[]``)."""
+    if '"' in sql_type:  # a quoted name is case-sensitive (extra."Mood"): lower-casing it names another type
+        return sql_type.strip()
     base, mod, dims = _split(sql_type)
     if mod is None:
         name = base

@@ -126,7 +126,10 @@ def split_schema_sql(script: str) -> SplitDDL:
             table = m.group(1)
         if table is not None and _FOREIGN_KEY.match(line):
             constraint = line.strip().rstrip(",")
-            out.foreign_keys.append(f"ALTER TABLE {table} ADD {constraint};")
+            # The name is unquoted in the file, so PostgreSQL folds it to lower case; the constraint is our own
+            # file's text, moved as it is.
+            alter = sql.SQL("ALTER TABLE {} ADD {};").format(sql.Identifier(table.lower()), sql.SQL(constraint))
+            out.foreign_keys.append(alter.as_string(None))
             if not line.rstrip().endswith(","):  # it was the last item: the one before loses its comma
                 for i in range(len(current) - 1, -1, -1):
                     if current[i].strip() and not current[i].strip().startswith("--"):
@@ -164,9 +167,10 @@ def _distribution_order(tables: Sequence[Table]) -> list[Table]:
     return ordered
 
 
-def _regclass(name: str) -> str:
-    """``name`` as ``regclass`` input: quoted, so any table name (upper case, spaces) resolves as written."""
-    return '"' + name.replace('"', '""') + '"'
+def _regclass(name: str) -> sql.Literal:
+    """``name`` as ``regclass`` input (a string literal holding the quoted identifier), so any table name (upper
+    case, spaces) resolves as written: ``'"watch"'``."""
+    return sql.Literal(sql.Identifier(name).as_string(None))
 
 
 def distribute_statements(tables: Sequence[Table]) -> list[sql.Composed]:
@@ -175,13 +179,13 @@ def distribute_statements(tables: Sequence[Table]) -> list[sql.Composed]:
     out: list[sql.Composed] = []
     for t in _distribution_order(tables):
         if t.reference:
-            out.append(sql.SQL("SELECT create_reference_table({})").format(sql.Literal(_regclass(t.name))))
+            out.append(sql.SQL("SELECT create_reference_table({})").format(_regclass(t.name)))
         else:
             out.append(
                 sql.SQL("SELECT create_distributed_table({}, {}, colocate_with => {})").format(
-                    sql.Literal(_regclass(t.name)),
+                    _regclass(t.name),
                     sql.Literal(t.distribute_by),
-                    sql.Literal(_regclass(t.colocate_with) if t.colocate_with else "default"),
+                    _regclass(t.colocate_with) if t.colocate_with else sql.Literal("default"),
                 )
             )
     return out
@@ -224,7 +228,7 @@ def create_distributed_schema(conn: psycopg.Connection[Any], tables: Sequence[Ta
         conn.execute(stmt.encode())
 
 
-def distribute_sql(table: Table) -> str | None:
+def distribute_sql(table: Table) -> sql.Composed | None:
     """The migration statement that distributes a newly created ``table`` as it declares, when on Citus.
 
     A ``DO`` block that does nothing without the Citus extension, so the same migration runs on plain
@@ -235,14 +239,14 @@ def distribute_sql(table: Table) -> str | None:
     if not table.reference and table.distribute_by is None:
         return None
     check_distribution([table])
-    name = sql.Literal(_regclass(table.name))
+    name = _regclass(table.name)
     call: sql.Composable
     if table.reference:
         call = sql.SQL("create_reference_table({})").format(name)
     else:
-        colocate_with = _regclass(table.colocate_with) if table.colocate_with else "default"
+        colocate_with = _regclass(table.colocate_with) if table.colocate_with else sql.Literal("default")
         call = sql.SQL("create_distributed_table({}, {}, colocate_with => {})").format(
-            name, sql.Literal(table.distribute_by), sql.Literal(colocate_with)
+            name, sql.Literal(table.distribute_by), colocate_with
         )
     block = sql.SQL(
         "DO $dbp$ BEGIN\n"
@@ -252,4 +256,4 @@ def distribute_sql(table: Table) -> str | None:
         "    END IF;\n"
         "END $dbp$"
     ).format(call)
-    return block.as_string(None)
+    return block

@@ -33,9 +33,12 @@ __all__ = ["RollbackStep", "RollbackNotConfirmed", "destructive_reasons", "plan_
 
 # What makes a rollback step destructive: it removes data. Comments are stripped first; the marker render.py puts
 # on data-losing steps counts as well.
+# A name as SQL spells it: bare or double-quoted (generated migrations quote every identifier), maybe qualified.
+_PART = r'(?:"(?:[^"]|"")+"|[\w$]+)'
+_NAME = rf"({_PART}(?:\s*\.\s*{_PART})*)"
 _DESTRUCTIVE = [
-    (re.compile(r"\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?([\w.\"]+)", re.I), "drops table {}"),
-    (re.compile(r"\bDROP\s+COLUMN\s+(?:IF\s+EXISTS\s+)?([\w\"]+)", re.I), "drops column {}"),
+    (re.compile(rf"\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?{_NAME}", re.I), "drops table {}"),
+    (re.compile(rf"\bDROP\s+COLUMN\s+(?:IF\s+EXISTS\s+)?{_NAME}", re.I), "drops column {}"),
     (re.compile(r"\bDROP\s+(SCHEMA|DATABASE|OWNED)\b", re.I), "drops {}"),
     (re.compile(r"\b(TRUNCATE|DELETE\s+FROM)\b", re.I), "runs {}"),
     (re.compile(r"\bDROP\b[^;]*\b(CASCADE)\b", re.I), "drops with {}"),  # dependants go too, columns included
@@ -43,8 +46,17 @@ _DESTRUCTIVE = [
 # ALTER TABLE t DROP c: COLUMN is optional in PostgreSQL.
 _ALTER_TABLE = re.compile(r"\bALTER\s+TABLE\b[^;]*", re.I)
 _BARE_DROP = re.compile(
-    r"\bDROP\s+(?!(?:COLUMN|CONSTRAINT|DEFAULT|NOT|IDENTITY|EXPRESSION)\b)(?:IF\s+EXISTS\s+)?([\w\"]+)", re.I
+    rf"\bDROP\s+(?!(?:COLUMN|CONSTRAINT|DEFAULT|NOT|IDENTITY|EXPRESSION)\b)(?:IF\s+EXISTS\s+)?{_NAME}", re.I
 )
+
+
+def _shown(text: str) -> str:
+    """A name as the reader knows it (``"user"`` -> ``user``, ``public."We""ird"`` -> ``public.We"ird``); other
+    matched words single-spaced."""
+    if not re.fullmatch(_NAME, text):
+        return " ".join(text.split())
+    parts = re.findall(_PART, text)
+    return ".".join(p[1:-1].replace('""', '"') if p.startswith('"') else p for p in parts)
 
 
 def _strip_comments(text: str) -> str:
@@ -60,12 +72,12 @@ def destructive_reasons(sql_text: str) -> tuple[str, ...]:
     """
     body = _strip_comments(sql_text)
     found = [
-        label.format(" ".join(match.group(1).split()))
+        label.format(_shown(match.group(1)))
         for pattern, label in _DESTRUCTIVE
         for match in pattern.finditer(body)
     ]
     for statement in _ALTER_TABLE.finditer(body):
-        found += [f"drops column {m.group(1)}" for m in _BARE_DROP.finditer(statement.group(0))]
+        found += [f"drops column {_shown(m.group(1))}" for m in _BARE_DROP.finditer(statement.group(0))]
     reasons = list(dict.fromkeys(found))  # in order, once each
     if not reasons and re.search(r"^--\s*DESTRUCTIVE", sql_text, flags=re.M):
         reasons.append("marked DESTRUCTIVE")

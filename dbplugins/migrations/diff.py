@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, LiteralString, get_args
+
+from psycopg import sql
 
 from .._types.schema import ColumnDef, ForeignKey, Index, Schema, Table, canonical_type
 from .introspect import loose_form
@@ -137,6 +139,11 @@ class Operation:
         raise AssertionError(k)  # pragma: no cover
 
 
+def _sql(template: LiteralString, *names: str) -> str:
+    """The text of a statement suggested in a note (quoted like the generated ones, so it can be pasted)."""
+    return sql.SQL(template).format(*(sql.Identifier(n) for n in names)).as_string(None)
+
+
 def _coldesc(col: ColumnDef) -> str:
     text = f"{col.sql_type} {'NULL' if col.nullable else 'NOT NULL'}"
     return text + (f" DEFAULT {col.default}" if col.default is not None else "")
@@ -203,7 +210,7 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
             ]
             note = (
                 f"possible rename of {name}.{c} to {name}.{twins[0]}: this drops the column and its data; to keep "
-                f"them, write ALTER TABLE {name} RENAME COLUMN {c} TO {twins[0]} instead"
+                f"them, write {_sql('ALTER TABLE {} RENAME COLUMN {} TO {}', name, c, twins[0])} instead"
                 if twins
                 else None
             )
@@ -230,7 +237,8 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
                         c,
                         old=a,
                         new=b,
-                        note=f"converts existing values with USING {c}::{b.sql_type}; may fail or lose precision",
+                        note=f"converts existing values with USING {_sql('{}', c)}::{b.sql_type}; may fail or lose "
+                        "precision",
                     )
                 )
             if a.nullable != b.nullable:
@@ -285,7 +293,7 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
         ]
         note = (
             f"possible rename of table {t.name} to {twins[0]}: this drops the table and its data; to keep them, "
-            f"write ALTER TABLE {t.name} RENAME TO {twins[0]} instead"
+            f"write {_sql('ALTER TABLE {} RENAME TO {}', t.name, twins[0])} instead"
             if twins
             else None
         )

@@ -30,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from .._types.schema import ColumnDef, ForeignKey, Index, Schema, Table, canonical_type, normalize_predicate
+from ._ddl import expression_sql, type_sql
 
 __all__ = [
     "introspect",
@@ -214,8 +215,8 @@ def _server_forms(
         cols = sql.SQL(", ").join(
             sql.SQL("{} {}{}").format(
                 sql.Identifier(c.name),
-                sql.SQL(c.sql_type),  # a type name from the model, not user data
-                sql.SQL(" DEFAULT ") + sql.SQL(c.default) if c.default is not None else sql.SQL(""),
+                type_sql(c.sql_type, model=table.name, column=c.name),
+                sql.SQL(" DEFAULT ") + expression_sql(c.default) if c.default is not None else sql.SQL(""),
             )
             for c in table.columns.values()
         )
@@ -227,7 +228,7 @@ def _server_forms(
                         sql.Identifier(f"{temp}_ix_{i}"),
                         sql.Identifier(temp),
                         sql.SQL(", ").join(sql.Identifier(c) for c in ix.columns),
-                        sql.SQL(ix.where),  # the model's own predicate text
+                        expression_sql(ix.where),
                     )
                 )
     statements.append(sql.SQL(_query("canonical")))

@@ -22,134 +22,130 @@ import string
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from psycopg import sql
+
 from .._types.schema import ColumnDef, ForeignKey, Index, Table
 from ..citus.ddl import distribute_sql
+from ._ddl import expression_sql, type_sql
 from .diff import Operation, pg_identifier
 
-__all__ = ["quote_ident", "forward", "backward", "render", "migration_id", "slugify", "write_migration"]
-
-# PostgreSQL's reserved (R) and type/function-name (T) keywords: these cannot be bare column or table names.
-_KEYWORDS = frozenset(
-    """all analyse analyze and any array as asc asymmetric both case cast check collate column constraint create
-    current_catalog current_date current_role current_time current_timestamp current_user default deferrable desc
-    distinct do else end except false fetch for foreign from grant group having in initially intersect into
-    lateral leading limit localtime localtimestamp not null offset on only or order placing primary references
-    returning select session_user some symmetric system_user table then to trailing true union unique user using
-    variadic when where window with authorization binary collation concurrently cross current_schema freeze full
-    ilike inner is isnull join left like natural notnull outer overlaps right similar tablesample verbose""".split()
-)
-_PLAIN = re.compile(r"^[a-z_][a-z0-9_$]*$")
+__all__ = ["forward", "backward", "render", "migration_id", "slugify", "write_migration"]
 
 
-def quote_ident(name: str) -> str:
-    """``name`` as an SQL identifier: bare when PostgreSQL allows it, double-quoted otherwise.
-
-    >>> quote_ident("ndet"), quote_ident("user"), quote_ident("Weird name")
-    ('ndet', '"user"', '"Weird name"')
-    """
-    if _PLAIN.match(name) and name not in _KEYWORDS:
-        return name
-    return '"' + name.replace('"', '""') + '"'
+def _ident(name: str) -> sql.Identifier:
+    """An object name as PostgreSQL stores it (truncated to 63 bytes), double-quoted."""
+    return sql.Identifier(pg_identifier(name))
 
 
-def _cols(names: Iterable[str]) -> str:
-    return ", ".join(quote_ident(n) for n in names)
+def _cols(names: Iterable[str]) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
 
 
-def _column_sql(col: ColumnDef) -> str:
-    text = f"{quote_ident(col.name)} {col.sql_type}"
+def _column_sql(table: str, col: ColumnDef) -> sql.Composed:
+    text = sql.SQL("{} {}").format(sql.Identifier(col.name), type_sql(col.sql_type, model=table, column=col.name))
     if not col.nullable:
-        text += " NOT NULL"
+        text += sql.SQL(" NOT NULL")
     if col.default is not None:
-        text += f" DEFAULT {col.default}"
+        text += sql.SQL(" DEFAULT ") + expression_sql(col.default)
     return text
 
 
-def _create_index(table: str, ix: Index) -> str:
-    unique = "UNIQUE " if ix.unique else ""
-    where = f" WHERE {ix.where}" if ix.where else ""
-    return (
-        f"CREATE {unique}INDEX {quote_ident(pg_identifier(ix.name))} ON {quote_ident(table)} "
-        f"USING {ix.using} ({_cols(ix.columns)}){where}"
+def _create_index(table: str, ix: Index) -> sql.Composed:
+    stmt = sql.SQL("CREATE {}INDEX {} ON {} USING {} ({})").format(
+        sql.SQL("UNIQUE ") if ix.unique else sql.SQL(""),
+        _ident(ix.name),
+        sql.Identifier(table),
+        sql.Identifier(ix.using),  # an access method name (btree, hash, ...): an identifier like any other
+        _cols(ix.columns),
     )
+    if ix.where:
+        stmt += sql.SQL(" WHERE ") + expression_sql(ix.where)
+    return stmt
 
 
-def _create_table(t: Table) -> list[str]:
+def _create_table(t: Table) -> list[sql.Composable]:
     """CREATE TABLE with columns, primary key and unique constraints, then its indexes (no foreign keys: the
     differ adds those as separate operations once every table exists)."""
-    parts = [_column_sql(c) for c in t.columns.values()]
+    parts = [_column_sql(t.name, c) for c in t.columns.values()]
     if t.primary_key:
-        parts.append(
-            f"CONSTRAINT {quote_ident(pg_identifier(t.pk_name))} PRIMARY KEY ({_cols(t.primary_key)})"
-        )
+        parts.append(sql.SQL("CONSTRAINT {} PRIMARY KEY ({})").format(_ident(t.pk_name), _cols(t.primary_key)))
     for u in t.unique:
-        parts.append(f"CONSTRAINT {quote_ident(pg_identifier(t.unique_name(tuple(u))))} UNIQUE ({_cols(u)})")
-    body = ",\n    ".join(parts)
+        parts.append(sql.SQL("CONSTRAINT {} UNIQUE ({})").format(_ident(t.unique_name(tuple(u))), _cols(u)))
+    create = sql.SQL("CREATE TABLE {} (\n    {}\n)").format(sql.Identifier(t.name), sql.SQL(",\n    ").join(parts))
     distribute = distribute_sql(t)  # on a Citus coordinator: distribute it as the model declares (§7)
-    return (
-        [f"CREATE TABLE {quote_ident(t.name)} (\n    {body}\n)"]
-        + [_create_index(t.name, ix) for ix in t.indexes]
-        + ([distribute] if distribute else [])
-    )
+    return [create, *(_create_index(t.name, ix) for ix in t.indexes), *([distribute] if distribute else [])]
 
 
-def _alter(table: str, action: str) -> str:
-    return f"ALTER TABLE {quote_ident(table)} {action}"
+def _alter(table: str, action: sql.Composable) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} {}").format(sql.Identifier(table), action)
 
 
-def _add_fk(table: str, fk: ForeignKey) -> str:
+def _add_fk(table: str, fk: ForeignKey) -> sql.Composed:
     return _alter(
         table,
-        f"ADD CONSTRAINT {quote_ident(pg_identifier(fk.name))} FOREIGN KEY ({_cols(fk.columns)}) "
-        f"REFERENCES {quote_ident(fk.ref_table)} ({_cols(fk.ref_columns)})",
+        sql.SQL("ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})").format(
+            _ident(fk.name), _cols(fk.columns), sql.Identifier(fk.ref_table), _cols(fk.ref_columns)
+        ),
     )
 
 
-def forward(op: Operation) -> list[str]:
-    """The statements (without a trailing semicolon) that apply ``op``."""
+def _statements(op: Operation) -> list[sql.Composable]:
+    """The composed statements that apply ``op``."""
     k, t, n = op.kind, op.table, op.name or ""
+    col = sql.Identifier(n)
     if k == "add_table":
         assert isinstance(op.new, Table)
         return _create_table(op.new)
     if k == "drop_table":
-        return [f"DROP TABLE {quote_ident(t)}"]
+        return [sql.SQL("DROP TABLE {}").format(sql.Identifier(t))]
     if k == "add_column":
         assert isinstance(op.new, ColumnDef)
-        return [_alter(t, f"ADD COLUMN {_column_sql(op.new)}")]
+        return [_alter(t, sql.SQL("ADD COLUMN ") + _column_sql(t, op.new))]
     if k == "drop_column":
-        return [_alter(t, f"DROP COLUMN {quote_ident(n)}")]
+        return [_alter(t, sql.SQL("DROP COLUMN {}").format(col))]
     if k == "alter_type":
         assert isinstance(op.new, ColumnDef)
-        ty = op.new.sql_type
-        return [_alter(t, f"ALTER COLUMN {quote_ident(n)} TYPE {ty} USING {quote_ident(n)}::{ty}")]
+        ty = type_sql(op.new.sql_type, model=t, column=n)
+        return [_alter(t, sql.SQL("ALTER COLUMN {} TYPE {} USING {}::{}").format(col, ty, col, ty))]
     if k == "alter_nullable":
         assert isinstance(op.new, ColumnDef)
-        return [_alter(t, f"ALTER COLUMN {quote_ident(n)} {'DROP' if op.new.nullable else 'SET'} NOT NULL")]
+        change = sql.SQL("DROP" if op.new.nullable else "SET")
+        return [_alter(t, sql.SQL("ALTER COLUMN {} {} NOT NULL").format(col, change))]
     if k == "alter_default":
         assert isinstance(op.new, ColumnDef)
         if op.new.default is None:
-            return [_alter(t, f"ALTER COLUMN {quote_ident(n)} DROP DEFAULT")]
-        return [_alter(t, f"ALTER COLUMN {quote_ident(n)} SET DEFAULT {op.new.default}")]
+            return [_alter(t, sql.SQL("ALTER COLUMN {} DROP DEFAULT").format(col))]
+        return [_alter(t, sql.SQL("ALTER COLUMN {} SET DEFAULT {}").format(col, expression_sql(op.new.default)))]
     if k == "add_pk":
         assert isinstance(op.new, tuple)
-        return [_alter(t, f"ADD CONSTRAINT {quote_ident(n)} PRIMARY KEY ({_cols(op.new)})")]
+        return [_alter(t, sql.SQL("ADD CONSTRAINT {} PRIMARY KEY ({})").format(col, _cols(op.new)))]
     if k == "add_unique":
         assert isinstance(op.new, tuple)
-        return [_alter(t, f"ADD CONSTRAINT {quote_ident(n)} UNIQUE ({_cols(op.new)})")]
+        return [_alter(t, sql.SQL("ADD CONSTRAINT {} UNIQUE ({})").format(col, _cols(op.new)))]
     if k in ("drop_pk", "drop_unique", "drop_fk"):
-        return [_alter(t, f"DROP CONSTRAINT {quote_ident(n)}")]
+        return [_alter(t, sql.SQL("DROP CONSTRAINT {}").format(col))]
     if k == "add_index":
         assert isinstance(op.new, Index)
         return [_create_index(t, op.new)]
     if k == "drop_index":
-        return [f"DROP INDEX {quote_ident(n)}"]
+        return [sql.SQL("DROP INDEX {}").format(col)]
     if k == "rename_index":
         assert isinstance(op.old, Index) and isinstance(op.new, Index)
-        return [f"ALTER INDEX {quote_ident(op.old.name)} RENAME TO {quote_ident(pg_identifier(op.new.name))}"]
+        return [sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(op.old.name), _ident(op.new.name))]
     if k == "add_fk":
         assert isinstance(op.new, ForeignKey)
         return [_add_fk(t, op.new)]
     raise AssertionError(k)  # pragma: no cover
+
+
+def forward(op: Operation) -> list[str]:
+    """The statements (without a trailing semicolon) that apply ``op``, identifiers double-quoted.
+
+    >>> from dbplugins.migrations.diff import Operation
+    >>> forward(Operation("drop_column", "watchlist", "user"))
+    ['ALTER TABLE "watchlist" DROP COLUMN "user"']
+    """
+    return [stmt.as_string(None) for stmt in _statements(op)]
 
 
 def _inverse(op: Operation) -> Operation:
