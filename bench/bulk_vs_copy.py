@@ -27,6 +27,9 @@ from psycopg import sql
 
 from dbplugins import SQLConnection, table_of
 from dbplugins._copy import bulk as B
+from dbplugins._copy import checker as CH
+from dbplugins._copy import stage as ST
+from dbplugins._copy import stream as SM
 from dbplugins._sqlfiles import schema_script
 from dbplugins.embedded import ensure_server
 from dbplugins.models import Detection, Object
@@ -103,22 +106,22 @@ def backend_cpu(pid: int) -> float:
 def staged_ignore(db: SQLConnection, rows: list[dict[str, Any]], chunk: int) -> int:
     """The alternative "ignore" strategy, always through the staging table (for the record)."""
     table = table_of(Detection)
-    check = B._checker(table)
-    stmts = B._statements(table, check)
+    check = CH._checker(table)
+    stmts = ST._statements(table, check)
     it = iter(rows)
-    feed = B._Feed(next(it), it)
+    feed = SM._Feed(next(it), it)
     with db.current_session().atomic() as conn:
-        return B._Loader(conn, check, stmts, feed).staged(chunk, "ignore")
+        return ST._Loader(conn, check, stmts, feed).staged(chunk, "ignore")
 
 
 def with_spool(nbytes: int, load: Callable[[], int]) -> int:
     """Run ``load`` with the fast path's record kept in memory up to ``nbytes`` (then in a temporary file)."""
-    saved = B._SPOOL_MEMORY
-    B._SPOOL_MEMORY = nbytes
+    saved = SM._SPOOL_MEMORY
+    SM._SPOOL_MEMORY = nbytes
     try:
         return load()
     finally:
-        B._SPOOL_MEMORY = saved
+        SM._SPOOL_MEMORY = saved
 
 
 def main() -> None:

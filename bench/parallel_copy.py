@@ -26,9 +26,9 @@ import psycopg
 from psycopg import sql
 
 from dbplugins import SQLConnection, table_of
+from dbplugins._sqlfiles import schema_script
 from dbplugins.embedded import ensure_server
 from dbplugins.models import Detection, Object
-from dbplugins._sqlfiles import schema_script
 
 from .bulk_vs_copy import COLUMNS, make_rows, raw_copy
 

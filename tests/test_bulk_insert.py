@@ -33,6 +33,8 @@ from dbplugins import (
     table_of,
 )
 from dbplugins._copy import bulk as bulk_module
+from dbplugins._copy import stage as stage_module
+from dbplugins._copy import stream as stream_module
 from dbplugins.models import Detection, Object, Taxonomy
 
 
@@ -208,13 +210,13 @@ def test_ignore_first_chunk_clean_then_duplicates_later(objects: Any) -> None:
 def record_restarts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The row counts of the fast path's restarts through staging, as they happen."""
     restarts: list[int] = []
-    original = bulk_module._Restart.__init__
+    original = stage_module._Restart.__init__
 
     def record(self: Any, spool: Any, rows: int) -> None:
         restarts.append(rows)
         original(self, spool, rows)
 
-    monkeypatch.setattr(bulk_module._Restart, "__init__", record)
+    monkeypatch.setattr(stage_module._Restart, "__init__", record)
     return restarts
 
 
@@ -228,7 +230,7 @@ def test_ignore_duplicates_reported_while_streaming(
     When a non-blocking peek first sees the server's error depends on the machine's load (libpq may already have
     read it off the socket while sending; the test failed once in a loop of runs), so the first peek is told the
     server answered: the COPY ends after _PEEK_ROWS rows and reports the duplicate, on every run."""
-    real = bulk_module._answered
+    real = stage_module._answered
     peeks: list[int] = []
 
     def answered(fd: int) -> bool:
@@ -237,13 +239,13 @@ def test_ignore_duplicates_reported_while_streaming(
 
     q = objects.query(Detection)
     q.bulk_insert([det(0), det(7_001), det(25_000), det(44_999)])
-    monkeypatch.setattr(bulk_module, "_answered", answered)  # after the set-up call, which peeks too
+    monkeypatch.setattr(stage_module, "_answered", answered)  # after the set-up call, which peeks too
     restarts = record_restarts(monkeypatch)
     assert q.bulk_insert((det(i) for i in range(45_000)), chunk_size=chunk_size) == 45_000 - 4
     assert objects.execute("SELECT count(*), count(DISTINCT candid), sum(candid) FROM detection") == [
         (45_000, 45_000, sum(range(45_000)))
     ]
-    assert restarts == [bulk_module._PEEK_ROWS]  # stopped early: the server's answer was read mid-stream
+    assert restarts == [stage_module._PEEK_ROWS]  # stopped early: the server's answer was read mid-stream
 
 
 @pytest.mark.parametrize("peek", ["forced", "as it comes"])
@@ -256,17 +258,17 @@ def test_a_notice_from_the_server_during_the_copy_loses_no_row(
     When the client reads the notice depends on timing (how much the server has processed at a peek), so the
     guarantee is asserted whatever happens; "forced" makes the first peek see an answer, so the mid-stream
     restart is exercised on every run (it used to depend on the timing, and the test was flaky)."""
-    monkeypatch.setattr(bulk_module, "_PEEK_ROWS", 100)
+    monkeypatch.setattr(stage_module, "_PEEK_ROWS", 100)
     restarts = record_restarts(monkeypatch)
     if peek == "forced":
-        real = bulk_module._answered
+        real = stage_module._answered
         peeks: list[int] = []
 
         def answered(fd: int) -> bool:
             peeks.append(fd)
             return len(peeks) == 1 or real(fd)
 
-        monkeypatch.setattr(bulk_module, "_answered", answered)
+        monkeypatch.setattr(stage_module, "_answered", answered)
     objects.execute(
         """
         CREATE FUNCTION noisy() RETURNS trigger LANGUAGE plpgsql AS
@@ -294,8 +296,8 @@ def test_a_conflict_reported_mid_stream_replays_what_was_sent(
     """The server may report a duplicate while rows still stream: the rows sent so far are replayed into staging
     and the rest of the input follows them. Forced here by failing the sixth block of the direct COPY; with a
     small spool the replay reads most of the rows back from the temporary file."""
-    monkeypatch.setattr(bulk_module, "_SPOOL_MEMORY", spool_memory)
-    original = bulk_module._RecordingWriter.write
+    monkeypatch.setattr(stream_module, "_SPOOL_MEMORY", spool_memory)
+    original = stream_module._RecordingWriter.write
     blocks: list[int] = []
 
     def write(self: Any, data: Any) -> None:
@@ -304,7 +306,7 @@ def test_a_conflict_reported_mid_stream_replays_what_was_sent(
         if len(blocks) == 6:
             raise psycopg.errors.UniqueViolation("forced")
 
-    monkeypatch.setattr(bulk_module._RecordingWriter, "write", write)
+    monkeypatch.setattr(stream_module._RecordingWriter, "write", write)
     n = objects.query(Detection).bulk_insert((det(i) for i in range(30_000)), chunk_size=12_000)
     assert n == 30_000
     assert len(blocks) == 6  # the failure came mid-stream; the rest went through staging
@@ -318,7 +320,7 @@ def test_no_room_for_the_record_is_a_clear_error_and_writes_nothing(
 ) -> None:
     """The fast path's record spills to $TMPDIR beyond 16 MiB; a temporary directory it cannot write to gives a
     DbpError saying so, and no row."""
-    monkeypatch.setattr(bulk_module, "_SPOOL_MEMORY", 64 * 1024)
+    monkeypatch.setattr(stream_module, "_SPOOL_MEMORY", 64 * 1024)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
     with pytest.raises(DbpError, match="TMPDIR") as info:
         objects.query(Detection).bulk_insert(det(i) for i in range(5_000))

@@ -134,8 +134,8 @@ class Cluster:
     """A server of this module's own (an EmbeddedServer in a temporary directory) with one schema database."""
 
     def __init__(self) -> None:
-        from dbplugins.embedded import EmbeddedServer
         from dbplugins._sqlfiles import schema_script
+        from dbplugins.embedded import EmbeddedServer
 
         # Not under pytest's tmp_path: see tests/conftest.py's private_server (the server's user must traverse it).
         self.top = Path(tempfile.mkdtemp(prefix="dbp-pcopy-pg-"))
@@ -586,7 +586,7 @@ def test_property_parallel_gives_the_table_of_one_stream(
 
 def test_stream_of_is_the_engines_rule() -> None:
     """The helpers above predict the dealing: check them against the engine's own key function."""
-    from dbplugins._copy.bulk import _checker
+    from dbplugins._copy.checker import _checker
     from dbplugins._types.schema import table_of
 
     key = pc._key_function(_checker(table_of(Object)))

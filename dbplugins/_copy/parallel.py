@@ -5,7 +5,7 @@ Here the caller's thread reads the input once and deals the rows, in batches, to
 primary key (all rows of one key go to one stream, in input order, so "first occurrence wins" for ``"ignore"``
 and "last occurrence wins" for ``"update"`` keep holding; of a key whose part is a foreign key, that part: see
 ``_deal_columns``); a table without a primary key gets its batches in turn. Each stream is a thread that runs
-the COPY engine of :mod:`dbplugins.bulk` (``_Loader``: the same row checks, typing, staging and conflict
+the COPY engine of :mod:`dbplugins._copy` (``_Loader``: the same row checks, typing, staging and conflict
 handling as ``parallel=1``) on its own connection, in its own transaction.
 
 Threads, not processes: the rows are Python objects in the caller's process, and handing them to another process
@@ -51,9 +51,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import psycopg
 from psycopg import sql
 
-from .bulk import _END, _Feed, _Loader, _Restart, _RowChecker, _server_error, _Statements
 from ..citus.relay import on_citus
 from ..errors import ConnectionError, DbpError, wrap_db_error
+from .bulk import _server_error
+from .checker import _RowChecker
+from .stage import _Loader, _Restart, _Statements
+from .stream import _END, _Feed
 
 if TYPE_CHECKING:
     from .._session.session import Session
@@ -536,7 +539,7 @@ def _unlogged_staging(stmts: _Statements, token: str) -> tuple[_Statements, sql.
     for attr in ("create_stage", "create_ustage"):
         text = getattr(out, attr).as_string()
         if "UNLOGGED TABLE" not in text or "_dbp_pcopy_" not in text:
-            raise AssertionError(f"parallel_copy: bulk.py's {attr} changed shape: {text}")
+            raise AssertionError(f"parallel: the COPY engine's {attr} changed shape: {text}")
     drop = sql.SQL("DROP TABLE IF EXISTS {}, {}").format(out.stage, out.ustage)
     return out, drop
 
@@ -614,7 +617,7 @@ def parallel_insert(
 ) -> int:
     """``bulk_insert`` of ``head`` then ``rest`` over ``parallel`` COPY streams (see the module documentation).
 
-    ``head`` was checked by the caller (:func:`dbplugins.bulk.bulk_insert`), which validated the arguments.
+    ``head`` was checked by the caller (:func:`dbplugins._copy.bulk.bulk_insert`), which validated the arguments.
     """
     table = check.table.name
     if session.in_transaction:

@@ -35,7 +35,9 @@ from .._types.rows import as_mapping, check_columns
 from .._types.schema import ColumnDef, Table
 from ..citus.relay import on_citus
 from ..errors import DbpError, MissingValueError, QueryError, wrap_db_error
-from . import bulk
+from .bulk import _server_error
+from .checker import _RowChecker
+from .stream import _Feed, _write_rows
 
 if TYPE_CHECKING:
     from .._session.session import Session
@@ -95,7 +97,7 @@ def _checker(table: Table, key: tuple[str, ...], columns: tuple[str, ...], flagg
         stage = Table(name=table.name, columns=cols, primary_key=())
         if len(_CHECKERS) > 256:
             _CHECKERS.clear()
-        entry = _CHECKERS[ident] = (table, stage, bulk._RowChecker(stage))
+        entry = _CHECKERS[ident] = (table, stage, _RowChecker(stage))
     return entry[2]
 
 
@@ -261,7 +263,7 @@ def bulk_update(
     joined = session.in_transaction
     for attempt in range(_DEADLOCK_TRIES):
         it = iter(staged)
-        feed = bulk._Feed(next(it), it)
+        feed = _Feed(next(it), it)
         updated = 0
         copying = False
         try:
@@ -270,7 +272,7 @@ def bulk_update(
                 copying = True
                 with cur.copy(copy_stmt) as copy:
                     copy.set_types(check.pg_types)
-                    bulk._write_rows(copy, check, feed, None)
+                    _write_rows(copy, check, feed, None)
                 copying = False
                 absent = cur.execute(find_missing).fetchall()
                 if absent and missing == "error":
@@ -304,7 +306,7 @@ def bulk_update(
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter, not crypto
         except psycopg.Error as exc:
             if copying:  # the server refused a value of the COPY: bulk's reading of its context names row, column
-                raise bulk._server_error(exc, check, feed) from exc
+                raise _server_error(exc, check, feed) from exc
             raise wrap_db_error(exc, model=table.name, action="bulk_update") from exc
     if absent:
         log.info(
