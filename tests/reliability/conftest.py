@@ -104,7 +104,10 @@ def assert_pool_healthy(db: Any, dsn: str, exclude: Collection[int] = ()) -> Non
     ``exclude``: backend pids of the test's own foreign connections (a lock holder).
     """
     assert db.session is None or not db.current_session().in_transaction
-    wait_until(lambda: checked_out(db) == 0, 10, "the pool to get every connection back")
+    # A connection the pool is still opening counts in pool_size: after an outage its next attempt can be 16 s
+    # or more away (psycopg_pool's reconnection backoff doubles from 1 s), so 10 s was too short on a loaded
+    # machine.
+    wait_until(lambda: checked_out(db) == 0, 60, "the pool to get every connection back")
     assert int(db.pool.get_stats().get("requests_waiting", 0)) == 0
     wait_until(lambda: no_open_transactions(dsn, exclude), 10, "no backend left inside a transaction")
     assert db.execute("SELECT 1") == [(1,)]
