@@ -2,17 +2,17 @@
 
     .venv/bin/python -m bench.citus_vs_single [--rows 100000] [--objects 10000] [--repeat 3]
 
-A measurement for docs/scaling.md, not part of ``make bench``: the same rows, the same machine, one run. A fresh
-coordinator + 2 workers (``dbplugins.citus.LocalCluster`` in a temporary directory, removed afterwards) and a
-fresh database on the embedded server each get the built-in schema (distributed on the cluster). Per repetition,
-alternating the two targets: the tables are emptied, then
+A measurement for docs/scaling.md, not part of ``make bench``: the same rows, the same machine, one run. A
+fresh coordinator + 2 workers (``dbplugins.citus.LocalCluster`` in a temporary directory, removed afterwards)
+and a fresh database on the embedded server each get the built-in schema (distributed on the cluster). Per
+repetition, alternating the two targets: the tables are emptied, then
 
 * ``get_or_create_many`` of ``--objects`` new objects (batches of 1,000),
 * ``bulk_insert`` of ``--rows`` new detections (one call),
 * the same detections again (a re-delivery: every key exists, so the call goes through staging and inserts 0).
 
-Medians of the repetitions are printed with the cluster/single ratio, and the bytes per detection row (table plus
-indexes) each side stores.
+Medians of the repetitions are printed with the cluster/single ratio, and the bytes per detection row (table
+plus indexes) each side stores.
 """
 
 from __future__ import annotations

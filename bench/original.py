@@ -4,9 +4,9 @@ Two roles in one file, so the bench needs nothing else:
 
 - imported by :mod:`bench.run`: :func:`ensure_venv` creates ``bench/.venv-original`` with the pinned packages
   (once; a stamp records the pins) and :func:`run_original` runs this file there and returns its timings;
-- run by that virtualenv's Python (``python -I bench/original.py --url ... --rows ... --keys ...``): connects with
-  the original ``SQLConnection``, times ``bulk_insert`` of the detection rows and ``get_or_create`` of the object
-  keys (first new, then the same keys again, existing), and prints the timings as one JSON object.
+- run by that virtualenv's Python (``python -I bench/original.py --url ... --rows ... --keys ...``): connects
+  with the original ``SQLConnection``, times ``bulk_insert`` of the detection rows and ``get_or_create`` of
+  the object keys (first new, then the same keys again, existing), and prints the timings as one JSON object.
 
 This module imports only the standard library at the top: the original's virtualenv has neither dbplugins nor
 psycopg 3. It runs with ``python -I`` from a temporary directory, so the repository's own ``db_plugins`` alias
@@ -67,8 +67,8 @@ def run_original(url: str, rows_file: Path, keys_file: Path, *, venv: Path = VEN
     """Run this file inside the original's virtualenv; return its JSON timings."""
     with tempfile.TemporaryDirectory() as cwd:
         proc = subprocess.run(
-            [str(venv_python(venv)), "-I", str(Path(__file__).resolve()), "--url", url, "--rows", str(rows_file),
-             "--keys", str(keys_file)],
+            [str(venv_python(venv)), "-I", str(Path(__file__).resolve()), "--url", url,
+             "--rows", str(rows_file), "--keys", str(keys_file)],
             cwd=cwd,
             capture_output=True,
             text=True,
@@ -80,7 +80,7 @@ def run_original(url: str, rows_file: Path, keys_file: Path, *, venv: Path = VEN
     return result
 
 
-# -- inside the original's virtualenv -------------------------------------------------------------------------
+# -- inside the original's virtualenv ------------------------------------------------------------------------
 
 
 def _timed(fn: Any) -> float:

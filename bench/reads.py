@@ -1,4 +1,5 @@
-"""Light-curve reads: dbplugins' query builder against hand-written psycopg, on the same detections, in one run.
+"""Light-curve reads: dbplugins' query builder against hand-written psycopg, on the same detections, in one
+run.
 
     .venv/bin/python -m bench.reads [--objects 1000] [--per-object 100] [--repeat 3]
 
@@ -111,10 +112,20 @@ def main() -> None:
             return len(q.filter(Detection.oid.in_(oids)).all())
 
         pairs: list[tuple[str, Callable[[], int], str, Callable[[], int]]] = [
-            ("per object: psycopg + __init__", psycopg_per_object, "dbplugins filter(==).all()", ours_per_object),
+            (
+                "per object: psycopg + __init__",
+                psycopg_per_object,
+                "dbplugins filter(==).all()",
+                ours_per_object,
+            ),
             ("in_: psycopg + __init__", psycopg_in, "dbplugins filter(in_).all()", ours_in),
             ("all columns: psycopg binary tuples", binary_tuples, "dbplugins to_dataframe()", ours_dataframe),
-            ("4 columns: psycopg binary tuples", binary_projection, "dbplugins db.query(M.a, ...)", ours_projection),
+            (
+                "4 columns: psycopg binary tuples",
+                binary_projection,
+                "dbplugins db.query(M.a, ...)",
+                ours_projection,
+            ),
         ]
         try:
             import pandas  # noqa: F401

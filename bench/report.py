@@ -1,4 +1,5 @@
-"""RESULTS.md: the PASS/FAIL line of each performance target, the headline ratios, the environment, the method and tables.
+"""RESULTS.md: the PASS/FAIL line of each performance target, the headline ratios, the environment, the method
+and tables.
 
 Pure formatting: :mod:`bench.run` measures and hands the figures over.
 """
@@ -56,8 +57,8 @@ def median(rates: dict[str, list[float]], key: str) -> float:
 def ratio(rates: dict[str, list[float]], key: str, baseline: str) -> float:
     """``key`` over ``baseline``: the median of the per-repetition ratios.
 
-    Both are measured in every repetition, minutes apart at most, so pairing them cancels most of the drift of a
-    shared machine (other processes' load hits both sides of a pair alike).
+    Both are measured in every repetition, minutes apart at most, so pairing them cancels most of the drift of
+    a shared machine (other processes' load hits both sides of a pair alike).
     """
     ours, theirs = rates.get(key, []), rates.get(baseline, [])
     if not ours or not theirs:
@@ -111,7 +112,12 @@ def targets(
             f"{trips['existing'][0]} round trip(s)",
         ),
         ratio_target(
-            "`get_or_create` ≥ 5× the original's calls/s, new keys", rates, "goc.new", "orig.new", 5, "calls/s"
+            "`get_or_create` ≥ 5× the original's calls/s, new keys",
+            rates,
+            "goc.new",
+            "orig.new",
+            5,
+            "calls/s",
         ),
         ratio_target(
             "`get_or_create` ≥ 2.5× the original's calls/s, existing keys",
@@ -203,46 +209,51 @@ def report(
     if original_versions:
         out.append(
             f"| original library | db-plugins {original_versions.get('db-plugins')}, SQLAlchemy "
-            f"{original_versions.get('sqlalchemy')}, psycopg2-binary, Python {original_versions.get('python')} |"
+            f"{original_versions.get('sqlalchemy')}, psycopg2-binary, Python "
+            f"{original_versions.get('python')} |"
         )
     out += [
         "",
         "## Method",
         "",
-        f"- One fresh database (`{database}`, the built-in schema from `sql/schema`: the 30-column `detection` "
-        "table with its primary key (candid, oid), foreign key to `object` and hash index on oid).",
-        f"- Data: the first {sizes.rows:,} distinct detection rows of the synthetic night (`bench/alerts.py`, "
-        "values in the ranges of the real ZTF packets), as dicts; their objects are loaded first (untimed).",
-        f"- Rates are the **median of {reps} repetitions**, after one untimed warm-up repetition; the runs column "
-        "lists each repetition in order. "
-        "Repetitions alternate the order of the cases (forward, reverse, forward, ...). Every **ratio** (targets, "
-        "headline, tables) is the median of the per-repetition ratios: both sides of a ratio run in the same "
-        "repetition, the compared cases next to each other, so load from other processes on a shared machine "
-        "hits both alike.",
+        f"- One fresh database (`{database}`, the built-in schema from `sql/schema`: the 30-column "
+        "`detection` table with its primary key (candid, oid), foreign key to `object` and hash index on "
+        "oid).",
+        f"- Data: the first {sizes.rows:,} distinct detection rows of the synthetic night "
+        "(`bench/alerts.py`, values in the ranges of the real ZTF packets), as dicts; their objects are "
+        "loaded first (untimed).",
+        f"- Rates are the **median of {reps} repetitions**, after one untimed warm-up repetition; the runs "
+        "column lists each repetition in order. Repetitions alternate the order of the cases (forward, "
+        "reverse, forward, ...). Every **ratio** (targets, headline, tables) is the median of the "
+        "per-repetition ratios: both sides of a ratio run in the same repetition, the compared cases next "
+        "to each other, so load from other processes on a shared machine hits both alike.",
         "- Bulk loads start from an empty detection table (TRUNCATE + CHECKPOINT before each, untimed) and "
-        "include the commit. psycopg COPY and executemany use one connection in a transaction; the COPY turns "
-        "each dict into a tuple with `operator.itemgetter`, as a hand-written loader does. `psql \\copy` is "
-        "timed around the whole `psql` process (its start-up and connection included); writing the CSV file "
-        "is not timed.",
-        f"- The original db-plugins runs in its own virtualenv (`bench/.venv-original`), one subprocess per "
+        "include the commit. psycopg COPY and executemany use one connection in a transaction; the COPY "
+        "turns each dict into a tuple with `operator.itemgetter`, as a hand-written loader does. `psql "
+        "\\copy` is timed around the whole `psql` process (its start-up and connection included); writing "
+        "the CSV file is not timed.",
+        "- The original db-plugins runs in its own virtualenv (`bench/.venv-original`), one subprocess per "
         f"repetition: `bulk_insert` of the first {sizes.original_rows:,} rows into an empty detection table, "
-        f"then `get_or_create` on {sizes.original_keys:,} new object keys and again on the same (now existing) "
-        "keys, timed inside the subprocess (start-up excluded). Our `bulk_insert` is timed on the same rows.",
+        f"then `get_or_create` on {sizes.original_keys:,} new object keys and again on the same (now "
+        "existing) keys, timed inside the subprocess (start-up excluded). Our `bulk_insert` is timed on the "
+        "same rows.",
         f"- `get_or_create`: {sizes.keys:,} new object keys one call each (all columns of an object row as "
         f"kwargs), then the same keys again (existing). `get_or_create_many`: {sizes.many_keys:,} keys in "
         f"batches of {sizes.batch:,}. Keys are fresh in every repetition. The hand-written versions run "
         "`INSERT ... ON CONFLICT (oid) DO NOTHING RETURNING *`, then `SELECT` when it returned nothing, in "
-        "autocommit; batched: one `INSERT ... SELECT FROM unnest(...)` and one `SELECT ... = ANY(...)` per batch.",
-        "- Round trips: a libpq protocol trace (`PQtrace`) on a pool of one connection, after a warm-up call; a "
-        "round trip is a flight of client messages followed by the server's answer.",
-        f"- Memory: `python -m bench.rss` in its own process loads {rss['rows']:,} rows from a generator (dicts "
-        "made one at a time); growth = peak resident set during the call (sampled every 5 ms, and `ru_maxrss`) "
-        "minus the resident set before it.",
+        "autocommit; batched: one `INSERT ... SELECT FROM unnest(...)` and one `SELECT ... = ANY(...)` per "
+        "batch.",
+        "- Round trips: a libpq protocol trace (`PQtrace`) on a pool of one connection, after a warm-up "
+        "call; a round trip is a flight of client messages followed by the server's answer.",
+        f"- Memory: `python -m bench.rss` in its own process loads {rss['rows']:,} rows from a generator "
+        "(dicts made one at a time); growth = peak resident set during the call (sampled every 5 ms, and "
+        "`ru_maxrss`) minus the resident set before it.",
         "- `make_migrations`: the work of the command in-process (models' schema, introspection, canonical "
-        "forms, diff, rendered SQL; nothing written), median of the repetitions, against the database with the "
-        f"full schema (no changes), the full schema plus {migrations['extra']['tables'] - migrations['full']['tables']}"
-        " unknown tables (to drop) and an empty database (all tables to create). Catalog queries are the "
-        "statements sent; constant means the same count whatever the number of tables.",
+        "forms, diff, rendered SQL; nothing written), median of the repetitions, against the database with "
+        "the full schema (no changes), the full schema plus "
+        f"{migrations['extra']['tables'] - migrations['full']['tables']} unknown tables (to drop) and an "
+        "empty database (all tables to create). Catalog queries are the statements sent; constant means the "
+        "same count whatever the number of tables.",
         "",
         "## Results",
         "",
@@ -273,19 +284,19 @@ def report(
         "",
         "### Measured once",
         "",
-        f"- Round trips (statements): `get_or_create` new key {trips['new'][0]} ({trips['new'][1]}), existing "
-        f"key {trips['existing'][0]} ({trips['existing'][1]}); `get_or_create_many` of 1,000 new keys "
-        f"{trips['many_new'][0]} ({trips['many_new'][1]}), existing {trips['many_existing'][0]} "
+        f"- Round trips (statements): `get_or_create` new key {trips['new'][0]} ({trips['new'][1]}), "
+        f"existing key {trips['existing'][0]} ({trips['existing'][1]}); `get_or_create_many` of 1,000 new "
+        f"keys {trips['many_new'][0]} ({trips['many_new'][1]}), existing {trips['many_existing'][0]} "
         f"({trips['many_existing'][1]}).",
-        f"- Generator `bulk_insert` of {rss['rows']:,} rows: {rss['rows'] / rss['seconds']:,.0f} rows/s; resident "
-        f"set {rss['baseline_kib'] / 1024:.1f} MB before, peak {rss['peak_kib'] / 1024:.1f} MB, growth "
-        f"{rss['growth_kib'] / 1024:.1f} MB.",
+        f"- Generator `bulk_insert` of {rss['rows']:,} rows: {rss['rows'] / rss['seconds']:,.0f} rows/s; "
+        f"resident set {rss['baseline_kib'] / 1024:.1f} MB before, peak {rss['peak_kib'] / 1024:.1f} MB, "
+        f"growth {rss['growth_kib'] / 1024:.1f} MB.",
         f"- `make_migrations`: {migrations['full']['seconds'] * 1000:.0f} ms and "
         f"{migrations['full']['statements']} catalog queries with the full schema in place "
-        f"({migrations['full']['operations']} operations); {migrations['extra']['seconds'] * 1000:.0f} ms and "
-        f"{migrations['extra']['statements']} queries with {migrations['extra']['tables']} tables "
-        f"({migrations['extra']['operations']} operations); {migrations['empty']['seconds'] * 1000:.0f} ms and "
-        f"{migrations['empty']['statements']} queries on an empty database "
+        f"({migrations['full']['operations']} operations); {migrations['extra']['seconds'] * 1000:.0f} ms "
+        f"and {migrations['extra']['statements']} queries with {migrations['extra']['tables']} tables "
+        f"({migrations['extra']['operations']} operations); {migrations['empty']['seconds'] * 1000:.0f} ms "
+        f"and {migrations['empty']['statements']} queries on an empty database "
         f"({migrations['empty']['operations']} operations).",
         "",
     ]  # fmt: skip

@@ -1,26 +1,31 @@
-"""``make bench``: dbplugins side by side with hand-written psycopg, ``psql \\copy`` and the original db-plugins.
+"""``make bench``: dbplugins side by side with hand-written psycopg, ``psql \\copy`` and the original
+db-plugins.
 
     python -m bench.run                 # full sizes, 9 repetitions, writes bench/RESULTS.md (about 4 minutes)
     python -m bench.run --quick         # small sizes, to check the harness (writes nothing unless --out)
 
-Everything runs against one fresh database (``dbp_bench``) on the embedded server (or the server of ``--dsn`` /
-``DBP_DSN``, which needs CREATEDB), in one process, and reports rates as the median of ``--reps`` repetitions.
-The repetitions alternate: every repetition runs every case once, in forward order on even repetitions and in
-reverse order on odd ones, so drift (checkpoints, a warming cache) spreads over all cases alike. Before each
-bulk-load case the detection table is truncated and a CHECKPOINT flushes the previous case's writes, untimed.
+Everything runs against one fresh database (``dbp_bench``) on the embedded server (or the server of ``--dsn``
+/ ``DBP_DSN``, which needs CREATEDB), in one process, and reports rates as the median of ``--reps``
+repetitions. The repetitions alternate: every repetition runs every case once, in forward order on even
+repetitions and in reverse order on odd ones, so drift (checkpoints, a warming cache) spreads over all cases
+alike. Before each bulk-load case the detection table is truncated and a CHECKPOINT flushes the previous
+case's writes, untimed.
 
 Cases (sizes are the defaults):
 
 - ``bulk_insert`` of 100,000 detection rows, one call per conflict mode, against hand-written psycopg binary
   COPY (``set_types``), psycopg ``executemany`` and ``psql \\copy`` of a CSV file; every method gets the same
-  dict rows (the hand-written COPY turns them into tuples with ``operator.itemgetter``, untimed work excluded);
-- the original db-plugins 4.2.7 (its own virtualenv, :mod:`bench.original`): ``bulk_insert`` of the first 20,000
-  of those rows and ``get_or_create`` of 1,000 new then the same 1,000 existing object keys; ours on the same;
-- ``get_or_create`` per call (2,000 keys) and ``get_or_create_many`` in batches of 1,000 (20,000 keys), new then
-  existing, against a hand-written ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (+ SELECT when it returns
-  nothing) per key and batched by 1,000 with ``unnest``;
+  dict rows (the hand-written COPY turns them into tuples with ``operator.itemgetter``, untimed work
+  excluded);
+- the original db-plugins 4.2.7 (its own virtualenv, :mod:`bench.original`): ``bulk_insert`` of the first
+  20,000 of those rows and ``get_or_create`` of 1,000 new then the same 1,000 existing object keys; ours on
+  the same;
+- ``get_or_create`` per call (2,000 keys) and ``get_or_create_many`` in batches of 1,000 (20,000 keys), new
+  then existing, against a hand-written ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (+ SELECT when it
+  returns nothing) per key and batched by 1,000 with ``unnest``;
 - once: server round trips of one ``get_or_create`` (libpq protocol trace), peak RSS growth of a 1,000,000-row
-  generator ``bulk_insert`` (:mod:`bench.rss`, its own process), and ``make_migrations`` time and catalog queries.
+  generator ``bulk_insert`` (:mod:`bench.rss`, its own process), and ``make_migrations`` time and catalog
+  queries.
 """
 
 from __future__ import annotations
@@ -100,7 +105,7 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
-# -- data -----------------------------------------------------------------------------------------------------
+# -- data ----------------------------------------------------------------------------------------------------
 
 
 def bench_data(n: int, seed: int = 1) -> tuple[list[Row], list[Row]]:
@@ -129,7 +134,7 @@ def chunks(rows: Sequence[Row], size: int) -> Iterator[Sequence[Row]]:
         yield rows[i : i + size]
 
 
-# -- the database ---------------------------------------------------------------------------------------------
+# -- the database --------------------------------------------------------------------------------------------
 
 
 def server_dsn(explicit: str | None) -> str:
@@ -180,7 +185,7 @@ def psql_binary() -> str:
     return "psql"
 
 
-# -- cases ----------------------------------------------------------------------------------------------------
+# -- cases ---------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -410,7 +415,8 @@ def write_csv(path: Path, rows: Sequence[Row], columns: Sequence[str]) -> None:
 
 
 class HandWritten:
-    """What a careful user writes by hand with psycopg: get_or_create as INSERT ... ON CONFLICT, autocommit."""
+    """What a careful user writes by hand with psycopg: get_or_create as INSERT ... ON CONFLICT,
+    autocommit."""
 
     def __init__(self, dsn: str) -> None:
         self.conn = psycopg.connect(dsn, autocommit=True)
@@ -452,15 +458,15 @@ class HandWritten:
         self.conn.close()
 
 
-# -- the repetitions ------------------------------------------------------------------------------------------
+# -- the repetitions -----------------------------------------------------------------------------------------
 
 
 def run_cases(cases: Sequence[Case], reps: int, *, warm_up: bool = True) -> dict[str, list[float]]:
     """Run every case ``reps`` times, alternating the order; return the rates per metric.
 
-    First, unless ``warm_up`` is false, every case runs once untimed (repetition -1, keys of its own): the first
-    case of the first repetition otherwise pays alone for cold caches and fresh pooled connections (in one run its
-    bulk_insert ratio to raw COPY was 0.64x, against a median of 0.82x).
+    First, unless ``warm_up`` is false, every case runs once untimed (repetition -1, keys of its own): the
+    first case of the first repetition otherwise pays alone for cold caches and fresh pooled connections (in
+    one run its bulk_insert ratio to raw COPY was 0.64x, against a median of 0.82x).
     """
     rates: dict[str, list[float]] = {}
     if warm_up:
@@ -480,11 +486,12 @@ def run_cases(cases: Sequence[Case], reps: int, *, warm_up: bool = True) -> dict
     return rates
 
 
-# -- measured once --------------------------------------------------------------------------------------------
+# -- measured once -------------------------------------------------------------------------------------------
 
 
 def round_trips(db: SQLConnection, fn: Callable[[], Any], workdir: Path) -> tuple[int, int]:
-    """``(round trips, statements)`` that ``fn`` costs on ``db``'s single pooled connection, from a libpq trace.
+    """``(round trips, statements)`` that ``fn`` costs on ``db``'s single pooled connection, from a libpq
+    trace.
 
     A round trip is a run of client messages followed by the server's answer; a statement is one
     ReadyForQuery. ``db`` must have a pool of exactly one connection, so that ``fn`` runs on the traced one.
@@ -635,7 +642,7 @@ def measure_migrations(server: str, full_dsn: str, reps: int) -> dict[str, Any]:
         drop_database(server, empty)
 
 
-# -- environment and report -----------------------------------------------------------------------------------
+# -- environment and report ----------------------------------------------------------------------------------
 
 
 def environment(dsn: str) -> dict[str, str]:
@@ -669,7 +676,7 @@ def environment(dsn: str) -> dict[str, str]:
     }
 
 
-# -- main -----------------------------------------------------------------------------------------------------
+# -- main ----------------------------------------------------------------------------------------------------
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -677,9 +684,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dsn", help="server to use (needs CREATEDB); default DBP_DSN, else the embedded one"
     )
-    # 9: on the shared 2-core machine one repetition's ratio of two ~1 s loads varies by +-20% (0.77x-1.26x for
-    # bulk_insert against raw COPY in one run); the median of 9 moves by a few hundredths from run to run, of 5
-    # by up to 0.1.
+    # 9: on the shared 2-core machine one repetition's ratio of two ~1 s loads varies by +-20% (0.77x-1.26x
+    # for bulk_insert against raw COPY in one run); the median of 9 moves by a few hundredths from run to run,
+    # of 5 by up to 0.1.
     parser.add_argument("--reps", type=int, default=9, help="repetitions per case (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
     parser.add_argument("--out", type=Path, help=f"report file (default {RESULTS}; with --quick: none)")

@@ -1,4 +1,5 @@
-"""The bench harness's own logic (``bench/run.py``, ``bench/report.py``, ``bench/ingest.py``): behaviour only."""
+"""The bench harness's own logic (``bench/run.py``, ``bench/report.py``, ``bench/ingest.py``): behaviour
+only."""
 
 from __future__ import annotations
 

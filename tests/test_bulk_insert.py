@@ -162,7 +162,7 @@ def test_empty_input_is_a_no_op_that_opens_nothing(db: Any) -> None:
     assert not db.current_session().in_transaction
 
 
-# -- conflicts -------------------------------------------------------------------------------------------------
+# -- conflicts -----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("chunk_size", [None, 1, 3, 4], ids=lambda c: f"chunk={c}")
@@ -222,12 +222,13 @@ def record_restarts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_ignore_duplicates_reported_while_streaming(
     objects: Any, monkeypatch: pytest.MonkeyPatch, chunk_size: int | None
 ) -> None:
-    """An existing key at the start of a big input: the server's error is read while rows still stream, so only
-    the rows sent until then are replayed; the rest goes to staging once. Keys existing later land once too.
+    """An existing key at the start of a big input: the server's error is read while rows still stream, so
+    only the rows sent until then are replayed; the rest goes to staging once. Keys existing later land once
+    too.
 
-    When a non-blocking peek first sees the server's error depends on the machine's load (libpq may already have
-    read it off the socket while sending; the test failed once in a loop of runs), so the first peek is told the
-    server answered: the COPY ends after _PEEK_ROWS rows and reports the duplicate, on every run."""
+    When a non-blocking peek first sees the server's error depends on the machine's load (libpq may already
+    have read it off the socket while sending; the test failed once in a loop of runs), so the first peek is
+    told the server answered: the COPY ends after _PEEK_ROWS rows and reports the duplicate, on every run."""
     real = bulk_module._answered
     peeks: list[int] = []
 
@@ -291,9 +292,9 @@ def test_a_notice_from_the_server_during_the_copy_loses_no_row(
 def test_a_conflict_reported_mid_stream_replays_what_was_sent(
     objects: Any, monkeypatch: pytest.MonkeyPatch, spool_memory: int
 ) -> None:
-    """The server may report a duplicate while rows still stream: the rows sent so far are replayed into staging
-    and the rest of the input follows them. Forced here by failing the sixth block of the direct COPY; with a
-    small spool the replay reads most of the rows back from the temporary file."""
+    """The server may report a duplicate while rows still stream: the rows sent so far are replayed into
+    staging and the rest of the input follows them. Forced here by failing the sixth block of the direct COPY;
+    with a small spool the replay reads most of the rows back from the temporary file."""
     monkeypatch.setattr(bulk_module, "_SPOOL_MEMORY", spool_memory)
     original = bulk_module._RecordingWriter.write
     blocks: list[int] = []
@@ -316,8 +317,8 @@ def test_a_conflict_reported_mid_stream_replays_what_was_sent(
 def test_no_room_for_the_record_is_a_clear_error_and_writes_nothing(
     objects: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    """The fast path's record spills to $TMPDIR beyond 16 MiB; a temporary directory it cannot write to gives a
-    DbpError saying so, and no row."""
+    """The fast path's record spills to $TMPDIR beyond 16 MiB; a temporary directory it cannot write to gives
+    a DbpError saying so, and no row."""
     monkeypatch.setattr(bulk_module, "_SPOOL_MEMORY", 64 * 1024)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
     with pytest.raises(DbpError, match="TMPDIR") as info:
@@ -366,7 +367,7 @@ def test_update_mode_in_chunks_from_a_generator(objects: Any) -> None:
     assert objects.execute("SELECT count(*), sum(rb) FROM detection") == [(75, 50.0)]
 
 
-# -- bad input: named, and nothing written ------------------------------------------------------------------------
+# -- bad input: named, and nothing written -------------------------------------------------------------------
 
 
 BAD_ROWS: list[tuple[str, dict[str, Any], type[DbpError], str | None, str]] = [
@@ -438,7 +439,9 @@ def test_array_elements_are_checked(db: Any) -> None:
 
 
 def test_rows_that_are_not_rows(db: Any) -> None:
-    with pytest.raises(DbpError, match=r"must be a dict or a dataclass instance, got tuple \[model 'object', row 1\]"):
+    with pytest.raises(
+        DbpError, match=r"must be a dict or a dataclass instance, got tuple \[model 'object', row 1\]"
+    ):
         db.query(Object).bulk_insert([{"oid": "a"}, ("b",)])
     with pytest.raises(DbpError, match=r"is a Taxonomy, not a Object \[model 'object', row 0\]"):
         db.query(Object).bulk_insert([Taxonomy(classifier_name="a", classifier_version="1", classes=[])])
@@ -511,8 +514,8 @@ class Typed:
     counts: Annotated[list[int | None] | None, Column("integer[]")] = None
 
 
-TYPED_DDL = """CREATE TABLE bulk_types (id smallint PRIMARY KEY, at timestamptz, day date, blob bytea, doc jsonb,
-    key uuid, amount numeric, ratio real, note text, counts integer[])"""
+TYPED_DDL = """CREATE TABLE bulk_types (id smallint PRIMARY KEY, at timestamptz, day date, blob bytea,
+    doc jsonb, key uuid, amount numeric, ratio real, note text, counts integer[])"""
 
 
 def test_other_column_types_round_trip(db: Any) -> None:
@@ -558,7 +561,7 @@ def test_other_column_types_are_checked(db: Any, values: dict[str, Any], column:
     assert count(db, "bulk_types") == 0
 
 
-# -- transactions ------------------------------------------------------------------------------------------------
+# -- transactions --------------------------------------------------------------------------------------------
 
 
 def test_outside_a_transaction_it_commits_on_return(objects: Any, dsn: str) -> None:
@@ -649,7 +652,8 @@ def test_connection_killed_mid_copy_raises_and_commits_nothing(objects: Any, dsn
                 with psycopg.connect(dsn, autocommit=True) as admin:
                     killed = admin.execute(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND query LIKE 'COPY%' AND pid <> pg_backend_pid()"
+                        "WHERE datname = current_database() AND query LIKE 'COPY%' "
+                        "AND pid <> pg_backend_pid()"
                     ).fetchall()
                     assert killed == [(True,)]
             yield det(i)
@@ -660,7 +664,7 @@ def test_connection_killed_mid_copy_raises_and_commits_nothing(objects: Any, dsn
     assert objects.query(Detection).bulk_insert(det(i) for i in range(10)) == 10  # the pool recovered
 
 
-# -- memory ------------------------------------------------------------------------------------------------------
+# -- memory --------------------------------------------------------------------------------------------------
 
 RSS_SCRIPT = textwrap.dedent(
     """

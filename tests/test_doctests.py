@@ -8,7 +8,16 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["dbplugins._types.schema", "dbplugins._query.statements", "dbplugins.config", "dbplugins._types.column", "dbplugins.errors"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "dbplugins._types.schema",
+        "dbplugins._query.statements",
+        "dbplugins.config",
+        "dbplugins._types.column",
+        "dbplugins.errors",
+    ],
+)
 def test_module_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0

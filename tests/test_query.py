@@ -1,4 +1,5 @@
-"""Query: filters, ordering, results, find / find_one / check_exists, paginate, keyset, delete, hostile input."""
+"""Query: filters, ordering, results, find / find_one / check_exists, paginate, keyset, delete, hostile
+input."""
 
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ def tdb(module_db: SQLConnection, module_dsn: str) -> Iterator[SQLConnection]:
     with psycopg.connect(module_dsn, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE tq_star, tq_obs")
         cur.executemany(
-            "INSERT INTO tq_star (sid, name, mag, ndet, tags) VALUES (%(sid)s, %(name)s, %(mag)s, %(ndet)s, %(tags)s)",
+            "INSERT INTO tq_star (sid, name, mag, ndet, tags)"
+            " VALUES (%(sid)s, %(name)s, %(mag)s, %(ndet)s, %(tags)s)",
             STARS,
         )
         cur.executemany(
@@ -101,14 +103,16 @@ def sids(rows: list[Star]) -> list[int]:
 # -- docs ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", [dbplugins._query.query, dbplugins._upsert.get_or_create], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [dbplugins._query.query, dbplugins._upsert.get_or_create], ids=lambda m: m.__name__
+)
 def test_docstring_examples(module: Any) -> None:
     result = doctest.testmod(module, extraglobs={"Watchlist": Watchlist}, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
 
 
-# -- filters ---------------------------------------------------------------------------------------------------
+# -- filters -------------------------------------------------------------------------------------------------
 
 
 def test_filter_by_dict_and_kwargs(tdb: SQLConnection) -> None:
@@ -215,7 +219,7 @@ def test_find_takes_a_list_of_conditions(tdb: SQLConnection) -> None:
         tdb.query(Star).filter_by([("sid", 1)])  # type: ignore[arg-type]
 
 
-# -- ordering, limits, results ---------------------------------------------------------------------------------
+# -- ordering, limits, results -------------------------------------------------------------------------------
 
 
 def test_order_by_forms(tdb: SQLConnection) -> None:
@@ -318,7 +322,7 @@ def test_delete_runs_in_the_session_transaction(tdb: SQLConnection, module_dsn: 
         tdb.query(Star).limit(1).delete()
 
 
-# -- db-plugins' methods --------------------------------------------------------------------------------------------
+# -- db-plugins' methods -------------------------------------------------------------------------------------
 
 
 def test_find_paginates_by_default(tdb: SQLConnection) -> None:
@@ -334,7 +338,8 @@ def test_find_paginates_by_default(tdb: SQLConnection) -> None:
 
 
 def test_find_one(tdb: SQLConnection) -> None:
-    assert tdb.query(Star).find_one(filter_by={"name": "s05"}).sid == 5
+    found = tdb.query(Star).find_one(filter_by={"name": "s05"})
+    assert found is not None and found.sid == 5
     assert tdb.query(Star).find_one(filter_by={"name": "nope"}) is None
     with pytest.raises(MultipleResultsFound):
         tdb.query(Star).find_one(filter_by={"ndet": 0})
@@ -354,7 +359,8 @@ def test_unbound_query_takes_model(tdb: SQLConnection) -> None:
     q = tdb.query()
     assert sorted(sids(q.find(model=Star, filter_by={"ndet": 3}, paginate=False))) == [3, 8, 13, 18, 23]
     assert q.find(Star).total == 25
-    assert q.find_one(model=Obs, filter_by={"oid": "ZTFa", "fid": 1, "mjd": 59000.0}).flux == 0.0
+    obs = q.find_one(model=Obs, filter_by={"oid": "ZTFa", "fid": 1, "mjd": 59000.0})
+    assert obs is not None and obs.flux == 0.0
     assert q.find_all(model=Obs, paginate=False).__len__() == 12
     with pytest.raises(QueryError, match="no model"):
         q.all()
@@ -372,7 +378,7 @@ def test_query_needs_a_model_class(tdb: SQLConnection) -> None:
         tdb.query(Star, Obs)
 
 
-# -- pagination --------------------------------------------------------------------------------------------------
+# -- pagination ----------------------------------------------------------------------------------------------
 
 
 def test_paginate_pages(tdb: SQLConnection) -> None:
@@ -415,7 +421,7 @@ def test_paginate_edges(tdb: SQLConnection) -> None:
         Pagination(None, 1, 10, 20, []).next()
 
 
-# -- keyset pagination -----------------------------------------------------------------------------------------------
+# -- keyset pagination ---------------------------------------------------------------------------------------
 
 
 def test_keyset_single_key(tdb: SQLConnection) -> None:
@@ -470,7 +476,7 @@ def test_keyset_misuse(tdb: SQLConnection) -> None:
         q.columns("name").keyset(5)
 
 
-# -- safety ------------------------------------------------------------------------------------------------------
+# -- safety --------------------------------------------------------------------------------------------------
 
 HOSTILE = ['name"; DROP TABLE tq_star; --', "sid) OR (1=1", "", "SID", "tq_star.sid", 'na"me', "\x00"]
 
@@ -491,6 +497,7 @@ def no_sql(tdb: SQLConnection, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_hostile_keys_raise_before_any_sql(tdb: SQLConnection, key: str, no_sql: None) -> None:
     q = tdb.query(Star)
     star = Star(sid=1, name="s01")
+    as_kwargs: dict[str, Any] = {key: 1}
     calls: list[Callable[[], Any]] = [
         lambda: q.filter_by({key: 1}),
         lambda: q.filter(key, "=", 1),
@@ -502,7 +509,7 @@ def test_hostile_keys_raise_before_any_sql(tdb: SQLConnection, key: str, no_sql:
         lambda: q.check_exists(filter_by={key: 1}),
         lambda: tdb.query().find(model=Star, filter_by={key: 1}, paginate=False),
         lambda: q.get_or_create(filter_by={key: 1}),
-        lambda: q.get_or_create(filter_by={"sid": 1}, **{key: 1}),
+        lambda: q.get_or_create(filter_by={"sid": 1}, **as_kwargs),
         lambda: q.get_or_create_many([{"sid": 1, "name": "x", key: 1}]),
         lambda: q.get_or_create_many([{"sid": 1, "name": "x"}], key=[key]),
         lambda: tdb.query().update(star, {key: 1}),
@@ -529,7 +536,8 @@ def test_hostile_values_are_bound(tdb: SQLConnection, value: str) -> None:
     assert q.filter("name", "like", value).count() == 0
     star, created = q.get_or_create(filter_by={"sid": 1000}, name=value)
     assert created and star.name == value
-    assert q.find_one(filter_by={"name": value}).sid == 1000
+    found = q.find_one(filter_by={"name": value})
+    assert found is not None and found.sid == 1000
     assert q.count() == 26
 
 
@@ -542,7 +550,7 @@ def test_nul_in_a_filter_value_is_a_data_error(tdb: SQLConnection) -> None:
     assert tdb.query(Star).count() == 25
 
 
-# -- sessions ----------------------------------------------------------------------------------------------------
+# -- sessions ------------------------------------------------------------------------------------------------
 
 
 def test_reads_see_the_sessions_uncommitted_writes(tdb: SQLConnection, module_dsn: str) -> None:
@@ -582,7 +590,7 @@ def test_query_without_a_connection() -> None:
         Query(None, Star).all()
 
 
-# -- misc -----------------------------------------------------------------------------------------------------------
+# -- misc ----------------------------------------------------------------------------------------------------
 
 
 def test_repr(tdb: SQLConnection) -> None:
