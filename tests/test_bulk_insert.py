@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import logging
 import math
 import os
 import subprocess
@@ -92,9 +93,53 @@ def test_dataclass_rows_and_dicts_mixed(objects: Any) -> None:
     ]
 
 
-def test_generator_input_in_several_chunks(objects: Any) -> None:
+def copies(caplog: pytest.LogCaptureFixture) -> list[tuple[str, int]]:
+    """The statement and row count of each COPY in the ``dbplugins.sql`` log (the fields its records
+    carry)."""
+    logged = [vars(r) for r in caplog.records]
+    return [(f["statement"], f["rowcount"]) for f in logged if f.get("sql_kind") == "copy"]
+
+
+def staging_copies(caplog: pytest.LogCaptureFixture) -> list[int]:
+    """The rows of each COPY into a staging table: one per flush of the staged path."""
+    return [rows for statement, rows in copies(caplog) if statement.startswith('COPY "_dbp_stage_')]
+
+
+def test_generator_input_in_several_chunks(objects: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Once a key turns out to exist, "ignore" mode takes the rest of the input through the staging table
+    ``chunk_size`` rows per flush; what the fast path's COPY had sent is replayed as the first flush. (Without
+    a duplicate there is one COPY whatever the chunk_size:
+    test_fast_path_is_one_copy_whatever_the_chunk_size.)"""
+    q = objects.query(Detection)
+    assert q.bulk_insert([det(0, "ZTF20b")]) == 1
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for i in range(10_000):
+            if i == 2000:
+                # Let the server reject the existing key 0 before the fast path's first look for its answer
+                # (after 2,048 rows), so that most of the input is still to come when the call starts over.
+                time.sleep(0.5)
+            yield det(i, "ZTF20a" if i % 2 else "ZTF20b")
+
+    with caplog.at_level(logging.DEBUG, logger="dbplugins.sql"):
+        assert q.bulk_insert(rows(), chunk_size=1000) == 9_999
+    replayed, *chunks = staging_copies(caplog)
+    assert replayed < 10_000 and len(chunks) >= 2, (replayed, chunks)
+    assert replayed + sum(chunks) == 10_000
+    assert set(chunks[:-1]) == {1000} and 0 < chunks[-1] <= 1000, chunks
+    assert objects.execute(
+        "SELECT count(*), count(DISTINCT candid), min(candid), max(candid) FROM detection"
+    ) == [(10_000, 10_000, 0, 9_999)]
+
+
+@pytest.mark.parametrize("on_conflict", ["ignore", "error"])
+def test_fast_path_is_one_copy_whatever_the_chunk_size(
+    objects: Any, caplog: pytest.LogCaptureFixture, on_conflict: Any
+) -> None:
     rows = (det(i, "ZTF20a" if i % 2 else "ZTF20b") for i in range(1000))
-    assert objects.query(Detection).bulk_insert(rows, chunk_size=64) == 1000
+    with caplog.at_level(logging.DEBUG, logger="dbplugins.sql"):
+        assert objects.query(Detection).bulk_insert(rows, on_conflict=on_conflict, chunk_size=64) == 1000
+    assert [rows for _, rows in copies(caplog)] == [1000]
     assert objects.execute(
         "SELECT count(*), count(DISTINCT candid), min(candid), max(candid) FROM detection"
     ) == [(1000, 1000, 0, 999)]
@@ -612,16 +657,25 @@ def test_the_callers_lock_timeout_is_kept(objects: Any, caller_setting: str) -> 
     assert objects.execute("SHOW lock_timeout") == [("0",)]
 
 
-@pytest.mark.parametrize("chunk_size", [None, 2], ids=lambda c: f"chunk={c}")
-def test_inside_a_transaction_it_joins_it(objects: Any, dsn: str, chunk_size: int | None) -> None:
+@pytest.mark.parametrize("path", ["one COPY", "staged"])
+def test_inside_a_transaction_it_joins_it(
+    objects: Any, dsn: str, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both ways "ignore" mode writes join the caller's transaction: the fast path's one COPY, and the staging
+    table it starts over with when a key exists."""
     q = objects.query(Detection)
+    before = 0
+    if path == "staged":
+        before = q.bulk_insert([det(2)])  # committed
     with pytest.raises(RuntimeError), objects.transaction():
-        assert q.bulk_insert([det(1), det(2), det(3)], chunk_size=chunk_size) == 3
+        with caplog.at_level(logging.DEBUG, logger="dbplugins.sql"):
+            assert q.bulk_insert([det(1), det(2), det(3)]) == 3 - before
+        assert len(staging_copies(caplog)) == (path == "staged")
         assert count(objects, "detection") == 3
         with psycopg.connect(dsn) as other:  # not visible outside before the block commits
-            assert other.execute("SELECT count(*) FROM detection").fetchone() == (0,)
+            assert other.execute("SELECT count(*) FROM detection").fetchone() == (before,)
         raise RuntimeError("caller gives up")
-    assert count(objects, "detection") == 0
+    assert count(objects, "detection") == before
 
 
 @pytest.mark.parametrize("chunk_size", [None, 2], ids=lambda c: f"chunk={c}")
