@@ -35,6 +35,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dbplugins db_plugins tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests
 
 stop: $(STAMP)
 	$(PY) -m dbplugins.cli embedded stop

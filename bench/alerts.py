@@ -1,10 +1,12 @@
-"""ZTF alerts for the worker and the benchmarks: the real packets, a synthetic night like them, and the mapping.
+"""ZTF alerts for the worker and the benchmarks: the real packets, a synthetic night like them, and the
+mapping.
 
 An *alert* here is a dict shaped like a ZTF Avro packet (``objectId``, ``candid``, ``candidate``,
-``prv_candidates``), whether it was read from a real ``.avro`` file or generated. :func:`alert_to_rows` maps one to
-rows of the four tables an ingestion worker writes, as the data README says:
+``prv_candidates``), whether it was read from a real ``.avro`` file or generated. :func:`alert_to_rows` maps
+one to rows of the four tables an ingestion worker writes, as the data README says:
 
-- ``candidate`` is a detection of ``objectId``; ``mjd = jd - 2400000.5``; ``isdiffpos`` 't'/'1' -> 1, 'f'/'0' -> -1;
+- ``candidate`` is a detection of ``objectId``; ``mjd = jd - 2400000.5``; ``isdiffpos`` 't'/'1' -> 1, 'f'/'0'
+  -> -1;
 - a ``prv_candidates`` entry with a ``candid`` is a detection, one without is a non-detection
   (``oid, fid, mjd, diffmaglim``);
 - every detection also has a ``dataquality`` row (same ``candid, oid``);
@@ -16,8 +18,8 @@ rows of the four tables an ingestion worker writes, as the data README says:
     (11, 14)
     >>> night = list(synthetic_night(1000, seed=7))        # deterministic: same seed, same alerts, same rows
 
-The synthetic night is a *stream*: the first ``k`` alerts of ``synthetic_night(n, seed)`` are the same for every
-``n >= k``, so a larger run re-delivers everything a smaller one wrote and adds only what is new.
+The synthetic night is a *stream*: the first ``k`` alerts of ``synthetic_night(n, seed)`` are the same for
+every ``n >= k``, so a larger run re-delivers everything a smaller one wrote and adds only what is new.
 """
 
 from __future__ import annotations
@@ -51,11 +53,12 @@ STEP_ID = "bench.ingest"
 
 Row = dict[str, Any]
 
-# -- the real packets -----------------------------------------------------------------------------------------
+# -- the real packets ----------------------------------------------------------------------------------------
 
 
 def alerts_dir() -> Path:
-    """The directory of the real packets: ``$DBP_ALERTS_DIR``, or ``bench/data/ztf-alerts`` shipped with the repo."""
+    """The directory of the real packets: ``$DBP_ALERTS_DIR``, or ``bench/data/ztf-alerts`` shipped with the
+    repo."""
     override = os.environ.get("DBP_ALERTS_DIR")
     if override:
         return Path(override)
@@ -63,7 +66,8 @@ def alerts_dir() -> Path:
 
 
 def read_packets(directory: Path | str | None = None) -> Iterator[dict[str, Any]]:
-    """Yield every alert of every ``*.avro`` file in ``directory`` (default :func:`alerts_dir`), by file name."""
+    """Yield every alert of every ``*.avro`` file in ``directory`` (default :func:`alerts_dir`), by file
+    name."""
     import fastavro  # the dev extra; only needed for the real packets
 
     folder = Path(directory) if directory is not None else alerts_dir()
@@ -76,7 +80,7 @@ def read_packets(directory: Path | str | None = None) -> Iterator[dict[str, Any]
                 yield dict(record)  # type: ignore[arg-type]
 
 
-# -- mapping an alert to rows ---------------------------------------------------------------------------------
+# -- mapping an alert to rows --------------------------------------------------------------------------------
 
 _DETECTION_FIELDS = (
     "diffmaglim", "nid", "ra", "dec", "magpsf", "sigmapsf", "magap", "sigmagap", "distnr", "rb", "rbversion",
@@ -84,8 +88,9 @@ _DETECTION_FIELDS = (
 )  # fmt: skip
 _DATAQUALITY_FIELDS = (
     "xpos", "ypos", "chipsf", "sky", "fwhm", "classtar", "mindtoedge", "seeratio", "aimage", "bimage",
-    "aimagerat", "bimagerat", "nneg", "nbad", "sumrat", "scorr", "dsnrms", "ssnrms", "magzpsci", "magzpsciunc",
-    "magzpscirms", "nmatches", "clrcoeff", "clrcounc", "zpclrcov", "zpmed", "clrmed", "clrrms", "exptime",
+    "aimagerat", "bimagerat", "nneg", "nbad", "sumrat", "scorr", "dsnrms", "ssnrms", "magzpsci",
+    "magzpsciunc", "magzpscirms", "nmatches", "clrcoeff", "clrcounc", "zpclrcov", "zpmed", "clrmed", "clrrms",
+    "exptime",
 )  # fmt: skip
 
 
@@ -179,7 +184,8 @@ def aggregates(detections: Iterable[Mapping[str, Any]]) -> Row:
 
 
 def object_row(oid: str, candidate: Mapping[str, Any], detections: list[Row], step_id: str = STEP_ID) -> Row:
-    """The ``object`` row as first seen in an alert: history fields from the candidate, aggregates of its detections."""
+    """The ``object`` row as first seen in an alert: history fields from the candidate, aggregates of its
+    detections."""
     start, end = candidate.get("jdstarthist"), candidate.get("jdendhist")
     row: Row = {
         "oid": oid,
@@ -216,7 +222,7 @@ def alert_to_rows(alert: Mapping[str, Any], *, step_id: str = STEP_ID) -> AlertR
     return rows
 
 
-# -- the synthetic night --------------------------------------------------------------------------------------
+# -- the synthetic night -------------------------------------------------------------------------------------
 
 #: Uniform ranges of the data-quality and photometry fields, measured over the 35 detections (candidates and
 #: previous detections) of the three real packets and rounded outwards. A test checks the packets stay inside.
@@ -302,10 +308,11 @@ def synthetic_oid(serial: int, seed: int) -> str:
 class SyntheticNight:
     """A deterministic stream of alerts shaped like the real packets (see the module docstring).
 
-    Alerts come in exposures of ``ALERTS_PER_EXPOSURE``. Each alert is either a revisit of an object observed at
-    least ``REVISIT_GAP`` exposures earlier (probability ``REVISIT_PROBABILITY``, while there is one) or a new
-    object with a 30-day history of detections and non-detections. Every alert's ``prv_candidates`` repeat the
-    object's history, including the previous alerts' candidates: the overlapping re-deliveries a worker sees.
+    Alerts come in exposures of ``ALERTS_PER_EXPOSURE``. Each alert is either a revisit of an object observed
+    at least ``REVISIT_GAP`` exposures earlier (probability ``REVISIT_PROBABILITY``, while there is one) or a
+    new object with a 30-day history of detections and non-detections. Every alert's ``prv_candidates`` repeat
+    the object's history, including the previous alerts' candidates: the overlapping re-deliveries a worker
+    sees.
     """
 
     def __init__(self, seed: int = 0) -> None:

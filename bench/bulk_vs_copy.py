@@ -3,10 +3,10 @@
     .venv/bin/python -m bench.bulk_vs_copy [--rows 100000] [--repeat 5] [--night] [--error-mode]
         [--staging --chunks 1000,5000,20000] [--spool-mb 0,1000]
 
-A measurement aid for dbplugins/bulk.py (the "ignore" strategy, its staging flush size, its spool); bench/run.py
-holds the official figures. Each load starts from an empty ``detection`` table (``object`` rows are loaded once),
-runs in one transaction and includes its COMMIT. Methods alternate within each repetition so drifts hit them
-alike; the best and the median of the repetitions are printed, with the ratio to raw COPY.
+A measurement aid for dbplugins/bulk.py (the "ignore" strategy, its staging flush size, its spool);
+bench/run.py holds the official figures. Each load starts from an empty ``detection`` table (``object`` rows
+are loaded once), runs in one transaction and includes its COMMIT. Methods alternate within each repetition so
+drifts hit them alike; the best and the median of the repetitions are printed, with the ratio to raw COPY.
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ def main() -> None:
     parser.add_argument(
         "--chunks",
         default="",
-        help="with --staging: comma-separated staging flush sizes to compare (the fast path is one COPY whatever "
-        "chunk_size is, so without duplicates only the staging path depends on it)",
+        help="with --staging: comma-separated staging flush sizes to compare (the fast path is one COPY "
+        "whatever chunk_size is, so without duplicates only the staging path depends on it)",
     )
     parser.add_argument("--staging", action="store_true", help="also time the always-staging strategy")
     parser.add_argument("--error-mode", action="store_true", help='also time on_conflict="error"')
@@ -222,11 +222,11 @@ def main() -> None:
         for label, ts in times.items():
             ratios = [r / t for r, t in zip(raw, ts, strict=True)]
             print(
-                f"  {label:34s} {args.rows / min(ts):12,.0f} {args.rows / statistics.median(ts):9,.0f}"
-                f" {statistics.median(ratios):15.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
-                f" {statistics.median(cpu[label]) / args.rows * 1e6:13.1f} us"
-                f" {statistics.median(server_cpu[label]) / args.rows * 1e6:5.1f} us"
-                f"  {'/'.join(str(round(statistics.median(c[g] for c in collections[label]))) for g in range(3))}"
+                f"  {label:34s} {args.rows / min(ts):12,.0f} {args.rows / statistics.median(ts):9,.0f} "
+                f"{statistics.median(ratios):15.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) "
+                f"{statistics.median(cpu[label]) / args.rows * 1e6:13.1f} us "
+                f"{statistics.median(server_cpu[label]) / args.rows * 1e6:5.1f} us  "
+                + "/".join(str(round(statistics.median(c[g] for c in collections[label]))) for g in range(3))
             )
     finally:
         with psycopg.connect(base, autocommit=True) as admin:

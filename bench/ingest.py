@@ -2,11 +2,12 @@
 
     python -m bench.ingest --alerts 20000            # embedded server (or DBP_DSN / settings.py)
     python -m bench.ingest --alerts 2000 --dsn postgresql://...
-    python -m bench.ingest --citus                   # the local Citus cluster (.dbp/citus), schema distributed
+    python -m bench.ingest --citus                   # the local Citus cluster (.dbp/citus), schema
+    distributed
 
 It reads the real packets first (:func:`bench.alerts.read_packets`), then ``--alerts N`` synthetic ones
-(:func:`bench.alerts.synthetic_night`, deterministic per ``--seed``), and for every batch of alerts does what an
-ALeRCE ingestion step does:
+(:func:`bench.alerts.synthetic_night`, deterministic per ``--seed``), and for every batch of alerts does what
+an ALeRCE ingestion step does:
 
 1. ``db.query(Object).get_or_create_many(objects)``: one row per object, created on first sight;
 2. ``db.query(Model).bulk_insert(rows, on_conflict="ignore")`` for the detections, non-detections and
@@ -14,9 +15,9 @@ ALeRCE ingestion step does:
 3. recomputes ``ndet, firstmjd, lastmjd, deltajd, meanra, meandec`` of the batch's objects from their stored
    detections and ``db.query().update(obj, {...})`` the ones that changed.
 
-Each batch is one transaction (``with db.transaction():``), so a crash leaves whole batches only. Aggregates are
-recomputed from what is stored, never incremented, so running the same night twice changes nothing: the second
-run reports 0 new rows, and a longer night (same seed) adds only its new alerts.
+Each batch is one transaction (``with db.transaction():``), so a crash leaves whole batches only. Aggregates
+are recomputed from what is stored, never incremented, so running the same night twice changes nothing: the
+second run reports 0 new rows, and a longer night (same seed) adds only its new alerts.
 """
 
 from __future__ import annotations
@@ -37,7 +38,17 @@ from dbplugins.models import Dataquality, Detection, NonDetection, Object
 
 from .alerts import alert_to_rows, read_packets, synthetic_night
 
-__all__ = ["Batch", "Progress", "Report", "batches", "ingest", "ingest_batch", "main", "night", "table_counts"]
+__all__ = [
+    "Batch",
+    "Progress",
+    "Report",
+    "batches",
+    "ingest",
+    "ingest_batch",
+    "main",
+    "night",
+    "table_counts",
+]
 
 #: Synthetic alerts of the default night: about a minute on a 2-core machine.
 DEFAULT_ALERTS = 50_000
@@ -55,14 +66,18 @@ TABLES: dict[str, type] = {
 }
 
 # One round trip for the aggregates of a whole batch; the statement names no caller-supplied identifier.
-_AGGREGATES_SQL = "SELECT oid, count(*), min(mjd), max(mjd), avg(ra), avg(dec) FROM detection WHERE oid = ANY(%s) GROUP BY oid"
+_AGGREGATES_SQL = (
+    "SELECT oid, count(*), min(mjd), max(mjd), avg(ra), avg(dec)"
+    " FROM detection WHERE oid = ANY(%s) GROUP BY oid"
+)
 
 Row = dict[str, Any]
 
 
 @dataclass
 class Batch:
-    """The rows of a run of alerts, deduplicated by primary key (the first delivery wins, as in the database)."""
+    """The rows of a run of alerts, deduplicated by primary key (the first delivery wins, as in the
+    database)."""
 
     alerts: int = 0
     objects: dict[str, Row] = field(default_factory=dict)
@@ -123,7 +138,7 @@ def night(alerts: int, seed: int, *, real: bool = True) -> Iterator[dict[str, An
     yield from synthetic_night(alerts, seed)
 
 
-# -- one batch ------------------------------------------------------------------------------------------------
+# -- one batch -----------------------------------------------------------------------------------------------
 
 
 def ingest_batch(db: SQLConnection, batch: Batch) -> tuple[Counter[str], int]:
@@ -183,7 +198,7 @@ def refresh_aggregates(db: SQLConnection, objects: Sequence[Any]) -> int:
     return updated
 
 
-# -- a whole night --------------------------------------------------------------------------------------------
+# -- a whole night -------------------------------------------------------------------------------------------
 
 
 def table_counts(db: SQLConnection) -> dict[str, int]:
@@ -198,7 +213,8 @@ def ingest(
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
 ) -> Report:
-    """Ingest ``alerts`` batch by batch; return a :class:`Report` (its ``totals`` are the final table sizes)."""
+    """Ingest ``alerts`` batch by batch; return a :class:`Report` (its ``totals`` are the final table
+    sizes)."""
     report = Report()
     start = time.perf_counter()
     for batch in batches(alerts, batch_size):
@@ -219,8 +235,8 @@ def ingest(
 class Progress(_progress.Progress):
     """The ingestion's progress on stderr: a bar on a terminal, a line every few seconds without one.
 
-    The shared helper of ``dbp load`` (:mod:`dbplugins._load.progress`, over ``click.progressbar``), counting alerts;
-    ``advance(n)`` after each batch, ``close()`` at the end.
+    The shared helper of ``dbp load`` (:mod:`dbplugins._load.progress`, over ``click.progressbar``), counting
+    alerts; ``advance(n)`` after each batch, ``close()`` at the end.
     """
 
     def __init__(
@@ -242,7 +258,7 @@ class Progress(_progress.Progress):
         )
 
 
-# -- the command line -----------------------------------------------------------------------------------------
+# -- the command line ----------------------------------------------------------------------------------------
 
 
 def format_report(report: Report, *, real: int, synthetic: int, seed: int) -> str:
@@ -255,7 +271,8 @@ def format_report(report: Report, *, real: int, synthetic: int, seed: int) -> st
     ]
     for name in TABLES:
         lines.append(
-            f"{name:<14} {report.totals.get(name, 0):>14,} {report.new[name]:>13,} {report.offered[name]:>10,}"
+            f"{name:<14} {report.totals.get(name, 0):>14,} {report.new[name]:>13,} "
+            f"{report.offered[name]:>10,}"
         )
     new, offered = sum(report.new.values()), sum(report.offered.values())
     lines.append(f"{'all':<14} {sum(report.totals.values()):>14,} {new:>13,} {offered:>10,}")

@@ -2,10 +2,11 @@
 
     python -m bench.rss --dsn DSN --rows 1000000
 
-The rows are detection dicts made one at a time from a few templates (a new ``candid`` each), so the input costs
-no memory: whatever the resident set grows by during the call is the library's. The growth is the peak resident
-set during the load (sampled every 5 ms, and the kernel's high-water mark ``VmHWM`` when the load raised it) minus the
-resident set just before. The objects the rows refer to must exist. Prints one JSON object.
+The rows are detection dicts made one at a time from a few templates (a new ``candid`` each), so the input
+costs no memory: whatever the resident set grows by during the call is the library's. The growth is the peak
+resident set during the load (sampled every 5 ms, and the kernel's high-water mark ``VmHWM`` when the load
+raised it) minus the resident set just before. The objects the rows refer to must exist. Prints one JSON
+object.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Fixtures for the Citus tests: a local coordinator + 2 workers on 127.0.0.1, per test module.
 
-* ``citus_cluster``: the running :class:`dbplugins.citus.LocalCluster`, its data in a temporary directory under
-  /tmp (not pytest's tmp_path: every pytest session that starts takes the other-users bits off its parent, and
-  the servers may run as another account), destroyed at the end of the module. Without Citus
-  (``DBP_CITUS_PG_BIN``, default the system PostgreSQL 15) every test using it is skipped with a one-line reason;
-  with ``DBP_REQUIRE_CITUS=1`` (CI) such a skip is reported as a failure.
+* ``citus_cluster``: the running :class:`dbplugins.citus.LocalCluster`, its data in a temporary directory
+  under /tmp (not pytest's tmp_path: every pytest session that starts takes the other-users bits off its
+  parent, and the servers may run as another account), destroyed at the end of the module. Without Citus
+  (``DBP_CITUS_PG_BIN``, default the system PostgreSQL 15) every test using it is skipped with a one-line
+  reason; with ``DBP_REQUIRE_CITUS=1`` (CI) such a skip is reported as a failure.
 * ``citus_dsn``: the coordinator's database, emptied and given the distributed built-in schema
   (``create_db(distributed=True)``); ``citus_empty_dsn``: the same database, emptied.
 * ``citus_db``: an ``SQLConnection`` on ``citus_dsn``.
@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import psycopg
 import pytest
 from psycopg import sql
@@ -29,12 +30,15 @@ REQUIRE_CITUS = os.environ.get("DBP_REQUIRE_CITUS", "") not in ("", "0")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "citus: needs a local Citus cluster (skipped without Citus; fails under DBP_REQUIRE_CITUS=1)"
+        "markers",
+        "citus: needs a local Citus cluster (skipped without Citus; fails under DBP_REQUIRE_CITUS=1)",
     )
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
     if REQUIRE_CITUS and report.skipped and item.get_closest_marker("citus") is not None:
@@ -55,7 +59,9 @@ def reset_database(dsn: str) -> None:
         ]
         if names:
             conn.execute(
-                sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.SQL(", ").join(map(sql.Identifier, names)))
+                sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(
+                    sql.SQL(", ").join(map(sql.Identifier, names))
+                )
             )
 
 

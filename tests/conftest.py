@@ -1,8 +1,9 @@
 """Test fixtures: a real PostgreSQL for every test that touches data.
 
-The server is the embedded one (``./.dbp``) unless ``DBP_TEST_DSN`` names another (it needs CREATEDB). Each test
-gets a fresh database cloned from a template, which is cheap: ``empty_dsn`` is an empty database, ``dsn`` one with
-the built-in schema of ``sql/schema`` already created, ``db`` an ``SQLConnection`` connected to ``dsn``.
+The server is the embedded one (``./.dbp``) unless ``DBP_TEST_DSN`` names another (it needs CREATEDB). Each
+test gets a fresh database cloned from a template, which is cheap: ``empty_dsn`` is an empty database, ``dsn``
+one with the built-in schema of ``sql/schema`` already created, ``db`` an ``SQLConnection`` connected to
+``dsn``.
 """
 
 from __future__ import annotations
@@ -115,8 +116,8 @@ def make_database(server_dsn: str, _templates: dict[str, str]) -> Iterator[Any]:
 def module_dsn(request: pytest.FixtureRequest, server_dsn: str, _templates: dict[str, str]) -> Iterator[str]:
     """One database for a whole test module: the built-in schema plus the module's ``DDL`` string, if any.
 
-    For modules of many small tests, where a fresh database per test (~0.3 s each) would dominate the run; such
-    tests reset the rows they use themselves.
+    For modules of many small tests, where a fresh database per test (~0.3 s each) would dominate the run;
+    such tests reset the rows they use themselves.
     """
     name = f"dbp_m_{uuid.uuid4().hex[:12]}"
     with admin_connect(server_dsn) as admin:
@@ -177,8 +178,9 @@ def private_server() -> Iterator[Any]:
 
     from dbplugins.embedded import EmbeddedServer
 
-    # Not under tmp_path_factory: every pytest run on the machine resets /tmp/pytest-of-<user> to 0700, and when we
-    # are root the server's own user must traverse the path (pg_ctl then failed with "Permission denied").
+    # Not under tmp_path_factory: every pytest run on the machine resets /tmp/pytest-of-<user> to 0700, and
+    # when we are root the server's own user must traverse the path (pg_ctl then failed with "Permission
+    # denied").
     top = Path(tempfile.mkdtemp(prefix="dbp-private-pg-"))
     server = EmbeddedServer(top)
     server.start()

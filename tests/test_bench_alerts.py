@@ -155,7 +155,8 @@ def test_synthetic_night_revisits_objects_and_redelivers_rows() -> None:
     non_detections = [(n["oid"], n["fid"], n["mjd"]) for r in rows for n in r.non_detections]
     assert len(set(detections)) < len(detections)  # re-delivered detections
     assert len(set(non_detections)) < len(non_detections)  # re-delivered non-detections
-    # An alert's earlier candidate comes back, identical where it matters, in a later alert of the same object.
+    # An alert's earlier candidate comes back, identical where it matters, in a later alert of the same
+    # object.
     seen: dict[int, dict[str, Any]] = {}
     redelivered = 0
     for r in rows:

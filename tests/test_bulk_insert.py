@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import logging
 import math
 import os
 import subprocess
@@ -94,9 +95,53 @@ def test_dataclass_rows_and_dicts_mixed(objects: Any) -> None:
     ]
 
 
-def test_generator_input_in_several_chunks(objects: Any) -> None:
+def copies(caplog: pytest.LogCaptureFixture) -> list[tuple[str, int]]:
+    """The statement and row count of each COPY in the ``dbplugins.sql`` log (the fields its records
+    carry)."""
+    logged = [vars(r) for r in caplog.records]
+    return [(f["statement"], f["rowcount"]) for f in logged if f.get("sql_kind") == "copy"]
+
+
+def staging_copies(caplog: pytest.LogCaptureFixture) -> list[int]:
+    """The rows of each COPY into a staging table: one per flush of the staged path."""
+    return [rows for statement, rows in copies(caplog) if statement.startswith('COPY "_dbp_stage_')]
+
+
+def test_generator_input_in_several_chunks(objects: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Once a key turns out to exist, "ignore" mode takes the rest of the input through the staging table
+    ``chunk_size`` rows per flush; what the fast path's COPY had sent is replayed as the first flush. (Without
+    a duplicate there is one COPY whatever the chunk_size:
+    test_fast_path_is_one_copy_whatever_the_chunk_size.)"""
+    q = objects.query(Detection)
+    assert q.bulk_insert([det(0, "ZTF20b")]) == 1
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for i in range(10_000):
+            if i == 2000:
+                # Let the server reject the existing key 0 before the fast path's first look for its answer
+                # (after 2,048 rows), so that most of the input is still to come when the call starts over.
+                time.sleep(0.5)
+            yield det(i, "ZTF20a" if i % 2 else "ZTF20b")
+
+    with caplog.at_level(logging.DEBUG, logger="dbplugins.sql"):
+        assert q.bulk_insert(rows(), chunk_size=1000) == 9_999
+    replayed, *chunks = staging_copies(caplog)
+    assert replayed < 10_000 and len(chunks) >= 2, (replayed, chunks)
+    assert replayed + sum(chunks) == 10_000
+    assert set(chunks[:-1]) == {1000} and 0 < chunks[-1] <= 1000, chunks
+    assert objects.execute(
+        "SELECT count(*), count(DISTINCT candid), min(candid), max(candid) FROM detection"
+    ) == [(10_000, 10_000, 0, 9_999)]
+
+
+@pytest.mark.parametrize("on_conflict", ["ignore", "error"])
+def test_fast_path_is_one_copy_whatever_the_chunk_size(
+    objects: Any, caplog: pytest.LogCaptureFixture, on_conflict: Any
+) -> None:
     rows = (det(i, "ZTF20a" if i % 2 else "ZTF20b") for i in range(1000))
-    assert objects.query(Detection).bulk_insert(rows, chunk_size=64) == 1000
+    with caplog.at_level(logging.DEBUG, logger="dbplugins.sql"):
+        assert objects.query(Detection).bulk_insert(rows, on_conflict=on_conflict, chunk_size=64) == 1000
+    assert [rows for _, rows in copies(caplog)] == [1000]
     assert objects.execute(
         "SELECT count(*), count(DISTINCT candid), min(candid), max(candid) FROM detection"
     ) == [(1000, 1000, 0, 999)]
@@ -164,7 +209,7 @@ def test_empty_input_is_a_no_op_that_opens_nothing(db: Any) -> None:
     assert not db.current_session().in_transaction
 
 
-# -- conflicts -------------------------------------------------------------------------------------------------
+# -- conflicts -----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("chunk_size", [None, 1, 3, 4], ids=lambda c: f"chunk={c}")
@@ -224,12 +269,13 @@ def record_restarts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_ignore_duplicates_reported_while_streaming(
     objects: Any, monkeypatch: pytest.MonkeyPatch, chunk_size: int | None
 ) -> None:
-    """An existing key at the start of a big input: the server's error is read while rows still stream, so only
-    the rows sent until then are replayed; the rest goes to staging once. Keys existing later land once too.
+    """An existing key at the start of a big input: the server's error is read while rows still stream, so
+    only the rows sent until then are replayed; the rest goes to staging once. Keys existing later land once
+    too.
 
-    When a non-blocking peek first sees the server's error depends on the machine's load (libpq may already have
-    read it off the socket while sending; the test failed once in a loop of runs), so the first peek is told the
-    server answered: the COPY ends after _PEEK_ROWS rows and reports the duplicate, on every run."""
+    When a non-blocking peek first sees the server's error depends on the machine's load (libpq may already
+    have read it off the socket while sending; the test failed once in a loop of runs), so the first peek is
+    told the server answered: the COPY ends after _PEEK_ROWS rows and reports the duplicate, on every run."""
     real = stage_module._answered
     peeks: list[int] = []
 
@@ -293,9 +339,9 @@ def test_a_notice_from_the_server_during_the_copy_loses_no_row(
 def test_a_conflict_reported_mid_stream_replays_what_was_sent(
     objects: Any, monkeypatch: pytest.MonkeyPatch, spool_memory: int
 ) -> None:
-    """The server may report a duplicate while rows still stream: the rows sent so far are replayed into staging
-    and the rest of the input follows them. Forced here by failing the sixth block of the direct COPY; with a
-    small spool the replay reads most of the rows back from the temporary file."""
+    """The server may report a duplicate while rows still stream: the rows sent so far are replayed into
+    staging and the rest of the input follows them. Forced here by failing the sixth block of the direct COPY;
+    with a small spool the replay reads most of the rows back from the temporary file."""
     monkeypatch.setattr(stream_module, "_SPOOL_MEMORY", spool_memory)
     original = stream_module._RecordingWriter.write
     blocks: list[int] = []
@@ -318,8 +364,8 @@ def test_a_conflict_reported_mid_stream_replays_what_was_sent(
 def test_no_room_for_the_record_is_a_clear_error_and_writes_nothing(
     objects: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    """The fast path's record spills to $TMPDIR beyond 16 MiB; a temporary directory it cannot write to gives a
-    DbpError saying so, and no row."""
+    """The fast path's record spills to $TMPDIR beyond 16 MiB; a temporary directory it cannot write to gives
+    a DbpError saying so, and no row."""
     monkeypatch.setattr(stream_module, "_SPOOL_MEMORY", 64 * 1024)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
     with pytest.raises(DbpError, match="TMPDIR") as info:
@@ -368,7 +414,7 @@ def test_update_mode_in_chunks_from_a_generator(objects: Any) -> None:
     assert objects.execute("SELECT count(*), sum(rb) FROM detection") == [(75, 50.0)]
 
 
-# -- bad input: named, and nothing written ------------------------------------------------------------------------
+# -- bad input: named, and nothing written -------------------------------------------------------------------
 
 
 BAD_ROWS: list[tuple[str, dict[str, Any], type[DbpError], str | None, str]] = [
@@ -440,7 +486,9 @@ def test_array_elements_are_checked(db: Any) -> None:
 
 
 def test_rows_that_are_not_rows(db: Any) -> None:
-    with pytest.raises(DbpError, match=r"must be a dict or a dataclass instance, got tuple \[model 'object', row 1\]"):
+    with pytest.raises(
+        DbpError, match=r"must be a dict or a dataclass instance, got tuple \[model 'object', row 1\]"
+    ):
         db.query(Object).bulk_insert([{"oid": "a"}, ("b",)])
     with pytest.raises(DbpError, match=r"is a Taxonomy, not a Object \[model 'object', row 0\]"):
         db.query(Object).bulk_insert([Taxonomy(classifier_name="a", classifier_version="1", classes=[])])
@@ -513,8 +561,8 @@ class Typed:
     counts: Annotated[list[int | None] | None, Column("integer[]")] = None
 
 
-TYPED_DDL = """CREATE TABLE bulk_types (id smallint PRIMARY KEY, at timestamptz, day date, blob bytea, doc jsonb,
-    key uuid, amount numeric, ratio real, note text, counts integer[])"""
+TYPED_DDL = """CREATE TABLE bulk_types (id smallint PRIMARY KEY, at timestamptz, day date, blob bytea,
+    doc jsonb, key uuid, amount numeric, ratio real, note text, counts integer[])"""
 
 
 def test_other_column_types_round_trip(db: Any) -> None:
@@ -560,7 +608,7 @@ def test_other_column_types_are_checked(db: Any, values: dict[str, Any], column:
     assert count(db, "bulk_types") == 0
 
 
-# -- transactions ------------------------------------------------------------------------------------------------
+# -- transactions --------------------------------------------------------------------------------------------
 
 
 def test_outside_a_transaction_it_commits_on_return(objects: Any, dsn: str) -> None:
@@ -611,16 +659,25 @@ def test_the_callers_lock_timeout_is_kept(objects: Any, caller_setting: str) -> 
     assert objects.execute("SHOW lock_timeout") == [("0",)]
 
 
-@pytest.mark.parametrize("chunk_size", [None, 2], ids=lambda c: f"chunk={c}")
-def test_inside_a_transaction_it_joins_it(objects: Any, dsn: str, chunk_size: int | None) -> None:
+@pytest.mark.parametrize("path", ["one COPY", "staged"])
+def test_inside_a_transaction_it_joins_it(
+    objects: Any, dsn: str, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both ways "ignore" mode writes join the caller's transaction: the fast path's one COPY, and the staging
+    table it starts over with when a key exists."""
     q = objects.query(Detection)
+    before = 0
+    if path == "staged":
+        before = q.bulk_insert([det(2)])  # committed
     with pytest.raises(RuntimeError), objects.transaction():
-        assert q.bulk_insert([det(1), det(2), det(3)], chunk_size=chunk_size) == 3
+        with caplog.at_level(logging.DEBUG, logger="dbplugins.sql"):
+            assert q.bulk_insert([det(1), det(2), det(3)]) == 3 - before
+        assert len(staging_copies(caplog)) == (path == "staged")
         assert count(objects, "detection") == 3
         with psycopg.connect(dsn) as other:  # not visible outside before the block commits
-            assert other.execute("SELECT count(*) FROM detection").fetchone() == (0,)
+            assert other.execute("SELECT count(*) FROM detection").fetchone() == (before,)
         raise RuntimeError("caller gives up")
-    assert count(objects, "detection") == 0
+    assert count(objects, "detection") == before
 
 
 @pytest.mark.parametrize("chunk_size", [None, 2], ids=lambda c: f"chunk={c}")
@@ -651,7 +708,8 @@ def test_connection_killed_mid_copy_raises_and_commits_nothing(objects: Any, dsn
                 with psycopg.connect(dsn, autocommit=True) as admin:
                     killed = admin.execute(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND query LIKE 'COPY%' AND pid <> pg_backend_pid()"
+                        "WHERE datname = current_database() AND query LIKE 'COPY%' "
+                        "AND pid <> pg_backend_pid()"
                     ).fetchall()
                     assert killed == [(True,)]
             yield det(i)
@@ -662,7 +720,7 @@ def test_connection_killed_mid_copy_raises_and_commits_nothing(objects: Any, dsn
     assert objects.query(Detection).bulk_insert(det(i) for i in range(10)) == 10  # the pool recovered
 
 
-# -- memory ------------------------------------------------------------------------------------------------------
+# -- memory --------------------------------------------------------------------------------------------------
 
 RSS_SCRIPT = textwrap.dedent(
     """

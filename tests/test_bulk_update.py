@@ -117,7 +117,8 @@ def test_missing_keys_error_names_them_and_writes_nothing(udb: SQLConnection) ->
 
 
 def test_composite_key_and_explicit_key(udb: SQLConnection) -> None:
-    assert udb.query(Obs).bulk_update([{"oid": "a", "fid": 2, "flux": 7.0}, {"oid": "b", "fid": 1, "flux": 8.0}]) == 2
+    rows_in = [{"oid": "a", "fid": 2, "flux": 7.0}, {"oid": "b", "fid": 1, "flux": 8.0}]
+    assert udb.query(Obs).bulk_update(rows_in) == 2
     rows = dict(((r[0], r[1]), r[2]) for r in udb.execute("SELECT oid, fid, flux FROM tu_obs"))
     assert rows == {("a", 1): 1.0, ("a", 2): 7.0, ("b", 1): 8.0, ("b", 2): 1.0}
     # key= a non-key column: every matching row is updated
@@ -129,7 +130,12 @@ def test_composite_key_and_explicit_key(udb: SQLConnection) -> None:
 
 def test_a_key_given_twice_applies_in_input_order(udb: SQLConnection) -> None:
     n = udb.query(Item).bulk_update(
-        [{"iid": 1, "qty": 1000}, {"iid": 1, "qty": 2000, "price": 0.5}, {"iid": 1, "qty": 3000}, {"iid": 2, "qty": 7}]
+        [
+            {"iid": 1, "qty": 1000},
+            {"iid": 1, "qty": 2000, "price": 0.5},
+            {"iid": 1, "qty": 3000},
+            {"iid": 2, "qty": 7},
+        ]
     )
     assert n == 2
     assert stored(udb)[1][1:3] == (3000, 0.5)

@@ -1,4 +1,5 @@
-"""The same models, calls and guarantees on a Citus cluster (a local coordinator + 2 workers, tests/citus_fixtures.py).
+"""The same models, calls and guarantees on a Citus cluster (a local coordinator + 2 workers,
+tests/citus_fixtures.py).
 
 Without Citus these tests skip with one line; CI sets ``DBP_REQUIRE_CITUS=1``, which turns such a skip into a
 failure.
@@ -63,7 +64,7 @@ def dbp(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-# -- the local cluster --------------------------------------------------------------------------------------------
+# -- the local cluster ---------------------------------------------------------------------------------------
 
 
 def test_local_cluster_has_two_workers_listens_on_loopback_and_wants_a_password(citus_cluster: Any) -> None:
@@ -83,7 +84,7 @@ def test_local_cluster_has_two_workers_listens_on_loopback_and_wants_a_password(
             ).close()
 
 
-# -- the distributed schema ---------------------------------------------------------------------------------------
+# -- the distributed schema ----------------------------------------------------------------------------------
 
 
 def test_builtin_models_declare_their_distribution() -> None:
@@ -98,9 +99,7 @@ def test_builtin_models_declare_their_distribution() -> None:
 
 
 def test_create_db_distributed_creates_distributes_then_adds_keys(citus_dsn: str) -> None:
-    placed = dict(
-        rows(citus_dsn, "SELECT logicalrelid::regclass::text, partmethod FROM pg_dist_partition")  # type: ignore[arg-type]
-    )
+    placed = dict(rows(citus_dsn, "SELECT logicalrelid::regclass::text, partmethod FROM pg_dist_partition"))
     assert {n for n, m in placed.items() if m == "n"} == REFERENCE
     assert {n for n, m in placed.items() if m == "h"} == {table_of(m).name for m in ALL_MODELS} - REFERENCE
     colocation = rows(
@@ -113,7 +112,8 @@ def test_create_db_distributed_creates_distributes_then_adds_keys(citus_dsn: str
         r[0]
         for r in rows(
             citus_dsn,
-            "SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid IN (SELECT logicalrelid FROM pg_dist_partition)",
+            "SELECT conname FROM pg_constraint"
+            " WHERE contype = 'f' AND conrelid IN (SELECT logicalrelid FROM pg_dist_partition)",
         )
     }
     expected = {fk.name for m in ALL_MODELS for fk in table_of(m).foreign_keys}
@@ -217,7 +217,7 @@ def test_initdb_distributed_without_citus_is_one_clear_line(empty_dsn: str, tmp_
         db.close()
 
 
-# -- every operation on distributed tables ------------------------------------------------------------------------
+# -- every operation on distributed tables -------------------------------------------------------------------
 
 
 def test_redelivered_batch_lands_once(citus_db: SQLConnection, citus_dsn: str) -> None:
@@ -257,7 +257,8 @@ def test_on_conflict_update_inserts_new_keys_and_updates_existing_ones(
         ],
         on_conflict="update",
     )
-    # "update" counts the rows each run of same-column rows wrote, as on plain PostgreSQL: U1 twice (two runs), U3.
+    # "update" counts the rows each run of same-column rows wrote, as on plain PostgreSQL: U1 twice (two
+    # runs), U3.
     assert n == 3
     assert rows(citus_dsn, "SELECT oid, ndet, meanra FROM object ORDER BY oid") == [
         ("U1", 8, 6.0),
@@ -353,7 +354,7 @@ def test_dbp_load_twice_lands_once(citus_dsn: str, tmp_path: Path) -> None:
     assert rows(citus_dsn, "SELECT count(*), sum(ndet) FROM object") == [(300, sum(range(300)))]
 
 
-# -- the races and re-deliveries of the reliability suite, against the cluster ------------------------------------
+# -- the races and re-deliveries of the reliability suite, against the cluster -------------------------------
 
 
 def test_racing_redeliveries_land_once_on_the_cluster(citus_dsn: str) -> None:
@@ -368,7 +369,7 @@ def test_eight_processes_keep_every_invariant_on_the_cluster(citus_dsn: str) -> 
     test_load.test_eight_processes_keep_every_invariant(citus_dsn, 8.0)
 
 
-# -- migrations on a coordinator ----------------------------------------------------------------------------------
+# -- migrations on a coordinator -----------------------------------------------------------------------------
 
 WATCH_V1 = """
 from dataclasses import dataclass
@@ -460,7 +461,7 @@ def test_the_distribution_migration_is_a_no_op_on_plain_postgresql(dsn: str, tmp
     assert rows(dsn, "SELECT to_regclass('watch')::text") == [("watch",)]
 
 
-# -- pieces -------------------------------------------------------------------------------------------------------
+# -- pieces --------------------------------------------------------------------------------------------------
 
 
 def test_shard_suffixed_names_map_to_the_logical_constraint() -> None:

@@ -64,7 +64,7 @@ def _write(directory: Path, name: str, sql: str, rollback: str | None, depends: 
         (directory / f"{name}.rollback.sql").write_text(textwrap.dedent(rollback).strip() + "\n")
 
 
-# -- rollback ---------------------------------------------------------------------------------------------------
+# -- rollback ------------------------------------------------------------------------------------------------
 
 
 def test_rollback_of_the_builtin_schema_needs_yes(empty_dsn: str, tmp_path: Path) -> None:
@@ -196,7 +196,7 @@ def test_rollback_asks_on_a_terminal(empty_dsn: str, tmp_path: Path) -> None:
     assert names[0] in out
 
 
-# -- lock timeout -----------------------------------------------------------------------------------------------
+# -- lock timeout --------------------------------------------------------------------------------------------
 
 
 def test_lock_timeout_names_the_blocker_and_leaves_the_migration_pending(
@@ -231,7 +231,7 @@ def test_lock_timeout_names_the_blocker_and_leaves_the_migration_pending(
     assert "Applied 1 migration(s)" in ok(dbp("migrate", "--lock-timeout", "5", cwd=tmp_path, env=env))
 
 
-# -- make_migrations never writes into the built-in migrations ---------------------------------------------------
+# -- make_migrations never writes into the built-in migrations -----------------------------------------------
 
 
 def test_make_migrations_refuses_the_builtin_migrations_dir(empty_dsn: str, tmp_path: Path) -> None:
@@ -251,7 +251,7 @@ def test_make_migrations_refuses_the_builtin_migrations_dir(empty_dsn: str, tmp_
     assert "No changes" in ok(dbp("make_migrations", "--check", cwd=ROOT, env=env))
 
 
-# -- stdout, version, the embedded fallback ---------------------------------------------------------------------
+# -- stdout, version, the embedded fallback ------------------------------------------------------------------
 
 
 def test_version(tmp_path: Path) -> None:
@@ -296,7 +296,7 @@ def test_the_library_honours_dbp_embedded_0(tmp_path: Path, monkeypatch: pytest.
         SQLConnection().connect()
 
 
-# -- secrets ----------------------------------------------------------------------------------------------------
+# -- secrets -------------------------------------------------------------------------------------------------
 
 SECRET = "hunter2-S3cr3t!"
 
@@ -310,7 +310,8 @@ SECRET = "hunter2-S3cr3t!"
             id="name-error-on-the-password-line",
         ),
         pytest.param(
-            f'import os\nPASSWORD = "{SECRET}"\nraise RuntimeError("cannot log in with password " + PASSWORD)\n',
+            f'import os\nPASSWORD = "{SECRET}"\n'
+            'raise RuntimeError("cannot log in with password " + PASSWORD)\n',
             id="message-holds-the-password",
         ),
         pytest.param(

@@ -1,5 +1,11 @@
-"""The patterns ALeRCE's db-plugins clients (pipeline steps, the ZTF API, test fixtures) actually ran, as they wrote
-them, against a real server: issue 14's table, row by row, then the session compatibility in detail."""
+"""The patterns ALeRCE's db-plugins clients (pipeline steps, the ZTF API, test fixtures) actually ran, as they
+wrote them, against a real server: issue 14's table, row by row, then the session compatibility in detail.
+
+The clients' spelling is kept on purpose: ``Object.oid.in_(oids)``, ``Object.lastmjd.desc()``,
+``Object.query``. Type checkers see ``Object.oid`` as the field's ``str`` (typed code writes
+``cols(Object).oid``) and do not know the ``query`` property installed at runtime, so the lines using that
+spelling carry a ``# type: ignore``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from typing import Any
 import pytest
 
 import dbplugins._session.compat
-from dbplugins import ConstraintError, DbpError, QueryError, SQLConnection
+from dbplugins import ConstraintError, DbpError, QueryError, ScopedSession, Session, SQLConnection
 
 
 def _obj(oid: str, **kw: Any) -> dict[str, Any]:
@@ -32,7 +38,9 @@ def seeded(db: SQLConnection) -> SQLConnection:
     db.query(Object).bulk_insert(
         [_obj(f"ZTF{i}", ndet=i, meanra=float(i), lastmjd=59000.0 + i) for i in range(1, 6)]
     )
-    db.query(Detection).bulk_insert([_det(f"ZTF{i}", i * 10 + k, 59000.0 + k) for i in range(1, 4) for k in range(3)])
+    db.query(Detection).bulk_insert(
+        [_det(f"ZTF{i}", i * 10 + k, 59000.0 + k) for i in range(1, 4) for k in range(3)]
+    )
     return db
 
 
@@ -43,20 +51,21 @@ def test_filter_in_and_eq_one_or_none_distinct(seeded: SQLConnection) -> None:
     from db_plugins.db.sql.models import Detection, Object
 
     db = seeded
+    assert isinstance(db.session, Session)  # a plain session: db.connect() without use_scoped
     oids = ["ZTF1", "ZTF3", "ZTF9"]
-    objects = db.query(Object).filter(Object.oid.in_(oids)).all()
+    objects = db.query(Object).filter(Object.oid.in_(oids)).all()  # type: ignore[misc, attr-defined]
     assert sorted(o.oid for o in objects) == ["ZTF1", "ZTF3"]
-    obj = db.query(Object).filter(Object.oid == "ZTF2").one_or_none()
+    obj = db.query(Object).filter(Object.oid == "ZTF2").one_or_none()  # type: ignore[misc]
     assert obj is not None and obj.ndet == 2
-    assert db.query(Object).filter(Object.oid == "nope").one_or_none() is None
-    detections = db.query(Detection).filter(Detection.oid == "ZTF1").all()
+    assert db.query(Object).filter(Object.oid == "nope").one_or_none() is None  # type: ignore[misc]
+    detections = db.query(Detection).filter(Detection.oid == "ZTF1").all()  # type: ignore[misc]
     assert len(detections) == 3 and {d.oid for d in detections} == {"ZTF1"}
-    with_oids = db.query(Detection.oid).filter(Detection.oid.in_(oids)).distinct().all()
+    with_oids = db.query(Detection.oid).filter(Detection.oid.in_(oids)).distinct().all()  # type: ignore[misc, attr-defined]
     assert sorted(r.oid for r in with_oids) == ["ZTF1", "ZTF3"]
-    last = db.query(Object).filter(Object.ndet > 2).order_by(Object.lastmjd.desc()).first()
+    last = db.query(Object).filter(Object.ndet > 2).order_by(Object.lastmjd.desc()).first()  # type: ignore[operator, union-attr]
     assert last is not None and last.oid == "ZTF5"
     # the API's session form
-    api_obj = db.session.query(Object).filter(Object.oid == "ZTF4").one_or_none()
+    api_obj = db.session.query(Object).filter(Object.oid == "ZTF4").one_or_none()  # type: ignore[misc]
     assert api_obj is not None and api_obj.meanra == 4.0
 
 
@@ -67,15 +76,15 @@ def test_projection_to_dataframe_instead_of_read_sql(seeded: SQLConnection) -> N
     pytest.importorskip("pandas")
     from db_plugins.db.sql.models import Object
 
-    query = seeded.query(Object.oid, Object.meanra).filter(Object.ndet >= 4)
+    query = seeded.query(Object.oid, Object.meanra).filter(Object.ndet >= 4)  # type: ignore[misc, operator]
     df = query.to_dataframe()  # was: pd.read_sql(query.statement, db.engine)
     assert list(df.columns) == ["oid", "meanra"]
     assert sorted(df["oid"]) == ["ZTF4", "ZTF5"]
-    rows = query.order_by(Object.oid).all()
+    rows = query.order_by(Object.oid).all()  # type: ignore[misc]
     assert [(r.oid, r.meanra) for r in rows] == [("ZTF4", 4.0), ("ZTF5", 5.0)]
 
 
-# -- 3. update some columns of many rows ------------------------------------------------------------------------
+# -- 3. update some columns of many rows ---------------------------------------------------------------------
 
 
 def test_update_many_rows_some_columns(seeded: SQLConnection) -> None:
@@ -90,7 +99,7 @@ def test_update_many_rows_some_columns(seeded: SQLConnection) -> None:
     assert "ZTF404" not in got
 
 
-# -- 4. bulk_insert of DataFrame records ------------------------------------------------------------------------
+# -- 4. bulk_insert of DataFrame records ---------------------------------------------------------------------
 
 
 def test_bulk_insert_dataframe_records(db: SQLConnection) -> None:
@@ -99,18 +108,25 @@ def test_bulk_insert_dataframe_records(db: SQLConnection) -> None:
 
     db.query().bulk_insert([_obj("ZTF1")], Object)
     df = pd.DataFrame(
-        {"oid": ["ZTF1"], "catid": ["allwise"], "oid_catalog": ["J1"], "dist": [0.5], "class_catalog": ["QSO"]}
+        {
+            "oid": ["ZTF1"],
+            "catid": ["allwise"],
+            "oid_catalog": ["J1"],
+            "dist": [0.5],
+            "class_catalog": ["QSO"],
+        }
     )
     assert db.query().bulk_insert(df.to_dict("records"), Xmatch) == 1
-    assert db.query(Xmatch).filter(Xmatch.oid == "ZTF1").one().dist == 0.5
+    assert db.query(Xmatch).filter(Xmatch.oid == "ZTF1").one().dist == 0.5  # type: ignore[misc]
 
 
-# -- 5. session.add / commit (test fixtures) --------------------------------------------------------------------
+# -- 5. session.add / commit (test fixtures) -----------------------------------------------------------------
 
 
 def test_session_add_commit(db: SQLConnection) -> None:
     from db_plugins.db.sql.models import Detection, Object
 
+    assert isinstance(db.session, Session)
     obj = Object(oid="ZTF1", ndet=1)
     db.session.add(obj)
     db.session.add_all([Object(oid="ZTF2"), Detection(**_det("ZTF1", 1, 59000.0)), Object(oid="ZTF3")])
@@ -119,12 +135,13 @@ def test_session_add_commit(db: SQLConnection) -> None:
     assert db.query(Detection).count() == 1
 
 
-# -- 6. get_or_create through the session and Model.query -----------------------------------------------------
+# -- 6. get_or_create through the session and Model.query ----------------------------------------------------
 
 
 def test_session_query_get_or_create(db: SQLConnection) -> None:
     from db_plugins.db.sql.models import Object
 
+    assert isinstance(db.session, Session)
     obj, created = db.session.query().get_or_create(Object, {"oid": "ZTF1"})
     assert created and obj.oid == "ZTF1"
     obj, created = db.session.query().get_or_create(Object, {"oid": "ZTF1"})
@@ -136,29 +153,31 @@ def test_model_query_after_use_scoped(dsn: str) -> None:
     from db_plugins.db.sql.models import Object
 
     with pytest.raises(AttributeError, match="use_scoped=True"):
-        Object.query  # noqa: B018
+        Object.query  # type: ignore[attr-defined]  # noqa: B018
     db = CompatConnection()
     db.connect(dsn=dsn, use_scoped=True)
+    assert isinstance(db.session, ScopedSession)
     try:
-        obj, created = Object.query.get_or_create(filter_by={"oid": "ZTF1"}, ndet=3)
+        obj, created = Object.query.get_or_create(filter_by={"oid": "ZTF1"}, ndet=3)  # type: ignore[attr-defined]
         assert created and obj.ndet == 3
-        obj, created = Object.query.get_or_create(Object, {"oid": "ZTF1"})
+        obj, created = Object.query.get_or_create(Object, {"oid": "ZTF1"})  # type: ignore[attr-defined]
         assert not created and obj.ndet == 3
-        assert Object.query.filter(Object.ndet == 3).one().oid == "ZTF1"
+        assert Object.query.filter(Object.ndet == 3).one().oid == "ZTF1"  # type: ignore[attr-defined]
         db.session.add(Object(oid="ZTF2"))
         db.session.commit()
-        assert Object.query.count() == 2
+        assert Object.query.count() == 2  # type: ignore[attr-defined]
     finally:
         db.close()
     with pytest.raises(AttributeError):
-        Object.query  # noqa: B018
+        Object.query  # type: ignore[attr-defined]  # noqa: B018
 
 
-# -- 7. raw SQL through the session -----------------------------------------------------------------------------
+# -- 7. raw SQL through the session --------------------------------------------------------------------------
 
 
 def test_session_execute_fetchall(seeded: SQLConnection) -> None:
     db = seeded
+    assert isinstance(db.session, Session)
     rows = db.session.execute("SELECT oid, ndet FROM object WHERE ndet > %s ORDER BY oid", (3,)).fetchall()
     assert [tuple(r) for r in rows] == [("ZTF4", 4), ("ZTF5", 5)]
     assert rows[0].oid == "ZTF4"
@@ -190,12 +209,13 @@ def test_import_paths() -> None:
     assert "Base" in ns and "Object" in ns
 
 
-# -- session compatibility in detail ----------------------------------------------------------------------------
+# -- session compatibility in detail -------------------------------------------------------------------------
 
 
 def test_rollback_discards_queued_adds(db: SQLConnection) -> None:
     from db_plugins.db.sql.models import Object
 
+    assert isinstance(db.session, Session)
     db.session.add(Object(oid="ZTF1"))
     assert len(db.session.new) == 1
     db.session.rollback()
@@ -207,6 +227,7 @@ def test_rollback_discards_queued_adds(db: SQLConnection) -> None:
 def test_flush_runs_inside_the_transaction(db: SQLConnection) -> None:
     from db_plugins.db.sql.models import Object
 
+    assert isinstance(db.session, Session)
     db.session.add(Object(oid="ZTF1"))
     db.session.flush()
     assert db.session.in_transaction
@@ -219,12 +240,14 @@ def test_flush_runs_inside_the_transaction(db: SQLConnection) -> None:
 def test_flush_after_an_uncommitted_update_commits_nothing(db: SQLConnection) -> None:
     from db_plugins.db.sql.models import Object
 
+    assert isinstance(db.session, Session)
     db.query(Object).bulk_insert([{"oid": "ZTF0", "ndet": 1}])
     db.query().update(db.query(Object).get("ZTF0"), {"ndet": 2})  # an implicit transaction, not committed
     db.session.add(Object(oid="ZTF1"))
     db.session.flush()
     db.session.rollback()
-    assert db.query(Object).get("ZTF0").ndet == 1
+    got = db.query(Object).get("ZTF0")
+    assert got is not None and got.ndet == 1
     assert db.query(Object).count() == 1
 
 
@@ -232,6 +255,7 @@ def test_a_failing_flush_inside_a_block_raises_its_own_error(db: SQLConnection) 
     from db_plugins.db.sql.models import Object
     from dbplugins import ConstraintError
 
+    assert isinstance(db.session, Session)
     db.query(Object).bulk_insert([{"oid": "ZTF1"}])
     with pytest.raises(ConstraintError), db.transaction():
         db.query(Object).bulk_insert([{"oid": "ZTF2"}])
@@ -243,6 +267,7 @@ def test_a_failing_flush_inside_a_block_raises_its_own_error(db: SQLConnection) 
 def test_execute_flushes_queued_adds_first(db: SQLConnection) -> None:
     from db_plugins.db.sql.models import Object
 
+    assert isinstance(db.session, Session)
     db.session.add(Object(oid="ZTF1"))
     assert db.session.execute("SELECT oid FROM object").fetchall()[0].oid == "ZTF1"
     db.session.commit()
@@ -252,6 +277,7 @@ def test_execute_flushes_queued_adds_first(db: SQLConnection) -> None:
 def test_failed_flush_rolls_everything_back(db: SQLConnection) -> None:
     from db_plugins.db.sql.models import Detection, Object
 
+    assert isinstance(db.session, Session)
     db.query(Object).bulk_insert([_obj("ZTF1")])
     db.session.add(Object(oid="ZTF2"))
     db.session.add(Object(oid="ZTF1"))  # a duplicate
@@ -268,6 +294,7 @@ def test_failed_flush_rolls_everything_back(db: SQLConnection) -> None:
 def test_adds_keep_their_order_across_models(db: SQLConnection) -> None:
     from db_plugins.db.sql.models import Detection, Object
 
+    assert isinstance(db.session, Session)
     # the detection needs its object first: order is kept
     db.session.add_all([Object(oid="ZTF1"), Detection(**_det("ZTF1", 1, 1.0)), Object(oid="ZTF2")])
     db.session.commit()
@@ -277,6 +304,7 @@ def test_adds_keep_their_order_across_models(db: SQLConnection) -> None:
 def test_add_refuses_what_is_not_a_model_instance(db: SQLConnection) -> None:
     from db_plugins.db.sql.models import Object
 
+    assert isinstance(db.session, Session)
     with pytest.raises(DbpError):
         db.session.add({"oid": "ZTF1"})
     with pytest.raises(DbpError):
@@ -289,6 +317,7 @@ def test_add_refuses_what_is_not_a_model_instance(db: SQLConnection) -> None:
 def test_commit_inside_transaction_block_flushes_at_its_end(db: SQLConnection) -> None:
     from db_plugins.db.sql.models import Object
 
+    assert isinstance(db.session, Session)
     with db.transaction():
         db.session.add(Object(oid="ZTF1"))
     assert db.query(Object).count() == 1
@@ -300,11 +329,13 @@ def test_commit_inside_transaction_block_flushes_at_its_end(db: SQLConnection) -
 
 
 def test_execute_rejects_sqlalchemy_objects(db: SQLConnection) -> None:
+    assert isinstance(db.session, Session)
     with pytest.raises(QueryError, match="SQL text"):
         db.session.execute(42)
 
 
 def test_execute_errors_are_dbp_errors(db: SQLConnection) -> None:
+    assert isinstance(db.session, Session)
     with pytest.raises(DbpError):
         db.session.execute("SELECT * FROM no_such_table")
 
@@ -314,12 +345,13 @@ def test_scoped_session_delegates(dsn: str) -> None:
 
     db = SQLConnection()
     db.connect(dsn=dsn, use_scoped=True)
+    assert isinstance(db.session, ScopedSession)
     try:
         db.session.add(Object(oid="ZTF1"))
         db.session.flush()
         assert db.session.execute("SELECT count(*) FROM object").scalar() == 1
         db.session.commit()
-        assert db.session.query(Object).filter(Object.oid == "ZTF1").one().oid == "ZTF1"
+        assert db.session.query(Object).filter(Object.oid == "ZTF1").one().oid == "ZTF1"  # type: ignore[misc]
     finally:
         db.close()
 

@@ -79,7 +79,8 @@ def test_invalid_dsn_says_why_without_echoing_the_password() -> None:
     with pytest.raises(ConfigurationError, match=r"IPv6 host address") as info:
         from_dsn("postgresql://u:s3cr%40t@[::1/d")
     assert "s3cr" not in str(info.value)
-    assert info.value.__cause__ is None and info.value.__suppress_context__  # no unmasked original in a traceback
+    # no unmasked original in a traceback
+    assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 @pytest.mark.parametrize("key", ["bogus", "DB_NAM", "Host", "SCHEMA"])
@@ -94,9 +95,15 @@ def test_libpq_options_in_a_config_dict_in_either_case() -> None:
     settings = from_mapping({**DB_CONFIG, "SSLMODE": "require", "connect_timeout": 3})
     assert settings.params["sslmode"] == "require" and settings.params["connect_timeout"] == "3"
     # With a DSN the options are added too (they were silently dropped before).
-    settings = from_mapping({"DSN": "postgresql://u@h/d", "sslmode": "verify-full", "application_name": "step"})
+    settings = from_mapping(
+        {"DSN": "postgresql://u@h/d", "sslmode": "verify-full", "application_name": "step"}
+    )
     assert settings.params == {
-        "user": "u", "host": "h", "dbname": "d", "sslmode": "verify-full", "application_name": "step"
+        "user": "u",
+        "host": "h",
+        "dbname": "d",
+        "sslmode": "verify-full",
+        "application_name": "step",
     }
 
 
@@ -127,8 +134,7 @@ def test_settings_path_does_not_leak_onto_sys_path(tmp_path: Path) -> None:
     conf.mkdir()
     (conf / "helper_mod.py").write_text("HOST = 'viahelper'\n")
     (conf / "settings.py").write_text(
-        "from helper_mod import HOST\n"
-        "DB_CONFIG = {'SQL': {'DSN': f'postgresql://u@{HOST}/d'}}\n"
+        "from helper_mod import HOST\nDB_CONFIG = {'SQL': {'DSN': f'postgresql://u@{HOST}/d'}}\n"
     )
     before = list(sys.path)
     assert resolve(settings_path=str(conf)).params["host"] == "viahelper"
@@ -204,7 +210,9 @@ def test_real_password_auth_with_hostile_password(server_dsn: str) -> None:
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
         admin.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(HOSTILE_PASSWORD))
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(HOSTILE_PASSWORD)
+            )
         )
     try:
         server = conninfo_to_dict(server_dsn)

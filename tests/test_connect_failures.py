@@ -1,7 +1,7 @@
 """A connection that cannot be made fails in ``connect()``, at once, saying why: never a pool timeout.
 
-Every case runs against the real embedded server (or a port / host where there is none). ``connect_timeout`` is
-small so that a regression shows up as a failure, not as a 30 s hang, and pytest-timeout bounds each test.
+Every case runs against the real embedded server (or a port / host where there is none). ``connect_timeout``
+is small so that a regression shows up as a failure, not as a 30 s hang, and pytest-timeout bounds each test.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def role_dsn(server_dsn: str) -> Iterator[str]:
     """A DSN for a role that must authenticate with ``PASSWORD`` (the embedded server asks it for SCRAM)."""
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(ROLE)))
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(ROLE), sql.Literal(PASSWORD)))
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(ROLE), sql.Literal(PASSWORD))
+        )
     dsn = make_conninfo(server_dsn, user=ROLE, password=PASSWORD)
     try:
         yield dsn
@@ -129,7 +131,10 @@ def test_bad_sslmode(server_dsn: str) -> None:
 
 def test_bad_sslmode_from_a_config_dict(server_dsn: str) -> None:
     params = conninfo_to_dict(server_dsn)
-    config = {"DSN": server_dsn, "SSLMODE": "sometimes"}  # db-plugins style upper case works for libpq options
+    config = {
+        "DSN": server_dsn,
+        "SSLMODE": "sometimes",
+    }  # db-plugins style upper case works for libpq options
     db = SQLConnection()
     with pytest.raises(ConnectionFailedError, match='invalid sslmode value: "sometimes"'):
         db.connect(config, connect_timeout=2)
@@ -162,30 +167,38 @@ def test_a_good_connection_still_connects_and_pools(dsn: str) -> None:
     db.connect(dsn=dsn, connect_timeout=2, min_size=1, max_size=2)
     try:
         assert db.execute("select 1") == [(1,)]
-        assert db.pool is not None and db.pool.kwargs.get("connect_timeout") == 2
+        assert db.pool is not None and isinstance(db.pool.kwargs, dict)
+        assert db.pool.kwargs.get("connect_timeout") == 2
     finally:
         db.close()
 
 
 def test_password_changed_after_connect_names_the_cause(server_dsn: str) -> None:
-    """The first query after the pool lost its connections and cannot make new ones says why, not 'timeout'."""
+    """The first query after the pool lost its connections and cannot make new ones says why, not
+    'timeout'."""
     role = f"dbp_conn_rotated_{os.getpid()}"
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(PASSWORD)))
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(PASSWORD))
+        )
     db = SQLConnection()
     try:
-        db.connect(dsn=make_conninfo(server_dsn, user=role, password=PASSWORD), min_size=1, max_size=1, timeout=2)
+        db.connect(
+            dsn=make_conninfo(server_dsn, user=role, password=PASSWORD), min_size=1, max_size=1, timeout=2
+        )
         assert db.execute("select current_user") == [(role,)]
         with psycopg.connect(server_dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("ALTER ROLE {} PASSWORD 'rotated'").format(sql.Identifier(role)))
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,)
+            )
             # pg_terminate_backend only signals: wait until the backend is gone, so the pooled connection is
             # visibly dead (else the next query may still start on it and fail as a lost connection instead).
             for _ in range(200):  # at most ~10 s
-                if admin.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (role,)).fetchone() == (
-                    0,
-                ):
+                if admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (role,)
+                ).fetchone() == (0,):
                     break
                 time.sleep(0.05)
         with pytest.raises(ConnectionFailedError) as info:
@@ -202,7 +215,8 @@ def test_password_changed_after_connect_names_the_cause(server_dsn: str) -> None
 
 
 def test_probe_connects_as_the_pool_will(dsn: str) -> None:
-    """Same connection class and keywords as the pool's (a class may fetch a token, say), no clash on autocommit."""
+    """Same connection class and keywords as the pool's (a class may fetch a token, say), no clash on
+    autocommit."""
     calls: list[dict[str, Any]] = []
 
     class Mine(psycopg.Connection[Any]):
@@ -221,7 +235,7 @@ def test_probe_connects_as_the_pool_will(dsn: str) -> None:
         db.close()
 
 
-# -- the CLI: one Error line, exit 1 ---------------------------------------------------------------------------
+# -- the CLI: one Error line, exit 1 -------------------------------------------------------------------------
 
 
 def test_dbp_load_with_a_wrong_password(role_dsn: str, tmp_path: Path) -> None:

@@ -215,7 +215,8 @@ def test_terminated_backends_are_replaced(conn: SQLConnection, tdsn: str, server
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         dbname = psycopg.conninfo.conninfo_to_dict(tdsn)["dbname"]
         admin.execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+            "select pg_terminate_backend(pid) from pg_stat_activity"
+            " where datname = %s and pid <> pg_backend_pid()",
             (dbname,),
         )
     time.sleep(0.2)

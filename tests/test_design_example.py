@@ -1,5 +1,5 @@
-"""The documented usage runs verbatim: db-plugins' documented example with the built-in models (the examples of
-README.md and docs/ run in tests/test_docs.py)."""
+"""The documented usage runs verbatim: db-plugins' documented example with the built-in models (the examples
+of README.md and docs/ run in tests/test_docs.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ EXAMPLE = """\
 from db_plugins.db.sql import SQLConnection        # alias of dbplugins.SQLConnection
 from db_plugins.db.sql.models import *             # Object, Detection, NonDetection, ...
 db = SQLConnection()
-db.connect(config=db_config["SQL"])                # also: connect(dsn=...), connect() -> env/settings/embedded
+db.connect(config=db_config["SQL"])                # also: connect(dsn=...), connect(): env/settings/embedded
 obj, created = db.query(Object).get_or_create(filter_by={"oid": oid}, **model_args)
 db.query(Detection).bulk_insert(prv_detections)    # list or any iterable of dicts or dataclass instances
 obj = db.query().update(obj, {"lastmjd": 12345})
@@ -93,12 +93,14 @@ def test_design_example_runs_verbatim(dsn: str) -> None:
         )
         assert conn.execute("SELECT count(*) FROM detection").fetchone() == (3,)
         conn.execute(
-            "INSERT INTO probability (oid, class_name, classifier_name, classifier_version, probability, ranking)"
+            "INSERT INTO probability"
+            " (oid, class_name, classifier_name, classifier_version, probability, ranking)"
             " VALUES (%s, 'SN', 'lc', '1.0', 0.9, 1), (%s, 'AGN', 'lc', '1.0', 0.1, 2)",
             [OID, OID],
         )
 
-    # The same alert delivered again, with one more detection (a generator this time): nothing fails or doubles.
+    # The same alert delivered again, with one more detection (a generator this time): nothing fails or
+    # doubles.
     detections = (detection(c, 59000.0 + c) for c in range(1, 5))
     second = run_example({**inputs, "prv_detections": detections})
     assert second["created"] is False and second["obj"].ndet == 2

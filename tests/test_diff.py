@@ -26,7 +26,7 @@ from dbplugins.migrations.render import backward, forward, migration_id, render,
 from dbplugins.migrations.runner import apply, destructive_reasons, heads, rollback
 from dbplugins.models import ALL_MODELS
 
-# -- two versions of a small user schema ------------------------------------------------------------------------
+# -- two versions of a small user schema ---------------------------------------------------------------------
 
 
 @model("w_owner", primary_key=["oid"])
@@ -102,7 +102,7 @@ def _kinds(ops: list[Operation]) -> list[tuple[str, str, str | None]]:
     return [(op.kind, op.table, op.name) for op in ops]
 
 
-# -- pure diff ---------------------------------------------------------------------------------------------------
+# -- pure diff -----------------------------------------------------------------------------------------------
 
 
 def test_identical_schemas_give_no_operations() -> None:
@@ -196,7 +196,7 @@ def test_long_names_compare_as_postgresql_truncates_them() -> None:
     assert diff(Schema({"t": a}), Schema({"t": b})) == []
 
 
-# -- rendering ---------------------------------------------------------------------------------------------------
+# -- rendering -----------------------------------------------------------------------------------------------
 
 
 def test_every_identifier_is_quoted_by_psycopg_sql() -> None:
@@ -274,7 +274,7 @@ def test_render_without_depends() -> None:
     assert 'CREATE TABLE "w_list"' in apply_text and 'DROP TABLE "w_list"' in rollback_text
 
 
-# -- convergence against a real database -------------------------------------------------------------------------
+# -- convergence against a real database ---------------------------------------------------------------------
 
 
 def _migrate_to(dsn: str, desired: Schema, directory: Path, name: str) -> list[Operation]:
@@ -340,7 +340,7 @@ def test_rows_survive_a_non_destructive_migration(empty_dsn: str, tmp_path: Path
         assert conn.execute("SELECT wid, note, extra FROM w_list").fetchall() == [(1, "kept", None)]
 
 
-# -- every column type diffs clean (issue 12) ------------------------------------------------------------------
+# -- every column type diffs clean (issue 12) ----------------------------------------------------------------
 
 
 @model("w_types", primary_key=["id"])
@@ -368,8 +368,8 @@ class EveryType:
 
 
 def test_every_type_renders_and_diffs_clean_after_migrate(empty_dsn: str, tmp_path: Path) -> None:
-    """char(n), numeric(p,s), timestamp(p), timetz...: no diff right after migrate (it used to never go away), and
-    ``timestamp(3)`` renders valid SQL (it used to be ``timestamp without time zone(3)``)."""
+    """char(n), numeric(p,s), timestamp(p), timetz...: no diff right after migrate (it used to never go away),
+    and ``timestamp(3)`` renders valid SQL (it used to be ``timestamp without time zone(3)``)."""
     migrations = tmp_path / "m"
     migrations.mkdir()
     apply(from_dsn(empty_dsn), migrations)
@@ -396,8 +396,11 @@ class DropAfter:
     id: int
 
 
-def test_rollback_of_a_dropped_not_null_column_works_on_a_table_with_rows(empty_dsn: str, tmp_path: Path) -> None:
-    """The rollback used to be ``ADD COLUMN label ... NOT NULL``, which fails as soon as the table has a row."""
+def test_rollback_of_a_dropped_not_null_column_works_on_a_table_with_rows(
+    empty_dsn: str, tmp_path: Path
+) -> None:
+    """The rollback used to be ``ADD COLUMN label ... NOT NULL``, which fails as soon as the table has a
+    row."""
     migrations = tmp_path / "m"
     migrations.mkdir()
     apply(from_dsn(empty_dsn), migrations)

@@ -2,19 +2,19 @@
 
 The conventions (documented at the top of docs/README.md):
 
-- Each Markdown file is one scenario: its blocks run in document order, in one temporary directory (the current
-  directory of the Python blocks and of the shell commands) and against one fresh database with the built-in
-  schema, its built-in migrations recorded (as ``dbp initdb`` leaves it). ``DBP_DSN`` names that database, so
-  ``SQLConnection().connect()`` and ``dbp`` find it.
-- A ```python block runs in one namespace per file, where ``db`` (a connected ``SQLConnection``) and ``dsn`` (the
-  database's DSN) are predefined.
+- Each Markdown file is one scenario: its blocks run in document order, in one temporary directory (the
+  current directory of the Python blocks and of the shell commands) and against one fresh database with the
+  built-in schema, its built-in migrations recorded (as ``dbp initdb`` leaves it). ``DBP_DSN`` names that
+  database, so ``SQLConnection().connect()`` and ``dbp`` find it.
+- A ```python block runs in one namespace per file, where ``db`` (a connected ``SQLConnection``) and ``dsn``
+  (the database's DSN) are predefined.
 - A block whose first line is ``# <name>.py``, or whose info string has ``file=<name>`` (```` ```csv
   file=objects.csv ````), is a file: it is written into the directory, not run. The directory is on
   ``sys.path``, as for a Python started there, so the examples can import such a module.
 - A ```sh block whose command lines all start with ``dbp `` runs line by line in bash, with the virtualenv's
   ``dbp`` first on ``PATH``; each command must exit 0 unless its comment says ``# exit N`` (or ``exit: N``).
-  Blocks with other commands (``make``, pipes into ``psql``) and ``dbp embedded`` commands (they manage the one
-  local server the tests themselves use) are shown, not run.
+  Blocks with other commands (``make``, pipes into ``psql``) and ``dbp embedded`` commands (they manage the
+  one local server the tests themselves use) are shown, not run.
 - Output samples and anything else not meant to run use ```text (or another language).
 """
 
@@ -126,7 +126,8 @@ def _run_shell(block: Block, cwd: Path, env: dict[str, str]) -> None:
             timeout=180,
         )
         assert result.returncode == expected, (
-            f"{block.path.relative_to(ROOT)}:{line}: `{command}` exited {result.returncode}, expected {expected}\n"
+            f"{block.path.relative_to(ROOT)}:{line}: `{command}` exited {result.returncode}, "
+            f"expected {expected}\n"
             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
         assert "Traceback" not in result.stderr, f"{block.path.relative_to(ROOT)}:{line}\n{result.stderr}"
@@ -158,7 +159,8 @@ def test_examples_run(path: Path, db: Any, dsn: str, tmp_path: Path, monkeypatch
     monkeypatch.setitem(sys.modules, module.__name__, module)
     namespace = module.__dict__
     namespace.update(db=db, dsn=dsn)
-    # The database as a reader's is after `make run` or `dbp initdb`: the built-in schema, its migrations recorded.
+    # The database as a reader's is after `make run` or `dbp initdb`: the built-in schema, its migrations
+    # recorded.
     _run_shell(Block(path, 0, "sh", {}, "dbp initdb\n"), tmp_path, env)
     try:
         for block in found:
@@ -179,7 +181,8 @@ def test_examples_run(path: Path, db: Any, dsn: str, tmp_path: Path, monkeypatch
 
 def test_migrations_example_runs_against_the_embedded_server(tmp_path: Path) -> None:
     """docs/migrations.md's example with nothing configured, as a newcomer runs it: no ``DBP_DSN``, no
-    ``DB_CONFIG``; ``dbp`` starts a server of its own under ``./.dbp`` and every command does what the page says."""
+    ``DB_CONFIG``; ``dbp`` starts a server of its own under ``./.dbp`` and every command does what the page
+    says."""
     project = tmp_path / "project"
     project.mkdir()
     found = blocks(DOCS / "migrations.md")
@@ -201,7 +204,8 @@ def test_migrations_example_runs_against_the_embedded_server(tmp_path: Path) -> 
             if "DB_CONFIG must be" in result.stderr:
                 pytest.skip("this checkout still refuses a settings.py without DB_CONFIG (issue 11, item 6)")
             assert result.returncode == expected, (
-                f"docs/migrations.md:{line}: `{command}` exited {result.returncode}\n{result.stdout}{result.stderr}"
+                f"docs/migrations.md:{line}: `{command}` exited {result.returncode}\n"
+                f"{result.stdout}{result.stderr}"
             )
         assert (project / ".dbp").is_dir()  # the embedded server of that directory, not the tests' one
         assert "[X]" in result.stdout and "add-watchlist" in result.stdout
@@ -222,7 +226,8 @@ def test_every_python_fence_is_found() -> None:
 
 
 def test_docs_have_runnable_examples() -> None:
-    """The collector finds the guides' examples (a broken pattern would make every test above pass vacuously)."""
+    """The collector finds the guides' examples (a broken pattern would make every test above pass
+    vacuously)."""
     runnable_python = {
         p.name for p in doc_files() for b in blocks(p) if b.lang == "python" and b.file_name is None
     }
@@ -286,7 +291,8 @@ _CITED_TEST = re.compile(r"(tests/[\w/]+\.py)::(\w+)")
 
 
 def test_cited_tests_exist() -> None:
-    """A guarantee is only as good as its test: each ``tests/<file>.py::<test>`` the docs cite is defined there."""
+    """A guarantee is only as good as its test: each ``tests/<file>.py::<test>`` the docs cite is defined
+    there."""
     cited = [(p, *m) for p in doc_files() for m in _CITED_TEST.findall(p.read_text())]
     assert len(cited) >= 40, "docs/guarantees.md cites the test of each guarantee"
     missing = []

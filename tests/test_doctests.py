@@ -37,4 +37,5 @@ def test_the_modules_with_examples_are_found() -> None:
         if doctest.DocTestFinder().find(importlib.import_module(name))
         and any(t.examples for t in doctest.DocTestFinder().find(importlib.import_module(name)))
     }
-    assert {"dbplugins._types.schema", "dbplugins._types.column", "dbplugins.errors", "dbplugins.models"} <= with_examples
+    expected = {"dbplugins._types.schema", "dbplugins._types.column", "dbplugins.errors", "dbplugins.models"}
+    assert expected <= with_examples

@@ -1,8 +1,8 @@
 """The embedded server lets no other local account in, and works from a directory whose path has a space.
 
-The superuser is trusted on the server's Unix socket, so the socket's directory is the gate: mode 0700, owned by
-the server's OS user. The refusal tests run a client as ``nobody`` and need root (to switch user); they are skipped
-otherwise. Each test uses a server of its own module under a temporary directory named with a space.
+The superuser is trusted on the server's Unix socket, so the socket's directory is the gate: mode 0700, owned
+by the server's OS user. The refusal tests run a client as ``nobody`` and need root (to switch user); they are
+skipped otherwise. Each test uses a server of its own module under a temporary directory named with a space.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from dbplugins.embedded import _CONF_MARKER, EmbeddedServer, _bin_dir
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[EmbeddedServer]:
-    # Not under pytest's tmp_path: any pytest run of the same user resets /tmp/pytest-of-<user> to 0700, and the
-    # server's system user (when we are root) must traverse the path.
+    # Not under pytest's tmp_path: any pytest run of the same user resets /tmp/pytest-of-<user> to 0700, and
+    # the server's system user (when we are root) must traverse the path.
     top = Path(tempfile.mkdtemp(prefix="dbp embedded sec "))
     srv = EmbeddedServer(top / "server dir")
     srv.start()

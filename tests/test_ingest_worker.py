@@ -1,4 +1,5 @@
-"""The ingestion worker (``bench/ingest.py``) end to end against a fresh database: counts, aggregates, idempotence."""
+"""The ingestion worker (``bench/ingest.py``) end to end against a fresh database: counts, aggregates,
+idempotence."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def expected_counts(alerts: list[dict[str, Any]]) -> dict[str, int]:
 def db_counts(dsn: str) -> dict[str, int]:
     with psycopg.connect(dsn) as conn:
         return {
-            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed table names
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]  # noqa: S608 - fixed table names
             for t in ("object", "detection", "non_detection", "dataquality")
         }
 
@@ -125,8 +126,11 @@ def test_cli_creates_the_schema_and_is_idempotent(empty_dsn: str, capsys: pytest
     assert f"{'detection':<14} {n:>14,} {0:>13,}" in second
 
 
-def test_expect_unchanged_fails_a_run_that_adds_rows(empty_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """``.ci/run`` runs ``make run`` twice, the second with ``--expect-unchanged``: only a no-op run passes it."""
+def test_expect_unchanged_fails_a_run_that_adds_rows(
+    empty_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``.ci/run`` runs ``make run`` twice, the second with ``--expect-unchanged``: only a no-op run passes
+    it."""
     args = ["--alerts", "50", "--seed", str(SEED), "--dsn", empty_dsn, "--quiet", "--expect-unchanged"]
     assert main(args) == 1  # the first run adds rows
     assert "expected no change" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Catalog introspection: the built-in schema reads back as the models declare it, in a constant number of queries."""
+"""Catalog introspection: the built-in schema reads back as the models declare it, in a constant number of
+queries."""
 
 from __future__ import annotations
 
@@ -105,7 +106,8 @@ class CanonProbe:
 
 
 def test_rewritten_predicates_and_defaults_compare_equal(empty_dsn: str) -> None:
-    """PostgreSQL rewrites `kind='alert'` as `((kind)::text = 'alert'::text)`: the server's spelling is used."""
+    """PostgreSQL rewrites `kind='alert'` as `((kind)::text = 'alert'::text)`: the server's spelling is
+    used."""
     table = table_of(CanonProbe)
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
         conn.execute(
@@ -148,8 +150,8 @@ def test_is_internal_table(name: str) -> None:
 
 
 def test_initdb_on_a_database_made_by_db_plugins(dsn: str, empty_dsn: str) -> None:
-    """All the original tables, an alembic_version, no yoyo record: nothing is created, the initial migration is
-    recorded, and the differ sees no change (alembic's table is not part of the schema)."""
+    """All the original tables, an alembic_version, no yoyo record: nothing is created, the initial migration
+    is recorded, and the differ sees no change (alembic's table is not part of the schema)."""
     tables = [table_of(m).name for m in ALL_MODELS]
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")

@@ -1,6 +1,7 @@
 """``dbp`` driven as a Makefile would: subprocesses, exit codes and messages.
 
-Each ``dbp`` call costs about half a second (a fresh interpreter), so the scenarios are few and each does a lot.
+Each ``dbp`` call costs about half a second (a fresh interpreter), so the scenarios are few and each does a
+lot.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def ok(result: subprocess.CompletedProcess[str], code: int = 0) -> str:
 
 
 def _doc_example() -> tuple[dict[str, str], list[tuple[str, int]]]:
-    """The files (python blocks headed ``# <name>.py``) and commands (the ``sh`` block) of the migrations guide.
+    """The files (python blocks headed ``# <name>.py``) and commands (the ``sh`` block) of the migrations
+    guide.
 
     The guide is docs/migrations.md's section that starts at "## Example" and ends at the next level-2
     heading.
@@ -102,7 +104,11 @@ class Watchlist:
     owner: Annotated[Optional[str], Column(references="object.oid")] = None   # new column and foreign key
 
 
-@model("watchlist_event", primary_key=["eid"], indexes=[Index("ix_watchlist_event_kind", ["kind"], where="kind = 'alert'")])
+@model(
+    "watchlist_event",
+    primary_key=["eid"],
+    indexes=[Index("ix_watchlist_event_kind", ["kind"], where="kind = 'alert'")],
+)
 @dataclass
 class WatchlistEvent:
     eid: Annotated[int, Column("bigint")]
@@ -113,7 +119,8 @@ class WatchlistEvent:
 
 
 def test_documented_example_then_a_model_change(empty_dsn: str, tmp_path: Path) -> None:
-    """The migrations guide's example verbatim, then v2 of the model: migrations written, applied, verified, rolled back."""
+    """The migrations guide's example verbatim, then v2 of the model: migrations written, applied, verified,
+    rolled back."""
     files, commands = _doc_example()
     assert set(files) == {"settings.py", "watchlist_models.py"}
     for name, body in files.items():
@@ -249,7 +256,8 @@ def test_failing_migration_rolls_back_and_stays_pending(empty_dsn: str, tmp_path
 def test_stale_lock_names_the_command_that_clears_it(empty_dsn: str, tmp_path: Path) -> None:
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
         conn.execute(
-            "CREATE TABLE yoyo_lock (locked integer DEFAULT 1 PRIMARY KEY, ctime timestamp, pid integer NOT NULL)"
+            "CREATE TABLE yoyo_lock"
+            " (locked integer DEFAULT 1 PRIMARY KEY, ctime timestamp, pid integer NOT NULL)"
         )
         conn.execute("INSERT INTO yoyo_lock VALUES (1, now(), 999999)")
     started = time.monotonic()

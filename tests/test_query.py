@@ -1,4 +1,5 @@
-"""Query: filters, ordering, results, find / find_one / check_exists, paginate, keyset, delete, hostile input."""
+"""Query: filters, ordering, results, find / find_one / check_exists, paginate, keyset, delete, hostile
+input."""
 
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def tdb(module_db: SQLConnection, module_dsn: str) -> Iterator[SQLConnection]:
     with psycopg.connect(module_dsn, autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE tq_star, tq_obs")
         cur.executemany(
-            "INSERT INTO tq_star (sid, name, mag, ndet, tags) VALUES (%(sid)s, %(name)s, %(mag)s, %(ndet)s, %(tags)s)",
+            "INSERT INTO tq_star (sid, name, mag, ndet, tags)"
+            " VALUES (%(sid)s, %(name)s, %(mag)s, %(ndet)s, %(tags)s)",
             STARS,
         )
         cur.executemany(
@@ -115,7 +117,7 @@ def test_docstring_examples(module: Any) -> None:
     assert result.failed == 0
 
 
-# -- filters ---------------------------------------------------------------------------------------------------
+# -- filters -------------------------------------------------------------------------------------------------
 
 
 def test_filter_by_dict_and_kwargs(tdb: SQLConnection) -> None:
@@ -222,7 +224,7 @@ def test_find_takes_a_list_of_conditions(tdb: SQLConnection) -> None:
         tdb.query(Star).filter_by([("sid", 1)])  # type: ignore[arg-type]
 
 
-# -- ordering, limits, results ---------------------------------------------------------------------------------
+# -- ordering, limits, results -------------------------------------------------------------------------------
 
 
 def test_order_by_forms(tdb: SQLConnection) -> None:
@@ -325,7 +327,7 @@ def test_delete_runs_in_the_session_transaction(tdb: SQLConnection, module_dsn: 
         tdb.query(Star).limit(1).delete()
 
 
-# -- db-plugins' methods --------------------------------------------------------------------------------------------
+# -- db-plugins' methods -------------------------------------------------------------------------------------
 
 
 def test_find_paginates_by_default(tdb: SQLConnection) -> None:
@@ -341,7 +343,8 @@ def test_find_paginates_by_default(tdb: SQLConnection) -> None:
 
 
 def test_find_one(tdb: SQLConnection) -> None:
-    assert tdb.query(Star).find_one(filter_by={"name": "s05"}).sid == 5
+    found = tdb.query(Star).find_one(filter_by={"name": "s05"})
+    assert found is not None and found.sid == 5
     assert tdb.query(Star).find_one(filter_by={"name": "nope"}) is None
     with pytest.raises(MultipleResultsFound):
         tdb.query(Star).find_one(filter_by={"ndet": 0})
@@ -361,7 +364,8 @@ def test_unbound_query_takes_model(tdb: SQLConnection) -> None:
     q = tdb.query()
     assert sorted(sids(q.find(model=Star, filter_by={"ndet": 3}, paginate=False))) == [3, 8, 13, 18, 23]
     assert q.find(Star).total == 25
-    assert q.find_one(model=Obs, filter_by={"oid": "ZTFa", "fid": 1, "mjd": 59000.0}).flux == 0.0
+    obs = q.find_one(model=Obs, filter_by={"oid": "ZTFa", "fid": 1, "mjd": 59000.0})
+    assert obs is not None and obs.flux == 0.0
     assert q.find_all(model=Obs, paginate=False).__len__() == 12
     with pytest.raises(QueryError, match="no model"):
         q.all()
@@ -379,7 +383,7 @@ def test_query_needs_a_model_class(tdb: SQLConnection) -> None:
         tdb.query(Star, Obs)
 
 
-# -- pagination --------------------------------------------------------------------------------------------------
+# -- pagination ----------------------------------------------------------------------------------------------
 
 
 def test_paginate_pages(tdb: SQLConnection) -> None:
@@ -422,7 +426,7 @@ def test_paginate_edges(tdb: SQLConnection) -> None:
         Pagination(None, 1, 10, 20, []).next()
 
 
-# -- keyset pagination -----------------------------------------------------------------------------------------------
+# -- keyset pagination ---------------------------------------------------------------------------------------
 
 
 def test_keyset_single_key(tdb: SQLConnection) -> None:
@@ -477,7 +481,7 @@ def test_keyset_misuse(tdb: SQLConnection) -> None:
         q.columns("name").keyset(5)
 
 
-# -- safety ------------------------------------------------------------------------------------------------------
+# -- safety --------------------------------------------------------------------------------------------------
 
 HOSTILE = ['name"; DROP TABLE tq_star; --', "sid) OR (1=1", "", "SID", "tq_star.sid", 'na"me', "\x00"]
 
@@ -498,6 +502,7 @@ def no_sql(tdb: SQLConnection, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_hostile_keys_raise_before_any_sql(tdb: SQLConnection, key: str, no_sql: None) -> None:
     q = tdb.query(Star)
     star = Star(sid=1, name="s01")
+    as_kwargs: dict[str, Any] = {key: 1}
     calls: list[Callable[[], Any]] = [
         lambda: q.filter_by({key: 1}),
         lambda: q.filter(key, "=", 1),
@@ -509,7 +514,7 @@ def test_hostile_keys_raise_before_any_sql(tdb: SQLConnection, key: str, no_sql:
         lambda: q.check_exists(filter_by={key: 1}),
         lambda: tdb.query().find(model=Star, filter_by={key: 1}, paginate=False),
         lambda: q.get_or_create(filter_by={key: 1}),
-        lambda: q.get_or_create(filter_by={"sid": 1}, **{key: 1}),
+        lambda: q.get_or_create(filter_by={"sid": 1}, **as_kwargs),
         lambda: q.get_or_create_many([{"sid": 1, "name": "x", key: 1}]),
         lambda: q.get_or_create_many([{"sid": 1, "name": "x"}], key=[key]),
         lambda: tdb.query().update(star, {key: 1}),
@@ -536,7 +541,8 @@ def test_hostile_values_are_bound(tdb: SQLConnection, value: str) -> None:
     assert q.filter("name", "like", value).count() == 0
     star, created = q.get_or_create(filter_by={"sid": 1000}, name=value)
     assert created and star.name == value
-    assert q.find_one(filter_by={"name": value}).sid == 1000
+    found = q.find_one(filter_by={"name": value})
+    assert found is not None and found.sid == 1000
     assert q.count() == 26
 
 
@@ -549,7 +555,7 @@ def test_nul_in_a_filter_value_is_a_data_error(tdb: SQLConnection) -> None:
     assert tdb.query(Star).count() == 25
 
 
-# -- sessions ----------------------------------------------------------------------------------------------------
+# -- sessions ------------------------------------------------------------------------------------------------
 
 
 def test_reads_see_the_sessions_uncommitted_writes(tdb: SQLConnection, module_dsn: str) -> None:
@@ -589,7 +595,7 @@ def test_query_without_a_connection() -> None:
         Query(None, Star).all()
 
 
-# -- misc -----------------------------------------------------------------------------------------------------------
+# -- misc ----------------------------------------------------------------------------------------------------
 
 
 def test_repr(tdb: SQLConnection) -> None:

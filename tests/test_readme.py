@@ -1,8 +1,8 @@
-"""The README is a front page a newcomer can follow: the two commands first, and a quick start that works on the
-database ``make run`` has just filled, as often as it is run.
+"""The README is a front page a newcomer can follow: the two commands first, and a quick start that works on
+the database ``make run`` has just filled, as often as it is run.
 
-Every example of README.md also runs against a fresh database in tests/test_docs.py; this file checks what only
-the README promises.
+Every example of README.md also runs against a fresh database in tests/test_docs.py; this file checks what
+only the README promises.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def test_the_two_commands_come_first() -> None:
 
 
 def test_quick_start_uses_an_object_no_alert_has() -> None:
-    """The oids it creates are neither real alerts' nor of the synthetic night's shape (``ZTF23`` + 7 letters)."""
+    """The oids it creates are neither real alerts' nor of the synthetic night's shape (``ZTF23`` + 7
+    letters)."""
     _, source = quick_start()
     real = {packet["objectId"] for packet in read_packets()}
     assert "ZTF18abmmoot" in real
@@ -72,7 +73,8 @@ def test_quick_start_uses_an_object_no_alert_has() -> None:
 def test_quick_start_runs_twice_after_make_run(
     db: Any, dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """`make run` loads the real packets and a synthetic night; the quick start then works, and works again."""
+    """`make run` loads the real packets and a synthetic night; the quick start then works, and works
+    again."""
     monkeypatch.chdir(tmp_path)
     report = ingest(db, night(60, seed=0), batch_size=50)  # `make run`'s worker, a shorter night
     assert report.totals["object"] > 3

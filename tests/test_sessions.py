@@ -1,5 +1,6 @@
-"""Sessions and transactions under the interleavings issue 13 found: threads that end, rollback() inside a block, a
-block after an uncommitted update(), a generator that reads while bulk_insert streams, sockets above fd 1024."""
+"""Sessions and transactions under the interleavings issue 13 found: threads that end, rollback() inside a
+block, a block after an uncommitted update(), a generator that reads while bulk_insert streams, sockets above
+fd 1024."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ import pytest
 from dbplugins import DbpError, SQLConnection
 from dbplugins.models import Object
 
-# -- helpers ----------------------------------------------------------------------------------------------------
+# -- helpers -------------------------------------------------------------------------------------------------
 
 
 def committed(dsn: str, oid: str) -> int | None:
-    """``ndet`` of object ``oid`` as another connection sees it (committed data), None when the row is absent."""
+    """``ndet`` of object ``oid`` as another connection sees it (committed data), None when the row is
+    absent."""
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT ndet FROM object WHERE oid = %s", (oid,)).fetchone()
     return None if row is None else int(row[0])
@@ -42,7 +44,8 @@ def idle_in_transaction(dsn: str) -> int:
 
 
 def run_in_thread(target: Callable[[], Any], timeout: float = 120.0) -> Any:
-    """Run ``target`` in a new thread; return its result or raise its exception; fail (never hang) on a hang."""
+    """Run ``target`` in a new thread; return its result or raise its exception; fail (never hang) on a
+    hang."""
     result: dict[str, Any] = {}
 
     def run() -> None:
@@ -77,15 +80,15 @@ def obj(db: SQLConnection, oid: str) -> Object:
     return found
 
 
-# -- 1. scoped sessions belong to one live thread ------------------------------------------------------------------
+# -- 1. scoped sessions belong to one live thread ------------------------------------------------------------
 
 
 def test_a_thread_that_ends_uncommitted_leaves_nothing_to_the_next_thread(
     scoped: SQLConnection, dsn: str
 ) -> None:
-    """Thread 1 updates A and ends without committing; thread 2 updates B and commits. Only B is committed, and
-    no connection stays "idle in transaction" (Python reuses thread idents: a registry keyed by them handed
-    thread 1's open transaction to thread 2, which committed A with B)."""
+    """Thread 1 updates A and ends without committing; thread 2 updates B and commits. Only B is committed,
+    and no connection stays "idle in transaction" (Python reuses thread idents: a registry keyed by them
+    handed thread 1's open transaction to thread 2, which committed A with B)."""
     idents: list[int] = []
 
     def first() -> None:
@@ -156,14 +159,14 @@ def test_scope_func_sessions_are_per_value(dsn: str) -> None:
         db.close()
 
 
-# -- 2. nothing inside a transaction block commits or rolls back on its own -----------------------------------------
+# -- 2. nothing inside a transaction block commits or rolls back on its own ----------------------------------
 
 
 def test_rollback_inside_a_block_is_refused_and_the_block_stays_transactional(
     db: SQLConnection, dsn: str
 ) -> None:
-    """The issue's sequence: the refused rollback() changes nothing, the rest of the block stays in it, and the
-    exception at the end undoes all of it (B and C used to be stored: the block ran on in autocommit)."""
+    """The issue's sequence: the refused rollback() changes nothing, the rest of the block stays in it, and
+    the exception at the end undoes all of it (B and C used to be stored: the block ran on in autocommit)."""
     q = db.query(Object)
     with pytest.raises(RuntimeError, match="boom"), db.transaction():
         q.get_or_create(filter_by={"oid": "A"})
@@ -199,7 +202,7 @@ def test_rollback_inside_a_nested_block_is_refused_too(db: SQLConnection, dsn: s
     assert oids(dsn) == []
 
 
-# -- 3. a block after an uncommitted update() --------------------------------------------------------------------
+# -- 3. a block after an uncommitted update() ----------------------------------------------------------------
 
 
 @pytest.fixture
@@ -235,7 +238,7 @@ def test_a_failed_block_after_an_uncommitted_update_undoes_only_itself(
     assert committed(dsn, "A") == 1 and committed(dsn, "B") == 1
 
 
-# -- 5. a generator that reads while bulk_insert streams ---------------------------------------------------------
+# -- 5. a generator that reads while bulk_insert streams -----------------------------------------------------
 
 
 def _copies(db: SQLConnection) -> Iterator[dict[str, Any]]:
@@ -278,7 +281,7 @@ def test_a_generator_reading_the_session_outside_a_transaction_works(stored: SQL
     assert oids(dsn) == ["A", "A_c", "B", "B_c"]
 
 
-# -- 6. sockets whose file descriptor is 1024 or more ------------------------------------------------------------
+# -- 6. sockets whose file descriptor is 1024 or more --------------------------------------------------------
 
 HIGH_FD_SCRIPT = textwrap.dedent(
     """
@@ -311,8 +314,9 @@ HIGH_FD_SCRIPT = textwrap.dedent(
 
 
 def test_sockets_above_fd_1024_work(dsn: str) -> None:
-    """``select.select`` refuses descriptors >= 1024: every pooled connection was judged dead (PoolTimeoutError)
-    and bulk_insert leaked a ValueError. Run in a child process whose sockets all land above 1100."""
+    """``select.select`` refuses descriptors >= 1024: every pooled connection was judged dead
+    (PoolTimeoutError) and bulk_insert leaked a ValueError. Run in a child process whose sockets all land
+    above 1100."""
     import resource
 
     if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 1200:

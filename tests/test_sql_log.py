@@ -1,4 +1,5 @@
-"""The ``dbplugins.sql`` logger: each statement at DEBUG, with its row count and duration, never a bound value.
+"""The ``dbplugins.sql`` logger: each statement at DEBUG, with its row count and duration, never a bound
+value.
 
 Also here: an ``SQLConnection`` that is never closed exits quietly.
 """
@@ -129,7 +130,7 @@ def test_a_callers_cursor_factory_wins(dsn: str) -> None:
         db.close()
 
 
-# -- an SQLConnection nobody closes ----------------------------------------------------------------------------
+# -- an SQLConnection nobody closes --------------------------------------------------------------------------
 
 # The pool's last reference can fall in one of its own worker threads (here: while a slow configure= callback
 # still runs there when the SQLConnection goes away), whose ConnectionPool.__del__ then tries to join itself.

@@ -1,4 +1,5 @@
-"""The column-type layer: every row of issue 12's table, and the rules of docs/types.md, on every write path."""
+"""The column-type layer: every row of issue 12's table, and the rules of docs/types.md, on every write
+path."""
 
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ class T:
     tags: list[str] | None = None
 
 
-DDL = """CREATE TABLE t_types (id integer PRIMARY KEY, n integer, short varchar(5), dbl double precision, rl real,
-    status varchar(8) DEFAULT 'new', code char(3), doc json, tags varchar[])"""
+DDL = """CREATE TABLE t_types (id integer PRIMARY KEY, n integer, short varchar(5), dbl double precision,
+    rl real, status varchar(8) DEFAULT 'new', code char(3), doc json, tags varchar[])"""
 
 
 @pytest.fixture
@@ -128,7 +129,9 @@ def test_a_float_column_keeps_nan_and_infinity(tdb: Any, write: Any) -> None:
     assert stored(tdb, "rl") == -math.inf
 
 
-@pytest.mark.parametrize("write", [w for k, w in WRITES.items() if k != "update"], ids=[k for k in WRITES if k != "update"])
+@pytest.mark.parametrize(
+    "write", [w for k, w in WRITES.items() if k != "update"], ids=[k for k in WRITES if k != "update"]
+)
 def test_a_declared_default_applies_when_the_key_is_left_out(tdb: Any, write: Any) -> None:
     write(tdb, {"id": 1, "n": 3})
     assert stored(tdb, "status") == "new"
@@ -203,7 +206,7 @@ def test_bool_is_not_an_integer(tdb: Any, write: Any) -> None:
     assert info.value.column == "n"
 
 
-# -- unknown keys -----------------------------------------------------------------------------------------------
+# -- unknown keys --------------------------------------------------------------------------------------------
 
 
 def test_unknown_keys_error_by_default_and_ignore_on_request(tdb: Any) -> None:
@@ -219,7 +222,7 @@ def test_unknown_keys_error_by_default_and_ignore_on_request(tdb: Any) -> None:
         [(row, created)] = q.get_or_create_many([{"id": 3, "n": 2.0, "cds": 1}], unknown="ignore")
     assert created and row.n == 2
     with pytest.raises(DbpError, match="unknown"):
-        q.bulk_insert([{"id": 9}], unknown="drop")  # type: ignore[arg-type]
+        q.bulk_insert([{"id": 9}], unknown="drop")
 
 
 def test_the_db_plugins_package_drops_unknown_keys_with_one_warning_per_call(dsn: str) -> None:
@@ -241,7 +244,7 @@ def test_the_db_plugins_package_drops_unknown_keys_with_one_warning_per_call(dsn
         old.close()
 
 
-# -- the column type itself --------------------------------------------------------------------------------------
+# -- the column type itself ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -358,11 +361,14 @@ class ServerDefault:
 
 def test_bulk_insert_names_a_server_computed_default_it_cannot_apply(db: Any) -> None:
     """COPY sends every column: a default only the server computes cannot apply, so the row is refused (never
-    NULL silently); a constant default is applied (test_a_declared_default_applies_when_the_key_is_left_out)."""
+    NULL silently); a constant default is applied
+    (test_a_declared_default_applies_when_the_key_is_left_out)."""
     db.execute("CREATE TABLE t_sdefault (id integer PRIMARY KEY, at timestamp DEFAULT now())")
     with pytest.raises(DataError, match=r"computed by the server \(now\(\)\)") as info:
         db.query(ServerDefault).bulk_insert([{"id": 1, "at": datetime.datetime(2024, 1, 1)}, {"id": 2}])
     assert (info.value.column, info.value.row) == ("at", 1)
     assert db.query(ServerDefault).bulk_insert([{"id": 1, "at": datetime.datetime(2024, 1, 1)}]) == 1
-    db.query(ServerDefault).get_or_create(filter_by={"id": 2})  # an INSERT naming its columns: the server's now()
+    db.query(ServerDefault).get_or_create(
+        filter_by={"id": 2}
+    )  # an INSERT naming its columns: the server's now()
     assert db.execute("SELECT count(*) FROM t_sdefault WHERE at IS NOT NULL") == [(2,)]

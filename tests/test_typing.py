@@ -1,4 +1,5 @@
-"""Typed results: mypy --strict accepts the sample client script (tests/typing_sample.py) and catches misuse."""
+"""Typed results: mypy --strict accepts the sample client script (tests/typing_sample.py) and catches
+misuse."""
 
 from __future__ import annotations
 

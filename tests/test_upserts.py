@@ -1,6 +1,6 @@
-"""Upserts that keep their promises (issue 13): "update" touches only the columns the input names, "ignore" keeps
-the first occurrence of a key on every path, get_or_create_many writes nothing when it raises and counts a NaN key
-once."""
+"""Upserts that keep their promises (issue 13): "update" touches only the columns the input names, "ignore"
+keeps the first occurrence of a key on every path, get_or_create_many writes nothing when it raises and counts
+a NaN key once."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def stored(dsn: str, columns: str = "oid, ndet, meanra") -> list[tuple[Any, ...]
         return list(conn.execute(sql.SQL("SELECT {} FROM object ORDER BY oid").format(names)))
 
 
-# -- 7. on_conflict="update" sets only the columns the input names ----------------------------------------------
+# -- 7. on_conflict="update" sets only the columns the input names -------------------------------------------
 
 
 def test_update_leaves_the_columns_the_input_does_not_name(db: SQLConnection, dsn: str) -> None:
@@ -94,7 +94,8 @@ def test_update_inside_a_transaction_rolls_back_whole(db: SQLConnection, dsn: st
 def test_load_cli_update_with_some_columns_keeps_the_others(
     db: SQLConnection, dsn: str, tmp_path: Path
 ) -> None:
-    """``dbp load object f.csv --on-conflict update`` with a header ``oid,ndet`` used to wipe every other column."""
+    """``dbp load object f.csv --on-conflict update`` with a header ``oid,ndet`` used to wipe every other
+    column."""
     db.query(Object).bulk_insert([{"oid": "ZTF1", "ndet": 1, "meanra": 10.5, "meandec": 4.5}])
     path = tmp_path / "f.csv"
     path.write_text("oid,ndet\nZTF1,4\nZTF2,2\n")
@@ -103,7 +104,7 @@ def test_load_cli_update_with_some_columns_keeps_the_others(
     assert stored(dsn, "oid, ndet, meanra, meandec") == [("ZTF1", 4, 10.5, 4.5), ("ZTF2", 2, None, None)]
 
 
-# -- 8. on_conflict="ignore" keeps the first occurrence of a key, on every path ---------------------------------
+# -- 8. on_conflict="ignore" keeps the first occurrence of a key, on every path ------------------------------
 
 
 def _shuffled(rnd: random.Random, keys: int, copies: int) -> list[dict[str, Any]]:
@@ -131,8 +132,8 @@ def _first(rows: list[dict[str, Any]]) -> dict[str, int]:
 def test_ignore_keeps_the_first_occurrence_on_every_path(
     db: SQLConnection, dsn: str, path: str, chunk_size: int | None
 ) -> None:
-    """2,000 shuffled rows over 1,000 keys: the row kept per key is the first one given (staging ordered by key
-    alone kept a later one for about half the keys)."""
+    """2,000 shuffled rows over 1,000 keys: the row kept per key is the first one given (staging ordered by
+    key alone kept a later one for about half the keys)."""
     rnd = random.Random(13)
     rows = _shuffled(rnd, 1_000, 2)
     q = db.query(Object)
@@ -148,16 +149,18 @@ def test_ignore_keeps_the_first_occurrence_on_every_path(
     assert dict((oid, ndet) for oid, ndet, _ in stored(dsn)) == expected
 
 
-# -- 4. get_or_create_many writes nothing when it raises ---------------------------------------------------------
+# -- 4. get_or_create_many writes nothing when it raises -----------------------------------------------------
 
 
 def test_get_or_create_many_that_raises_writes_nothing(db: SQLConnection, dsn: str) -> None:
-    """The issue's case: X exists with ndet=5, so key (oid, ndet)=(X, 7) cannot be created; NEW1 (inserted by the
-    same statement) used to stay committed."""
+    """The issue's case: X exists with ndet=5, so key (oid, ndet)=(X, 7) cannot be created; NEW1 (inserted by
+    the same statement) used to stay committed."""
     q = db.query(Object)
     q.bulk_insert([{"oid": "X", "ndet": 5}])
     rows = [{"oid": "NEW1", "ndet": 1}, {"oid": "X", "ndet": 7}]
-    with pytest.raises(ConstraintError, match=r"^get_or_create_many: .*'X'.*\[model 'object', row 1\]") as info:
+    with pytest.raises(
+        ConstraintError, match=r"^get_or_create_many: .*'X'.*\[model 'object', row 1\]"
+    ) as info:
         q.get_or_create_many(rows, key=["oid", "ndet"])
     assert info.value.row == 1 and info.value.model == "object"
     assert stored(dsn, "oid, ndet") == [("X", 5)]
@@ -194,7 +197,7 @@ def test_get_or_create_many_commits_on_return(db: SQLConnection, dsn: str) -> No
     assert not db.current_session().in_transaction
 
 
-# -- 10. a NaN key is one key -----------------------------------------------------------------------------------
+# -- 10. a NaN key is one key --------------------------------------------------------------------------------
 
 
 @model("up_nan_key", primary_key=["x"])
@@ -225,7 +228,8 @@ def test_get_or_create_many_counts_a_nan_key_once(nan_db: SQLConnection) -> None
 
 
 def test_the_update_mode_refuses_nothing_it_used_to_accept(db: SQLConnection) -> None:
-    """Unknown keys are still named (a row naming other columns starts a new segment, then the writer checks)."""
+    """Unknown keys are still named (a row naming other columns starts a new segment, then the writer
+    checks)."""
     q = db.query(Object)
     with pytest.raises(DbpError, match="unknown key 'nope'"):
         q.bulk_insert([{"oid": "A", "ndet": 1}, {"oid": "B", "nope": 1}], on_conflict="update")

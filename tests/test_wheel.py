@@ -1,4 +1,5 @@
-"""The built wheel carries sql/ and migrations/: `dbp initdb` works from an install without the source tree."""
+"""The built wheel carries sql/ and migrations/: `dbp initdb` works from an install without the source
+tree."""
 
 from __future__ import annotations
 
@@ -39,7 +40,11 @@ def test_wheel_installs_and_initdb_runs_without_the_source_tree(empty_dsn: str, 
     env = {**os.environ, "PYTHONPATH": str(target)}
     env.pop("DBP_DSN", None)
     where = subprocess.run(
-        [sys.executable, "-c", "import dbplugins, dbplugins._sqlfiles as s; print(dbplugins.__file__, s.sql_dir())"],
+        [
+            sys.executable,
+            "-c",
+            "import dbplugins, dbplugins._sqlfiles as s; print(dbplugins.__file__, s.sql_dir())",
+        ],
         cwd=workdir,
         env=env,
         check=True,

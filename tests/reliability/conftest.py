@@ -1,10 +1,10 @@
 """Fixtures and helpers of the reliability suite.
 
-* ``DBP_SOAK=1`` (``make soak``) selects the long versions: tests marked ``@pytest.mark.soak`` are skipped unless it
-  is set, so a plain ``pytest`` / ``make test`` runs only the short, bounded versions.
-* ``private_dsn``: a fresh database with the built-in schema on ``private_server``, the test run's own embedded
-  server, which fault tests may stop (``-m immediate``) and restart. The shared server of ``server_dsn`` is never
-  stopped: other people's tests run on it.
+* ``DBP_SOAK=1`` (``make soak``) selects the long versions: tests marked ``@pytest.mark.soak`` are skipped
+  unless it is set, so a plain ``pytest`` / ``make test`` runs only the short, bounded versions.
+* ``private_dsn``: a fresh database with the built-in schema on ``private_server``, the test run's own
+  embedded server, which fault tests may stop (``-m immediate``) and restart. The shared server of
+  ``server_dsn`` is never stopped: other people's tests run on it.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def sizes(short: Any, long: Any) -> list[Any]:
     return [pytest.param(*s, id="short"), pytest.param(*g, id="soak", marks=pytest.mark.soak)]
 
 
-# -- plain helpers --------------------------------------------------------------------------------------------
+# -- plain helpers -------------------------------------------------------------------------------------------
 
 
 def dbname_of(dsn: str) -> str:
@@ -104,7 +104,10 @@ def assert_pool_healthy(db: Any, dsn: str, exclude: Collection[int] = ()) -> Non
     ``exclude``: backend pids of the test's own foreign connections (a lock holder).
     """
     assert db.session is None or not db.current_session().in_transaction
-    wait_until(lambda: checked_out(db) == 0, 10, "the pool to get every connection back")
+    # A connection the pool is still opening counts in pool_size: after an outage its next attempt can be 16 s
+    # or more away (psycopg_pool's reconnection backoff doubles from 1 s), so 10 s was too short on a loaded
+    # machine.
+    wait_until(lambda: checked_out(db) == 0, 60, "the pool to get every connection back")
     assert int(db.pool.get_stats().get("requests_waiting", 0)) == 0
     wait_until(lambda: no_open_transactions(dsn, exclude), 10, "no backend left inside a transaction")
     assert db.execute("SELECT 1") == [(1,)]
@@ -182,7 +185,9 @@ def make_private_database(private_server: Any, private_template: str) -> Iterato
         ensure_running(private_server)
         name = f"dbp_rel_{uuid.uuid4().hex[:12]}"
         template = private_template if kind == "schema" else "template0"
-        stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+        stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template)
+        )
         if owner:
             stmt += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
         with admin(private_server.dsn()) as conn:

@@ -1,7 +1,9 @@
-"""Client faults: a failing input iterable, a process killed mid-COPY, statement and lock timeouts, pool exhaustion.
+"""Client faults: a failing input iterable, a process killed mid-COPY, statement and lock timeouts, pool
+exhaustion.
 
-Each fault leaves nothing half-written (zero rows of the failed call), the pool healthy (every connection back, no
-backend left in a transaction, the next call works) and surfaces a clear ``DbpError`` (or the caller's own error).
+Each fault leaves nothing half-written (zero rows of the failed call), the pool healthy (every connection
+back, no backend left in a transaction, the next call works) and surfaces a clear ``DbpError`` (or the
+caller's own error).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 import pytest
@@ -75,12 +77,14 @@ def public_tables(dsn: str) -> set[str]:
         return {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
 
 
-# -- the input fails -------------------------------------------------------------------------------------------
+# -- the input fails -----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fail_at", sizes(30_000, 500_000))
 @pytest.mark.parametrize("mode", ["ignore", "error", "update"])
-def test_iterable_raising_at_row_n_leaves_zero_rows(cdb: SQLConnection, dsn: str, fail_at: int, mode: str) -> None:
+def test_iterable_raising_at_row_n_leaves_zero_rows(
+    cdb: SQLConnection, dsn: str, fail_at: int, mode: Literal["ignore", "error", "update"]
+) -> None:
     cdb.query(Object).get_or_create(filter_by={"oid": "boom"})
     tables = public_tables(dsn)
     exc: BaseException | None = None
@@ -107,7 +111,7 @@ def test_iterable_raising_inside_a_transaction_undoes_only_that_call(cdb: SQLCon
     assert_pool_healthy(cdb, dsn)
 
 
-# -- the process dies ------------------------------------------------------------------------------------------
+# -- the process dies ----------------------------------------------------------------------------------------
 
 _CHILD = r"""
 import sys, time
@@ -152,8 +156,10 @@ def test_process_killed_mid_copy_leaves_nothing_and_the_server_healthy(
         assert read_line(proc, 120 if pause_at > 100_000 else 45) == "streaming"
 
         def copying() -> bool:
-            return any(state == "active" and (q or "").lstrip().upper().startswith("COPY")
-                       for _, state, q in other_backends(dsn))
+            return any(
+                state == "active" and (q or "").lstrip().upper().startswith("COPY")
+                for _, state, q in other_backends(dsn)
+            )
 
         wait_until(copying, 10, "the child's COPY to show in pg_stat_activity")
         os.kill(proc.pid, signal.SIGKILL)
@@ -176,7 +182,7 @@ def test_process_killed_mid_copy_leaves_nothing_and_the_server_healthy(
     assert_pool_healthy(cdb, dsn)
 
 
-# -- statement_timeout and lock_timeout ------------------------------------------------------------------------
+# -- statement_timeout and lock_timeout ----------------------------------------------------------------------
 
 
 def with_options(dsn: str, options: str) -> str:
@@ -279,8 +285,12 @@ def test_lock_timeout(dsn: str, holder: psycopg.Connection[Any], how: str) -> No
         holder.execute("LOCK TABLE object, detection IN ACCESS EXCLUSIVE MODE")
         calls: dict[str, Callable[[], Any]] = {
             "get_or_create": lambda: db.query(Object).get_or_create(filter_by={"oid": "new"}),
-            "get_or_create_many": lambda: db.query(Object).get_or_create_many([object_row("n1"), object_row("n2")]),
-            "bulk_insert": lambda: db.query(Detection).bulk_insert(detection_row(i, "held") for i in range(5000)),
+            "get_or_create_many": lambda: db.query(Object).get_or_create_many(
+                [object_row("n1"), object_row("n2")]
+            ),
+            "bulk_insert": lambda: db.query(Detection).bulk_insert(
+                detection_row(i, "held") for i in range(5000)
+            ),
             "find": lambda: db.query(Object).find(filter_by={"oid": "held"}, paginate=False),
         }
         for call in calls.values():
@@ -306,12 +316,13 @@ def test_lock_timeout(dsn: str, holder: psycopg.Connection[Any], how: str) -> No
             guarded(call)()
         update()
         assert count(dsn, "detection") == 5000
-        assert db.query(Object).find_one(filter_by={"oid": "held"}).ndet == 99
+        held = db.query(Object).find_one(filter_by={"oid": "held"})
+        assert held is not None and held.ndet == 99
     finally:
         db.close()
 
 
-# -- pool exhaustion -------------------------------------------------------------------------------------------
+# -- pool exhaustion -----------------------------------------------------------------------------------------
 
 
 def hold(db: SQLConnection, taken: threading.Barrier, release: threading.Event) -> None:
@@ -330,6 +341,17 @@ def test_pool_exhaustion_raises_pool_timeout_and_the_pool_recovers(dsn: str, rou
     try:
         db.query(Object).get_or_create(filter_by={"oid": "px"})
         obj = db.query(Object).find_one(filter_by={"oid": "px"})
+
+        def calls_of_round(r: int) -> dict[str, Callable[[], Any]]:
+            return {
+                "execute": lambda: db.execute("SELECT 1"),
+                "get_or_create": lambda: db.query(Object).get_or_create(filter_by={"oid": f"p{r}"}),
+                "get_or_create_many": lambda: db.query(Object).get_or_create_many([object_row(f"q{r}")]),
+                "bulk_insert": lambda: db.query(Detection).bulk_insert([detection_row(r, "px")]),
+                "find": lambda: db.query(Object).find(filter_by={"oid": "px"}, paginate=False),
+                "update": lambda: db.query().update(obj, {"ndet": 7}),
+            }
+
         for r in range(rounds):
             taken = threading.Barrier(3)
             release = threading.Event()
@@ -338,15 +360,7 @@ def test_pool_exhaustion_raises_pool_timeout_and_the_pool_recovers(dsn: str, rou
                 t.start()
             taken.wait(10)
             try:
-                calls: dict[str, Callable[[], Any]] = {
-                    "execute": lambda: db.execute("SELECT 1"),
-                    "get_or_create": lambda r=r: db.query(Object).get_or_create(filter_by={"oid": f"p{r}"}),
-                    "get_or_create_many": lambda r=r: db.query(Object).get_or_create_many([object_row(f"q{r}")]),
-                    "bulk_insert": lambda r=r: db.query(Detection).bulk_insert([detection_row(r, "px")]),
-                    "find": lambda: db.query(Object).find(filter_by={"oid": "px"}, paginate=False),
-                    "update": lambda: db.query().update(obj, {"ndet": 7}),
-                }
-                for name, call in calls.items():
+                for name, call in calls_of_round(r).items():
                     exc, took = run(call)
                     assert isinstance(exc, PoolTimeoutError), f"{name}: {type(exc).__name__}: {exc}"
                     assert took < 5, f"{name} waited {took:.1f} s on a 0.5 s pool timeout"

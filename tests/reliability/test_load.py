@@ -1,9 +1,11 @@
-"""Load: 8 processes for a bounded time mixing get_or_create, get_or_create_many, bulk_insert with re-delivered
-(and re-ordered) batches, and update, all on the same small key space of one database. Then the invariants:
+"""Load: 8 processes for a bounded time mixing get_or_create, get_or_create_many, bulk_insert with
+re-delivered (and re-ordered) batches, and update, all on the same small key space of one database. Then the
+invariants:
 
 * no error was raised in any worker;
 * no duplicate keys; every detection's object exists;
-* each object was reported ``created=True`` exactly once across all workers, and the table holds exactly those;
+* each object was reported ``created=True`` exactly once across all workers, and the table holds exactly
+  those;
 * the detections are exactly the batches the workers report done, each batch whole, and their count equals the
   sum of what ``bulk_insert`` returned;
 * every object's ``lastmjd`` is the last value some worker committed for it (or NULL if none did).

@@ -1,7 +1,8 @@
-"""Migrations under faults, through the ``dbp`` command as a deployment would run it (subprocesses, exit codes).
+"""Migrations under faults, through the ``dbp`` command as a deployment would run it (subprocesses, exit
+codes).
 
-* 4 ``dbp migrate`` started together apply each migration exactly once (a migration's own side effect, not just
-  yoyo's bookkeeping, is counted) and all exit 0;
+* 4 ``dbp migrate`` started together apply each migration exactly once (a migration's own side effect, not
+  just yoyo's bookkeeping, is counted) and all exit 0;
 * a migration that fails half-way leaves the schema exactly as it was and the migration pending, and the
   message names the file and the failing statement; fixed, it applies;
 * the lock left by a ``dbp migrate`` killed with SIGKILL is reported, naming the dead process and the command
@@ -35,7 +36,10 @@ def dbp(*args: str, timeout: float = 90) -> Result:
 
 def dbp_start(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "dbplugins.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "dbplugins.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -83,7 +87,7 @@ def one_error_line(result: Result) -> str:
     return errors[0]
 
 
-# -- 4 concurrent migrates ----------------------------------------------------------------------------------------
+# -- 4 concurrent migrates -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("rounds", sizes(1, 10))
@@ -100,10 +104,18 @@ def test_four_concurrent_migrates_apply_each_migration_once(
         "SELECT pg_sleep(0.5);",  # widen the window in which the others arrive
         head,
     )
-    second = write(mdir, "0002_more", "ALTER TABLE object ADD COLUMN watch int;\n"
-                   "INSERT INTO applied_log VALUES ('0002');", first)
-    third = write(mdir, "0003_index", "CREATE INDEX ix_object_watch ON object (watch);\n"
-                  "INSERT INTO applied_log VALUES ('0003');", second)
+    second = write(
+        mdir,
+        "0002_more",
+        "ALTER TABLE object ADD COLUMN watch int;\nINSERT INTO applied_log VALUES ('0002');",
+        first,
+    )
+    third = write(
+        mdir,
+        "0003_index",
+        "CREATE INDEX ix_object_watch ON object (watch);\nINSERT INTO applied_log VALUES ('0003');",
+        second,
+    )
     for _ in range(rounds):
         dsn = make_database("empty")
         procs = [dbp_start("migrate", "--dsn", dsn, "--migrations-dir", str(mdir)) for _ in range(4)]
@@ -124,10 +136,12 @@ def test_four_concurrent_migrates_apply_each_migration_once(
         assert sum("Nothing to apply" in out for out, _ in outputs) == 3, outputs
 
 
-# -- a migration that fails half-way ------------------------------------------------------------------------------
+# -- a migration that fails half-way -------------------------------------------------------------------------
 
 
-def test_a_migration_failing_half_way_changes_nothing_and_stays_pending(empty_dsn: str, tmp_path: Path) -> None:
+def test_a_migration_failing_half_way_changes_nothing_and_stays_pending(
+    empty_dsn: str, tmp_path: Path
+) -> None:
     mdir = tmp_path / "migrations"
     assert dbp("migrate", "--dsn", empty_dsn, "--migrations-dir", str(mdir)).returncode == 0  # built-in ones
     before = schema_snapshot(empty_dsn)
@@ -167,7 +181,7 @@ def test_a_migration_failing_half_way_changes_nothing_and_stays_pending(empty_ds
         )
 
 
-# -- a stale lock -----------------------------------------------------------------------------------------------
+# -- a stale lock --------------------------------------------------------------------------------------------
 
 
 def test_a_stale_lock_from_a_killed_migrate_is_reported_with_the_command_that_clears_it(
@@ -177,8 +191,12 @@ def test_a_stale_lock_from_a_killed_migrate_is_reported_with_the_command_that_cl
     assert dbp("migrate", "--dsn", empty_dsn, "--migrations-dir", str(mdir)).returncode == 0
     with admin(empty_dsn) as conn:
         conn.execute("CREATE TABLE gate (id int)")
-    name = write(mdir, "0001_blocked", "INSERT INTO gate VALUES (1);\nCREATE TABLE after_gate (id int);",
-                 builtin_head())
+    name = write(
+        mdir,
+        "0001_blocked",
+        "INSERT INTO gate VALUES (1);\nCREATE TABLE after_gate (id int);",
+        builtin_head(),
+    )
 
     holder = psycopg.connect(empty_dsn)
     try:

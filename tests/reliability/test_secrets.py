@@ -1,12 +1,13 @@
 """Secrets: with DEBUG logging on everywhere, a password full of URL and DSN syntax never shows.
 
 A role with a password containing ``@:/#%`` (and a quote, a backslash and a space) is created on the private
-server, whose ``pg_hba.conf`` makes every role but ``postgres`` authenticate with a SCRAM password, so the password
-really is sent. Then connect (URL, key/value DSN, db-plugins config dict, environment), queries, get_or_create,
-get_or_create_many, bulk_insert, update, every kind of error (constraint, unknown column, bad value, bad password,
-unreachable server, malformed DSN, failed migration) and the ``dbp`` CLI (success, failure, ``--verbose``,
-``settings.py``, ``DBP_DSN``) run, and the password is looked for, raw and escaped, in every log record (message,
-arguments, formatted traceback), every exception (message, repr, the whole chain of causes) and all CLI output.
+server, whose ``pg_hba.conf`` makes every role but ``postgres`` authenticate with a SCRAM password, so the
+password really is sent. Then connect (URL, key/value DSN, db-plugins config dict, environment), queries,
+get_or_create, get_or_create_many, bulk_insert, update, every kind of error (constraint, unknown column, bad
+value, bad password, unreachable server, malformed DSN, failed migration) and the ``dbp`` CLI (success,
+failure, ``--verbose``, ``settings.py``, ``DBP_DSN``) run, and the password is looked for, raw and escaped, in
+every log record (message, arguments, formatted traceback), every exception (message, repr, the whole chain of
+causes) and all CLI output.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def role(private_server: Any) -> Iterator[str]:
     ensure_running(private_server)
     with admin(private_server.dsn()) as conn:
         for (db,) in conn.execute(
-            "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)", (ROLE,)
+            "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+            (ROLE,),
         ).fetchall():
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(ROLE)))
@@ -113,7 +115,8 @@ def url_of(p: dict[str, str]) -> str:
 
 @pytest.fixture
 def secret_dsns(role: str, make_private_database: Callable[..., str]) -> dict[str, dict[str, str]]:
-    """Databases owned by the role: one with the built-in schema (tables granted), one empty (for migrations)."""
+    """Databases owned by the role: one with the built-in schema (tables granted), one empty (for
+    migrations)."""
     schema_db = make_private_database("schema", owner=role)
     with admin(schema_db) as conn:
         conn.execute(sql.SQL("GRANT ALL ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role)))
@@ -168,7 +171,9 @@ def test_library_never_shows_the_password(
     # The wrong password, a server that is not there, a DSN libpq cannot parse: errors, and no secret in them.
     # (connect() itself fails now, with ConnectionFailedError: it opens one connection before the pool.)
     expect_error(lambda: SQLConnection().connect(dsn=url_of({**p, "password": WRONG}), max_size=1, timeout=2))
-    expect_error(lambda: SQLConnection().connect(dsn=url_of({**p, "host": "/nonexistent/socket/dir"}), timeout=1))
+    expect_error(
+        lambda: SQLConnection().connect(dsn=url_of({**p, "host": "/nonexistent/socket/dir"}), timeout=1)
+    )
     expect_error(lambda: SQLConnection().connect(dsn=url_of(p) + "&no_such_option=1"))
     expect_error(lambda: SQLConnection().connect(dsn=f"host={p['host']} passwd={PASSWORD} dbname=x"))
     expect_error(lambda: SQLConnection().connect(dsn=f"postgresql://{ROLE}:{PASSWORD}@/x?host=/tmp"))
@@ -202,12 +207,16 @@ def test_library_never_shows_the_password(
     assert debug_logs.records, "DEBUG logging captured nothing: the check would be vacuous"
 
 
-# -- the CLI --------------------------------------------------------------------------------------------------------
+# -- the CLI -------------------------------------------------------------------------------------------------
 
-_DEBUG_CLI = "import logging, sys; logging.basicConfig(level=logging.DEBUG); from dbplugins.cli import main; main()"
+_DEBUG_CLI = (
+    "import logging, sys; logging.basicConfig(level=logging.DEBUG); from dbplugins.cli import main; main()"
+)
 
 
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-c", _DEBUG_CLI, *args],
         capture_output=True,
@@ -228,11 +237,22 @@ def test_cli_never_shows_the_password(secret_dsns: dict[str, dict[str, str]], tm
     assert cli("migrate", "--list", "--dsn", url, "--migrations-dir", str(mdir)).returncode == 0
     assert cli("initdb", "--dsn", url).returncode == 0
     assert cli("migrate", "--dsn", url, "--migrations-dir", str(mdir)).returncode == 0
-    assert cli("make_migrations", "--check", "--dsn", make_conninfo(**e), "--migrations-dir", str(mdir)).returncode == 0
+    assert (
+        cli(
+            "make_migrations", "--check", "--dsn", make_conninfo(**e), "--migrations-dir", str(mdir)
+        ).returncode
+        == 0
+    )
     assert cli("migrate", "--dry-run", env={"DBP_DSN": url}).returncode == 0
     # settings.py with db-plugins' keys
-    config = {"ENGINE": "postgresql", "HOST": e["host"], "PORT": e["port"], "USER": e["user"],
-              "PASSWORD": e["password"], "DB_NAME": e["dbname"]}
+    config = {
+        "ENGINE": "postgresql",
+        "HOST": e["host"],
+        "PORT": e["port"],
+        "USER": e["user"],
+        "PASSWORD": e["password"],
+        "DB_NAME": e["dbname"],
+    }
     (tmp_path / "settings.py").write_text(f"DB_CONFIG = {{'SQL': {config!r}}}\n")
     assert cli("migrate", "--list", "--settings_path", str(tmp_path)).returncode == 0
     # Failures, with and without --verbose.

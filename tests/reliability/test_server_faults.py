@@ -1,11 +1,14 @@
 """Server faults: the PostgreSQL server really stops (``pg_ctl stop -m immediate``) or kills our backends.
 
-Every test runs on ``private_server``, this test run's own embedded server, and leaves it running. The guarantees:
+Every test runs on ``private_server``, this test run's own embedded server, and leaves it running. The
+guarantees:
 
 * calls made while the server is down raise a ``dbplugins.ConnectionError`` within the pool timeout (no hang);
-* the same ``SQLConnection`` (the same pool object) serves again once the server is back, without being recreated;
+* the same ``SQLConnection`` (the same pool object) serves again once the server is back, without being
+  recreated;
 * nothing partial is committed: a COPY cut by the crash leaves no row, and a worker that retries its failed
-  batches (``on_conflict="ignore"``, ``get_or_create``) ends with exactly the expected rows, none lost or doubled;
+  batches (``on_conflict="ignore"``, ``get_or_create``) ends with exactly the expected rows, none lost or
+  doubled;
 * after ``pg_terminate_backend`` on every pooled connection, the very next call succeeds.
 """
 
@@ -36,7 +39,8 @@ from .conftest import (
 )
 
 POOL_TIMEOUT = 2.0
-# "Did not hang": a failing call returns within the pool timeout plus this much (connect attempts, pg_ctl noise).
+# "Did not hang": a failing call returns within the pool timeout plus this much (connect attempts, pg_ctl
+# noise).
 SLACK = 8.0
 
 
@@ -78,7 +82,7 @@ def retry(call: Callable[[], Any], deadline: float, failures: list[tuple[type[Ba
             time.sleep(0.05)
 
 
-# -- calls during an outage ------------------------------------------------------------------------------------
+# -- calls during an outage ----------------------------------------------------------------------------------
 
 
 def test_every_call_fails_fast_while_down_and_the_same_pool_recovers(
@@ -182,9 +186,10 @@ def batch(b: int) -> tuple[list[str], list[dict[str, Any]]]:
 def test_retrying_worker_loses_and_duplicates_nothing_across_restarts(
     fdb: SQLConnection, private_server: Any, private_dsn: str, batches: int, outages: int
 ) -> None:
-    """Outages alternate: one lands inside a COPY (the row generator stops the server half-way through the batch),
-    the next between calls (a thread stops it while the worker runs get_or_create). The worker retries whatever
-    fails until it succeeds; the thread restarts the server once the worker has met the outage twice."""
+    """Outages alternate: one lands inside a COPY (the row generator stops the server half-way through the
+    batch), the next between calls (a thread stops it while the worker runs get_or_create). The worker retries
+    whatever fails until it succeeds; the thread restarts the server once the worker has met the outage
+    twice."""
     pool = fdb.pool
     done = 0
     failures: list[tuple[type[BaseException], float]] = []
@@ -237,17 +242,17 @@ def test_retrying_worker_loses_and_duplicates_nothing_across_restarts(
         for b in range(batches):
             oids, dets = batch(b)
             for oid in oids:
-                _, was_created = retry(
-                    lambda oid=oid: fdb.query(Object).get_or_create(filter_by={"oid": oid}, ndet=1),
-                    deadline,
-                    failures,
-                )
+
+                def create(oid: str = oid) -> tuple[Object, bool]:
+                    return fdb.query(Object).get_or_create(filter_by={"oid": oid}, ndet=1)
+
+                _, was_created = retry(create, deadline, failures)
                 created += bool(was_created)
-            inserted += retry(
-                lambda b=b, dets=dets: fdb.query(Detection).bulk_insert(rows_of(b, dets), on_conflict="ignore"),
-                deadline,
-                failures,
-            )
+
+            def insert(b: int = b, dets: list[dict[str, Any]] = dets) -> int:
+                return fdb.query(Detection).bulk_insert(rows_of(b, dets), on_conflict="ignore")
+
+            inserted += retry(insert, deadline, failures)
             done = b + 1
     finally:
         finished.set()
@@ -262,35 +267,43 @@ def test_retrying_worker_loses_and_duplicates_nothing_across_restarts(
     expected_dets = {(d["candid"], d["oid"]) for b in range(batches) for d in batch(b)[1]}
     with admin(private_dsn) as conn:
         oids = [r[0] for r in conn.execute("SELECT oid FROM object").fetchall()]
-        dets = [(r[0], r[1]) for r in conn.execute("SELECT candid, oid FROM detection").fetchall()]
+        stored_dets = [(r[0], r[1]) for r in conn.execute("SELECT candid, oid FROM detection").fetchall()]
     assert len(oids) == len(set(oids)) and set(oids) == expected_oids
-    assert len(dets) == len(set(dets)) and set(dets) == expected_dets
-    # What the worker was told adds up: a call that failed after its commit reached the server can hide at most
-    # its own rows, and nothing is reported twice.
+    assert len(stored_dets) == len(set(stored_dets)) and set(stored_dets) == expected_dets
+    # What the worker was told adds up: a call that failed after its commit reached the server can hide at
+    # most its own rows, and nothing is reported twice.
     assert created <= len(expected_oids) and inserted <= len(expected_dets)
     assert created >= len(expected_oids) - len(failures)
     assert inserted >= len(expected_dets) - DETECTIONS_PER_BATCH * len(failures)
     assert_pool_healthy(fdb, private_dsn)
 
 
-# -- killed backends -------------------------------------------------------------------------------------------
+# -- killed backends -----------------------------------------------------------------------------------------
 
 
 def terminate_all(dsn: str) -> int:
+    """Terminate every client backend of the database; wait for those to exit; return how many there were.
+
+    Only the terminated ones are waited for: the pool may already be opening new connections in the background
+    (to replace ones it found broken), and those are not the test's business here.
+    """
     with admin(dsn) as conn:
         rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
             (dbname_of(dsn),),
         ).fetchall()
-    wait_until(lambda: not other_backends(dsn), 10, "the terminated backends to exit")
-    return len(rows)
+    terminated = {int(r[0]) for r in rows}
+
+    def exited() -> bool:
+        return not terminated & {pid for pid, _, _ in other_backends(dsn)}
+
+    wait_until(exited, 10, "the terminated backends to exit")
+    return len(terminated)
 
 
 @pytest.mark.parametrize("rounds", sizes(3, 40))
-def test_terminating_every_pooled_backend_then_the_next_call_succeeds(
-    private_dsn: str, rounds: int
-) -> None:
+def test_terminating_every_pooled_backend_then_the_next_call_succeeds(private_dsn: str, rounds: int) -> None:
     db = SQLConnection()
     db.connect(dsn=private_dsn, min_size=4, max_size=4, timeout=POOL_TIMEOUT)
     try:

@@ -1,9 +1,9 @@
-"""Two workers upserting the same large batch in opposite orders (issue 13, item 9), and get_or_create_many the same
-way: no error surfaces, nothing is lost, and each key ends with the values of one of the callers.
+"""Two workers upserting the same large batch in opposite orders (issue 13, item 9), and get_or_create_many
+the same way: no error surfaces, nothing is lost, and each key ends with the values of one of the callers.
 
 ``on_conflict="update"`` used to flush 20,000-row chunks one after the other in the caller's order, each chunk
-holding its row locks until the commit: two callers in opposite orders deadlocked across chunks, and one of the two
-failed in every round with ``DbpError: deadlock detected``.
+holding its row locks until the commit: two callers in opposite orders deadlocked across chunks, and one of
+the two failed in every round with ``DbpError: deadlock detected``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
     from db_plugins.db.sql.models import *
 
 ``SQLConnection`` is :class:`dbplugins.SQLConnection`; the model classes are those of :mod:`dbplugins.models`;
-``SQLQuery`` is :class:`dbplugins._query.query.Query` and ``Pagination`` is :class:`dbplugins._query.query.Pagination`.
+``SQLQuery`` is :class:`dbplugins._query.query.Query` and ``Pagination`` is
+:class:`dbplugins._query.query.Pagination`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Compatibility alias of db-plugins' ``db_plugins.db.sql.connection``.
 
-``SQLConnection`` is :class:`dbplugins.SQLConnection`. ``MAP_KEYS``, ``satisfy_keys`` and ``settings_map`` keep
-their old meaning, except that ``settings_map`` now escapes every part of the URL (the original pasted the raw
-password in, so a password with ``@`` or ``/`` produced a broken URL)::
+``SQLConnection`` is :class:`dbplugins.SQLConnection`. ``MAP_KEYS``, ``satisfy_keys`` and ``settings_map``
+keep their old meaning, except that ``settings_map`` now escapes every part of the URL (the original pasted
+the raw password in, so a password with ``@`` or ``/`` produced a broken URL)::
 
     >>> settings_map({"ENGINE": "postgresql", "HOST": "db", "USER": "alerce", "PASSWORD": "p@ss/word",
     ...               "PORT": 5432, "DB_NAME": "ztf"})
@@ -21,11 +21,12 @@ from dbplugins.errors import ConfigurationError
 
 __all__ = ["MAP_KEYS", "SQLConnection", "satisfy_keys", "settings_map"]
 
+
 class SQLConnection(_SQLConnection):
     """:class:`dbplugins.SQLConnection` with db-plugins' handling of row keys that are not columns.
 
-    db-plugins' ``bulk_insert`` and ``get_or_create_many`` dropped such keys (``df.to_dict("records")`` with extra
-    columns, an ``_id``): here they are dropped too, with one ``UserWarning`` per call naming them. Pass
+    db-plugins' ``bulk_insert`` and ``get_or_create_many`` dropped such keys (``df.to_dict("records")`` with
+    extra columns, an ``_id``): here they are dropped too, with one ``UserWarning`` per call naming them. Pass
     ``unknown="error"`` to a call to refuse them instead, as :mod:`dbplugins` does by default.
     """
 

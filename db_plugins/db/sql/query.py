@@ -1,4 +1,5 @@
-"""Compatibility alias of db-plugins' ``db_plugins.db.sql.query``: ``SQLQuery`` is :class:`dbplugins.Query`."""
+"""Compatibility alias of db-plugins' ``db_plugins.db.sql.query``: ``SQLQuery`` is
+:class:`dbplugins.Query`."""
 
 from __future__ import annotations
 
