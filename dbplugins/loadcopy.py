@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -252,10 +253,10 @@ def plan(table: Table, header: bytes, delimiter: str, encoding: str, on_conflict
     if not text.strip() or "\r" in text or "\x00" in text:
         raise Fallback("no header on the first line")
     try:
-        (fields,) = list(csv.reader([text], delimiter=delimiter, quotechar='"', strict=False))
+        (header_fields,) = list(csv.reader([text], delimiter=delimiter, quotechar='"', strict=False))
     except (csv.Error, ValueError):
         raise Fallback("an unreadable header") from None
-    names = [f.strip() for f in fields]
+    names = [f.strip() for f in header_fields]
     if len(names) < 2:
         raise Fallback("one column")  # PostgreSQL reads a blank line as a NULL row, the Python path skips it
     if len(set(names)) != len(names) or any(n not in table.columns for n in names):
@@ -266,8 +267,17 @@ def plan(table: Table, header: bytes, delimiter: str, encoding: str, on_conflict
         if ctype.array or ctype.kind not in _FAST_KINDS:
             raise Fallback(f"column {name!r} ({ctype.sql_type}) is read in Python")
         bounded = bounded or (ctype.kind == "text" and ctype.length is not None)
+    fields = {f.name: f for f in dataclasses.fields(table.cls)} if table.cls is not None else {}
     for name, col in table.columns.items():
-        if name not in names and (col.type.has_default or not col.nullable):
+        if name in names:
+            continue
+        field = fields.get(name)
+        # bulk_insert stores the column's default, else the dataclass field's, else NULL; COPY the server's.
+        dataclass_default = field is not None and (
+            field.default_factory is not dataclasses.MISSING
+            or field.default not in (dataclasses.MISSING, None)
+        )
+        if col.type.has_default or dataclass_default or not col.nullable:
             raise Fallback(f"column {name!r} is left out and has a default or is NOT NULL")
     if on_conflict != "error" and not set(table.primary_key) <= set(names):
         raise Fallback("the primary key is not in the header")

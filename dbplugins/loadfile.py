@@ -323,6 +323,8 @@ def load_into(
     try:
         result: tuple[int, int] | None = None
         how = loadcopy.mode()
+        if how == "require" and fmt not in ("csv", "tsv"):
+            raise loadcopy.Fallback(f"{fmt} is read in Python")
         if fmt in ("csv", "tsv") and how != "off":
             try:
                 result = loadcopy.copy_load(
