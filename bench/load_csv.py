@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,11 @@ db.close()
 print(json.dumps({"rows": read, "before_kib": before, "peak_kib": max_rss_kib(),
                   "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def detection_rows(n: int, n_objects: int) -> Iterator[dict[str, Any]]:
@@ -160,6 +166,7 @@ def main() -> None:
         if not args.no_python_path:
             methods["Python path (DBP_LOAD_FAST=0)"] = python_path
         times: dict[str, list[float]] = {m: [] for m in methods}
+        cpu: dict[str, list[float]] = {m: [] for m in methods}  # client CPU (psql and the CLI: the child's)
         for round_ in range(args.repeat):
             order = list(methods.items())
             if round_ % 2:
@@ -167,19 +174,26 @@ def main() -> None:
             for label, fn in order:
                 db.execute("TRUNCATE detection CASCADE")
                 db.execute("CHECKPOINT")
+                c0 = time.process_time() + _children_cpu()
                 t0 = time.perf_counter()
                 fn()
                 times[label].append(time.perf_counter() - t0)
+                cpu[label].append(time.process_time() + _children_cpu() - c0)
                 count = db.execute("SELECT count(*) FROM detection")[0][0]
                 assert count == args.rows, (label, count)
         ref = times["psql \\copy"]
-        print(f"  {'method':34s} {'best rows/s':>12s} {'median':>9s}  ratio to psql per round (median, range)")
+        print(
+            f"  {'method':34s} {'best rows/s':>12s} {'median':>9s}  {'ratio to psql per round':>24s}"
+            f"  {'client CPU s':>12s}"
+        )
         for label, ts in times.items():
             ratios = [r / t for r, t in zip(ref, ts, strict=True)]
             print(
                 f"  {label:34s} {args.rows / min(ts):12,.0f} {args.rows / statistics.median(ts):9,.0f}"
-                f"  {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+                f"  {statistics.median(ratios):11.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+                f"  {statistics.median(cpu[label]):12.2f}"
             )
+        print("  (ratio: psql's time over the method's, per round, median and range; best / median rows/s)")
 
         if args.rss_rows:
             big = tmp / "detections_rss.csv"

@@ -54,6 +54,7 @@ import psycopg
 from psycopg import errors as pge
 from psycopg import sql
 
+from . import textformats
 from .citus.relay import on_citus
 from .schema import Table
 from .session import readable
@@ -71,8 +72,9 @@ BLOCK = 1024 * 1024
 _LOCK_WAIT = "100ms"
 #: A header line longer than this is not a header of column names: the Python path says what it is.
 _MAX_HEADER = 1024 * 1024
-#: A record longer than this (an unterminated quote) is left to the Python path.
-_MAX_CARRY = 64 * 1024 * 1024
+#: A line or quoted field longer than this is left to the Python path (whose csv reader refuses a field longer
+#: than textformats.MAX_CSV_FIELD characters, which is at least as many bytes).
+_MAX_CARRY = textformats.MAX_CSV_FIELD
 #: What stdin's spool keeps in memory before it moves to a temporary file.
 _SPOOL_MEMORY = 16 * 1024 * 1024
 
@@ -328,7 +330,7 @@ class _Scanner:
                 cut = 0  # inside a quoted field: wait for its end
             if not cut:
                 if len(buf) > _MAX_CARRY:
-                    raise Fallback("a record longer than 64 MiB")
+                    raise Fallback("a line or a quoted field longer than the csv reader takes")
                 carry = buf
                 continue
             piece, carry = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])

@@ -339,3 +339,26 @@ def test_stdin_by_copy(lc_db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV, "require")
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(GOOD.encode())))
     assert load_into(lc_db, table_of(LC), "-", "csv", "error") == (4, 4)
+
+
+def test_a_field_longer_than_pythons_csv_default_limit(
+    lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    big = "x" * 200_000  # over the csv module's default 131,072 characters: PostgreSQL reads it, so must we
+    path = write(tmp_path, f'id,body\n1,{big}\n2,"{big}\n{big}"\n')
+    assert copy_path_takes(lc_db, monkeypatch, path)
+    outcome = both_paths(lc_db, monkeypatch, path)
+    assert outcome[0] == "stored"
+    assert lc_db.execute("SELECT length(body) FROM t_lc ORDER BY id") == [(200_000,), (400_001,)]
+
+
+def test_a_field_over_the_limit_is_left_to_python(
+    lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from dbplugins import loadcopy, textformats
+
+    monkeypatch.setattr(textformats, "MAX_CSV_FIELD", 1000)
+    monkeypatch.setattr(loadcopy, "_MAX_CARRY", 1000)
+    monkeypatch.setattr(loadcopy, "BLOCK", 256)
+    path = write(tmp_path, f'id,body\n1,"{"y" * 600}\n{"y" * 600}"\n')
+    assert not copy_path_takes(lc_db, monkeypatch, path)
