@@ -245,6 +245,8 @@ def plan(table: Table, header: bytes, delimiter: str, encoding: str, on_conflict
     pg_encoding = _PG_ENCODINGS.get(codecs.lookup(encoding).name)
     if pg_encoding is None:
         raise Fallback(f"the {encoding} encoding")
+    if not delimiter.isascii():
+        raise Fallback("a delimiter that is not one byte")  # COPY takes a one-byte delimiter only
     try:
         text = header.decode(encoding)
     except UnicodeDecodeError:

@@ -155,6 +155,16 @@ def test_crlf_bom_and_gzip(lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path
     assert both_paths(lc_db, monkeypatch, path)[0] == "stored"
 
 
+@pytest.mark.parametrize(("delimiter", "takes"), [(";", True), ("|", True), (" ", True), ("§", False)])
+def test_delimiters(
+    lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, delimiter: str, takes: bool
+) -> None:
+    path = write(tmp_path, f'id{delimiter}body{delimiter}n\n1{delimiter}"a{delimiter}b"{delimiter}2\n')
+    assert copy_path_takes(lc_db, monkeypatch, path, delimiter=delimiter) is takes
+    outcome = both_paths(lc_db, monkeypatch, path, delimiter=delimiter)
+    assert outcome[1] == [("1", repr(f"a{delimiter}b"), "2", *["None"] * 9)]
+
+
 def test_tsv_and_latin1(lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = write(tmp_path, "id\tbody\tv\n1\tcafé\tné\n".encode("latin-1"), "f.tsv")
     assert copy_path_takes(lc_db, monkeypatch, path, fmt="tsv", encoding="latin-1")
@@ -362,3 +372,36 @@ def test_a_field_over_the_limit_is_left_to_python(
     monkeypatch.setattr(loadcopy, "BLOCK", 256)
     path = write(tmp_path, f'id,body\n1,"{"y" * 600}\n{"y" * 600}"\n')
     assert not copy_path_takes(lc_db, monkeypatch, path)
+
+
+@pytest.mark.parametrize("on_conflict", ["ignore", "update"])
+def test_concurrent_loads_of_one_file_land_each_row_once(
+    lc_db: Any, dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, on_conflict: str
+) -> None:
+    import threading
+
+    from dbplugins import SQLConnection
+
+    monkeypatch.setenv(ENV, "require")  # the direct COPY waits on the other's keys, then stages: no Python reading
+    lines = [f"{i},r{i},{i}" for i in range(1, 20_001)]
+    path = write(tmp_path, "id,body,n\n" + "\n".join(lines) + "\n")
+    results: list[Any] = []
+
+    def worker() -> None:
+        db = SQLConnection()
+        db.connect(dsn=dsn, min_size=1, max_size=1)
+        try:
+            results.append(load_into(db, table_of(LC), str(path), "csv", on_conflict))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert all(isinstance(r, tuple) for r in results), results
+    assert sum(written for _read, written in results) == 20_000
+    assert lc_db.execute("SELECT count(*), count(DISTINCT id), sum(n) FROM t_lc")[0] == (20_000, 20_000, 200_010_000)
