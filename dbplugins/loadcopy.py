@@ -6,7 +6,8 @@ the column-type rules of :mod:`dbplugins.coltypes`), and it stays the reference:
 gives the same answer, checked three ways.
 
 * **Before sending** (:func:`plan`): every header column is of a type whose PostgreSQL text input reads a field
-  the way ``ColumnType.from_text`` does (integers, floats, numeric, text, boolean, uuid; the readers of
+  the way ``ColumnType.from_text`` does (integers, double precision, numeric, text, boolean, uuid; not real,
+  which PostgreSQL rounds from the text once where the other paths round a double; the readers of
   :mod:`dbplugins._colrules` accept what the server accepts, with the same value); the file has two columns or
   more (PostgreSQL reads a blank line of a one-column file as NULL, the Python path skips it); every column left
   out has no default, in the model or in the database (``bulk_insert`` stores NULL there, COPY the default); the
@@ -268,7 +269,9 @@ def plan(table: Table, header: bytes, delimiter: str, encoding: str, on_conflict
     bounded = False
     for name in names:
         ctype = table.columns[name].type
-        if ctype.array or ctype.kind not in _FAST_KINDS:
+        # real: PostgreSQL rounds the text to a float4 once (strtof), every other path rounds it to a double
+        # first (the Python value), then to a float4; the two differ at ties ("1.0000000596046448", 1 + 2**-24).
+        if ctype.array or ctype.kind not in _FAST_KINDS or ctype.base == "real":
             raise Fallback(f"column {name!r} ({ctype.sql_type}) is read in Python")
         bounded = bounded or (ctype.kind == "text" and ctype.length is not None)
     fields = {f.name: f for f in dataclasses.fields(table.cls)} if table.cls is not None else {}
