@@ -106,46 +106,30 @@ def mode() -> str:
 
 
 class _Recorder:
-    """stdin, keeping every byte read in a spool so that the file can be read a second time."""
+    """stdin read from the start, every time: what earlier readings took of it is in ``spool``, and what this
+    one takes beyond that is added, so that any later reading sees the whole input again."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, spool: Any, stream: IO[bytes]) -> None:
+        self.spool = spool
         self.stream = stream
-        self.spool: Any = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115 - closed by Source
-        self.recording = True
+        self.pos = 0
 
     def read(self, n: int = -1) -> bytes:
-        read = getattr(self.stream, "read1", self.stream.read)
-        data: bytes = read(n if n > 0 else BLOCK)
-        if self.recording and data:
+        n = n if n > 0 else BLOCK
+        self.spool.seek(self.pos)
+        data: bytes = self.spool.read(n)
+        if not data:
+            read = getattr(self.stream, "read1", self.stream.read)
+            data = read(n)
+            self.spool.seek(0, os.SEEK_END)
             self.spool.write(data)
+        self.pos += len(data)
         return data
 
     read1 = read
 
     def tell(self) -> int:
-        return 0
-
-
-class _Replay:
-    """The spooled start of stdin, then the rest of it."""
-
-    def __init__(self, spool: Any, stream: IO[bytes]) -> None:
-        self.spool = spool
-        self.stream = stream
-        spool.seek(0)
-
-    def read(self, n: int = -1) -> bytes:
-        data: bytes = self.spool.read(n if n > 0 else BLOCK)
-        if data:
-            return data
-        read = getattr(self.stream, "read1", self.stream.read)
-        more: bytes = read(n if n > 0 else BLOCK)
-        return more
-
-    read1 = read
-
-    def tell(self) -> int:
-        return 0
+        return self.pos
 
 
 class Source:
@@ -153,7 +137,7 @@ class Source:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._recorder: _Recorder | None = None
+        self._spool: Any = None  # stdin as read so far, once a reading asked to be replayable
         self._opened: list[IO[bytes]] = []
         self.raw: Any = None  # the byte stream whose position drives the progress bar
 
@@ -172,18 +156,16 @@ class Source:
         return int(raw.tell()) if raw is not None and not raw.closed else 0
 
     def open(self, *, replayable: bool = False) -> IO[bytes]:
-        """The file's bytes from the start. ``replayable``: stdin is recorded, so that a later open reads it
-        again (only the first open may record)."""
+        """The file's bytes from the start. ``replayable``: stdin is kept as it is read (in a temporary file
+        beyond 16 MiB), and this and every later open read it from the start."""
         self._close_files()
         if self.stdin:
             stdin = sys.stdin.buffer
-            if self._recorder is not None:
-                self._recorder.recording = False
-                return cast(IO[bytes], _Replay(self._recorder.spool, stdin))
-            if replayable:
-                self._recorder = _Recorder(stdin)
-                return cast(IO[bytes], self._recorder)
-            return stdin
+            if self._spool is None and not replayable:
+                return stdin
+            if self._spool is None:
+                self._spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115 - close()
+            return cast(IO[bytes], _Recorder(self._spool, stdin))
         raw = open(self.path, "rb")  # noqa: SIM115 - closed by close()
         self._opened.append(raw)
         self.raw = raw
@@ -200,8 +182,8 @@ class Source:
 
     def close(self) -> None:
         self._close_files()
-        if self._recorder is not None:
-            self._recorder.spool.close()
+        if self._spool is not None:
+            self._spool.close()
 
 
 # -- the plan: may this file go to the server as it is? -----------------------------------------------------

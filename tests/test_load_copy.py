@@ -414,3 +414,18 @@ def test_real_is_rounded_once_from_the_text(lc_db: Any, monkeypatch: pytest.Monk
     assert both_paths(lc_db, monkeypatch, path)[1][0][6] == "1.0"  # as bulk_insert stores the float 1 + 2**-24
     assert lc_db.query(LC).bulk_insert([{"id": 2, "body": "b", "r": 1 + 2**-24}]) == 1
     assert lc_db.execute("SELECT r FROM t_lc WHERE id = 2")[0][0] == 1.0
+
+
+def test_stdin_read_three_times(lc_db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A duplicate near the start sends the COPY path to staging (a second reading, further into stdin), where the
+    # server refuses 1001.0 at the end: the Python path reads stdin a third time, and must see all of it.
+    from dbplugins import loadcopy
+
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setattr(loadcopy, "BLOCK", 4096)  # the direct COPY stops reading soon after the duplicate
+    lines = ["1,first,1", "1,second,2"] + [f"{i},r,{i}" for i in range(2, 100_001)] + ["100001,r,1001.0"]
+    data = ("id,body,n\n" + "\n".join(lines) + "\n").encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert load_into(lc_db, table_of(LC), "-", "csv", "ignore") == (100_002, 100_001)
+    assert lc_db.execute("SELECT count(*), sum(n) FROM t_lc")[0] == (100_001, sum(range(1, 100_001)) + 1001)
+    assert lc_db.execute("SELECT body FROM t_lc WHERE id = 1")[0][0] == "first"
