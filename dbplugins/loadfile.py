@@ -8,7 +8,9 @@
     dbp load object legacy.csv --encoding latin-1          # bytes in another encoding than UTF-8
     zcat big.csv.gz | dbp load detection - --format csv    # stdin; .gz files are read directly too
 
-Rows stream from the file into one ``bulk_insert`` call: constant memory, no pre-count, all or nothing. CSV
+A CSV/TSV file whose header names the table's columns goes to the server as it is (``COPY ... FORMAT csv``, as
+``psql \\copy``; :mod:`dbplugins.loadcopy`), where that gives the answer this module would give; otherwise rows
+stream from the file into one ``bulk_insert`` call: constant memory, no pre-count, all or nothing. CSV
 text is converted to each column's type from the model (``t``/``true``/``1`` for booleans, ISO 8601 for
 timestamps, JSON or ``{a,b}`` for arrays, ``nan``/``inf`` for floats). PostgreSQL's CSV rule: an unquoted
 empty field is NULL, a quoted one (``""``) the empty string. JSON values are taken as they are, except strings
