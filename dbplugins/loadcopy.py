@@ -42,14 +42,11 @@ from __future__ import annotations
 import codecs
 import csv
 import dataclasses
-import gzip
 import hashlib
 import os
 import re
-import sys
-import tempfile
 from collections.abc import Callable, Iterator
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import psycopg
 from psycopg import errors as pge
@@ -57,10 +54,11 @@ from psycopg import sql
 
 from . import textformats
 from .citus.relay import on_citus
+from .loadsource import Source
 from .schema import Table
 from .session import readable
 
-__all__ = ["Fallback", "Source", "Plan", "plan", "copy_load", "mode", "ENV"]
+__all__ = ["Fallback", "Plan", "plan", "copy_load", "mode", "ENV"]
 
 #: The environment variable of the switch (tests only): "0" off, "require" no fallback, anything else auto.
 ENV = "DBP_LOAD_FAST"
@@ -76,8 +74,6 @@ _MAX_HEADER = 1024 * 1024
 #: A line or quoted field longer than this is left to the Python path (whose csv reader refuses a field longer
 #: than textformats.MAX_CSV_FIELD characters, which is at least as many bytes).
 _MAX_CARRY = textformats.MAX_CSV_FIELD
-#: What stdin's spool keeps in memory before it moves to a temporary file.
-_SPOOL_MEMORY = 16 * 1024 * 1024
 
 # Column kinds whose PostgreSQL text input reads a CSV field as ColumnType.from_text does (see the module doc):
 # temporal types (PostgreSQL also reads "now", "Jan 1 2020", and ignores a zone given to a timestamp), bytea
@@ -100,90 +96,6 @@ def mode() -> str:
     if value == "require":
         return "require"
     return "auto"
-
-
-# -- the file, readable twice ------------------------------------------------------------------------------
-
-
-class _Recorder:
-    """stdin read from the start, every time: what earlier readings took of it is in ``spool``, and what this
-    one takes beyond that is added, so that any later reading sees the whole input again."""
-
-    def __init__(self, spool: Any, stream: IO[bytes]) -> None:
-        self.spool = spool
-        self.stream = stream
-        self.pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        n = n if n > 0 else BLOCK
-        self.spool.seek(self.pos)
-        data: bytes = self.spool.read(n)
-        if not data:
-            read = getattr(self.stream, "read1", self.stream.read)
-            data = read(n)
-            self.spool.seek(0, os.SEEK_END)
-            self.spool.write(data)
-        self.pos += len(data)
-        return data
-
-    read1 = read
-
-    def tell(self) -> int:
-        return self.pos
-
-
-class Source:
-    """A file name (``-`` for stdin, ``.gz`` decompressed) that can be opened again from its start."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._spool: Any = None  # stdin as read so far, once a reading asked to be replayable
-        self._opened: list[IO[bytes]] = []
-        self.raw: Any = None  # the byte stream whose position drives the progress bar
-
-    @property
-    def stdin(self) -> bool:
-        return self.path == "-"
-
-    def size(self) -> int | None:
-        if self.stdin:
-            return None
-        return os.stat(self.path).st_size or None
-
-    def position(self) -> int:
-        """Bytes of the file read so far (the progress bar's position)."""
-        raw = self.raw
-        return int(raw.tell()) if raw is not None and not raw.closed else 0
-
-    def open(self, *, replayable: bool = False) -> IO[bytes]:
-        """The file's bytes from the start. ``replayable``: stdin is kept as it is read (in a temporary file
-        beyond 16 MiB), and this and every later open read it from the start."""
-        self._close_files()
-        if self.stdin:
-            stdin = sys.stdin.buffer
-            if self._spool is None and not replayable:
-                return stdin
-            if self._spool is None:
-                self._spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115 - close()
-            return cast(IO[bytes], _Recorder(self._spool, stdin))
-        raw = open(self.path, "rb")  # noqa: SIM115 - closed by close()
-        self._opened.append(raw)
-        self.raw = raw
-        if self.path.lower().endswith(".gz"):
-            stream = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
-            self._opened.append(stream)
-            return stream
-        return raw
-
-    def _close_files(self) -> None:
-        for f in reversed(self._opened):
-            f.close()
-        self._opened.clear()
-
-    def close(self) -> None:
-        self._close_files()
-        if self._spool is not None:
-            self._spool.close()
 
 
 # -- the plan: may this file go to the server as it is? -----------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import click
 
-from . import loadcopy, textformats
+from . import loadcopy, loadsource, textformats
 from .errors import DataError, DbpError, UnknownColumnError, context
 from .progress import DEFAULT_INTERVAL, Progress
 from .schema import ColumnDef, Table, table_of
@@ -309,7 +309,7 @@ def load_into(
     """:func:`load_file` on a connected ``SQLConnection`` ``db``: loads, prints the summary, and returns
     ``(rows read, rows written)``."""
     source_name = "stdin" if file == "-" else os.path.basename(file)
-    source = loadcopy.Source(file)
+    source = loadsource.Source(file)
     seen = _Seen()
     assert table.cls is not None
     size = source.size()
