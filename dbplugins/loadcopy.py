@@ -317,8 +317,13 @@ def _attempt(
         defaulted = _database_defaults(cur, table.name, the_plan.missing)
         if defaulted:
             raise Fallback(f"column {defaulted[0]!r} is left out and has a default in the database")
+        restore = None
         if direct and on_conflict != "error":
-            cur.execute("SELECT set_config('lock_timeout', %s, true)", (_LOCK_WAIT,))
+            cur.execute(
+                "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)", (_LOCK_WAIT,)
+            )
+            row = cur.fetchone()
+            restore = row[0] if row is not None else None
         target = sql.Identifier(table.name)
         stage = None
         if staged:
@@ -343,6 +348,8 @@ def _attempt(
         if not complete:  # the server's message was not an error (a NOTICE): the COPY lacks the rest of the file
             raise Fallback("the server spoke during the COPY")
         read = max(cur.rowcount, 0)
+        if restore is not None:  # inside a caller's transaction the lowered setting would outlive the call
+            cur.execute("SELECT set_config('lock_timeout', %s, true)", (restore,))
         if stage is None:
             return read, read
         return read, _move(cur, the_plan, stage, target, on_conflict)

@@ -429,3 +429,24 @@ def test_stdin_read_three_times(lc_db: Any, monkeypatch: pytest.MonkeyPatch) -> 
     assert load_into(lc_db, table_of(LC), "-", "csv", "ignore") == (100_002, 100_001)
     assert lc_db.execute("SELECT count(*), sum(n) FROM t_lc")[0] == (100_001, sum(range(1, 100_001)) + 1001)
     assert lc_db.execute("SELECT body FROM t_lc WHERE id = 1")[0][0] == "first"
+
+
+def test_a_gzipped_file_is_opened_again_for_the_python_path(
+    lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lines = [f"{i},r,{i}" for i in range(1, 30_001)] + ["30001,r,1001.0"]
+    path = write(tmp_path, "id,body,n\n" + "\n".join(lines) + "\n", "f.csv.gz")
+    outcome = both_paths(lc_db, monkeypatch, path)
+    assert outcome[0] == "stored" and outcome[2] == (30_001, 30_001)
+
+
+def test_inside_a_transaction_the_lock_timeout_is_the_callers(
+    lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(ENV, "require")
+    path = write(tmp_path, GOOD)
+    with lc_db.transaction():
+        lc_db.execute("SET LOCAL lock_timeout = '7s'")
+        assert load_into(lc_db, table_of(LC), str(path), "csv", "ignore") == (4, 4)
+        assert lc_db.execute("SHOW lock_timeout") == [("7s",)]
+    assert lc_db.execute("SELECT count(*) FROM t_lc")[0][0] == 4
