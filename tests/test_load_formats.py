@@ -192,7 +192,8 @@ def test_a_quoted_empty_string_in_a_number_column_is_not_null(db: Any, dsn: str,
     path = tmp_path / "o.csv"
     path.write_text('oid,ndet\nZTF1,""\n')
     message = one_line_error(run(dsn, "object", str(path)))
-    assert "cannot read '' as integer" in message and "[model 'object', column 'ndet', row 0]" in message
+    assert "cannot read '' as integer (line 2 of o.csv)" in message
+    assert "model 'object', column 'ndet', row 0" in message
     assert "leave the field empty for NULL" in message
     assert objects(db) == []
 

@@ -8,7 +8,9 @@
     dbp load object legacy.csv --encoding latin-1          # bytes in another encoding than UTF-8
     zcat big.csv.gz | dbp load detection - --format csv    # stdin; .gz files are read directly too
 
-Rows stream from the file into one ``bulk_insert`` call: constant memory, no pre-count, all or nothing. CSV
+A CSV/TSV file whose header names the table's columns goes to the server as it is (``COPY ... FORMAT csv``, as
+``psql \\copy``; :mod:`dbplugins._load.loadcopy`), where that gives the answer this module would give; otherwise rows
+stream from the file into one ``bulk_insert`` call: constant memory, no pre-count, all or nothing. CSV
 text is converted to each column's type from the model (``t``/``true``/``1`` for booleans, ISO 8601 for
 timestamps, JSON or ``{a,b}`` for arrays, ``nan``/``inf`` for floats). PostgreSQL's CSV rule: an unquoted
 empty field is NULL, a quoted one (``""``) the empty string. JSON values are taken as they are, except strings
@@ -19,20 +21,19 @@ the file and line, and exit code 1. The guide is docs/load.md.
 
 from __future__ import annotations
 
-import gzip
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, TextIO, cast
+from typing import Any, TextIO
 
 import click
 
 from .._types.schema import ColumnDef, Table, table_of
 from ..errors import DataError, DbpError, UnknownColumnError, context
-from . import textformats
+from . import loadcopy, loadsource, textformats
 from .progress import DEFAULT_INTERVAL, Progress
 
-__all__ = ["load_file", "find_table", "guess_format", "check_delimiter", "check_encoding", "FORMATS"]
+__all__ = ["load_file", "load_into", "find_table", "guess_format", "check_delimiter", "check_encoding", "FORMATS"]
 
 Converter = Callable[[str], Any]
 
@@ -238,18 +239,6 @@ def check_delimiter(text: str) -> str:
     return delimiter
 
 
-def _open(path: str) -> tuple[IO[bytes], IO[bytes], int | None]:
-    """(the byte stream to decode, the raw file whose position drives the bar, its size or None)."""
-    if path == "-":
-        stdin = sys.stdin.buffer
-        return stdin, stdin, None
-    raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    size = os.fstat(raw.fileno()).st_size or None
-    if path.lower().endswith(".gz"):
-        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")), raw, size
-    return raw, raw, size
-
-
 def load_file(
     table: Table,
     file: str,
@@ -263,8 +252,12 @@ def load_file(
     encoding: str = "utf-8",
     progress_interval: float | None = None,
 ) -> None:
-    """Stream ``file`` (``-`` for stdin) in format ``fmt`` (one of :data:`FORMATS`) into ``table`` with one
-    ``bulk_insert`` call.
+    """Stream ``file`` (``-`` for stdin) in format ``fmt`` (one of :data:`FORMATS`) into ``table`` in one
+    transaction.
+
+    A CSV/TSV file whose header names the table's columns goes to the server as it is (COPY ... FORMAT csv, see
+    :mod:`dbplugins._load.loadcopy`); any other file, or one the server would read differently, is read here and
+    written with one ``bulk_insert`` call: the same answer either way.
 
     ``delimiter`` separates CSV fields (default ``,``; a tab for "tsv"); ``encoding`` decodes the bytes (a
     byte not valid in it is a DataError naming the line). Progress goes to stderr unless ``silent``: a bar on
@@ -281,36 +274,94 @@ def load_file(
         encoding = check_encoding(encoding)
     except ValueError as exc:
         raise DbpError(str(exc)) from None
-    source = "stdin" if file == "-" else os.path.basename(file)
-    stream, raw, size = _open(file)
-    seen = _Seen()
-    assert table.cls is not None
     db = SQLConnection()
     try:
         db.connect(dsn=conninfo, min_size=1, max_size=1)
-        chunks = textformats.decoded(stream, encoding, source, table.name)
-        progress = Progress(
-            total=size,
-            position=raw.tell if size else None,
-            unit="rows",
-            label=f"dbp load {table.name}",
-            file=_progress_file(),
-            enabled=not silent,
-            interval=PROGRESS_INTERVAL if progress_interval is None else progress_interval,
+        load_into(
+            db,
+            table,
+            file,
+            fmt,
+            on_conflict,
+            chunk_size=chunk_size,
+            silent=silent,
+            delimiter=delimiter,
+            encoding=encoding,
+            progress_interval=progress_interval,
         )
-        try:
-            rows = progress.count(_read(table, chunks, fmt, source, delimiter, seen))
+    finally:
+        db.close()
+
+
+def load_into(
+    db: Any,
+    table: Table,
+    file: str,
+    fmt: str,
+    on_conflict: Any,
+    *,
+    chunk_size: int | None = None,
+    silent: bool = True,
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+    progress_interval: float | None = None,
+) -> tuple[int, int]:
+    """:func:`load_file` on a connected ``SQLConnection`` ``db``: loads, prints the summary, and returns
+    ``(rows read, rows written)``."""
+    source_name = "stdin" if file == "-" else os.path.basename(file)
+    source = loadsource.Source(file)
+    seen = _Seen()
+    assert table.cls is not None
+    size = source.size()
+    progress = Progress(
+        total=size,
+        position=source.position if size else None,
+        unit="rows",
+        label=f"dbp load {table.name}",
+        file=_progress_file(),
+        enabled=not silent,
+        interval=PROGRESS_INTERVAL if progress_interval is None else progress_interval,
+    )
+    try:
+        result: tuple[int, int] | None = None
+        how = loadcopy.mode()
+        if how == "require" and fmt not in ("csv", "tsv"):
+            raise loadcopy.Fallback(f"{fmt} is read in Python")
+        if fmt in ("csv", "tsv") and how != "off" and on_conflict != "bulk_update":
+            try:
+                result = loadcopy.copy_load(
+                    db.session.atomic,
+                    source,
+                    table,
+                    delimiter or ("\t" if fmt == "tsv" else ","),
+                    encoding,
+                    on_conflict,
+                    progress.advance,
+                )
+            except loadcopy.Fallback:
+                if how == "require":
+                    raise
+                progress.done = 0
+        if result is not None:
+            read, written = result
+            progress.done = read
+            seen.text = seen.header = True
+        else:
+            stream = source.open()
+            chunks = textformats.decoded(stream, encoding, source_name, table.name)
+            rows = progress.count(_read(table, chunks, fmt, source_name, delimiter, seen))
             if on_conflict == "bulk_update":  # dbp load --update
                 written = db.query(table.cls).bulk_update(rows)
             else:
                 written = db.query(table.cls).bulk_insert(rows, on_conflict=on_conflict, chunk_size=chunk_size)
-        finally:
-            progress.close()
     finally:
-        db.close()
-        if file != "-":
-            stream.close()
-            raw.close()
+        progress.close()
+        source.close()
+    _summary(table, source_name, on_conflict, progress, written, seen)
+    return progress.done, written
+
+
+def _summary(table: Table, source: str, on_conflict: Any, progress: Progress, written: int, seen: _Seen) -> None:
     read = progress.done
     if read == 0:
         if not seen.text:

@@ -26,6 +26,9 @@ __all__ = ["decoded", "split_lines", "peek", "csv_records", "json_lines", "json_
 CHUNK = 64 * 1024
 #: The largest element of a JSON array (one row): the reader holds at most about twice this much text.
 MAX_JSON_ELEMENT = 64 * 1024 * 1024
+#: The longest CSV field, in characters (Python's ``csv`` module stops at 131,072 by default; PostgreSQL reads
+#: fields up to 1 GB). The COPY path of ``dbp load`` leaves any record this long to this reader, so both agree.
+MAX_CSV_FIELD = 64 * 1024 * 1024
 
 
 def check_encoding(name: str) -> str:
@@ -144,6 +147,8 @@ def csv_records(
             first += len(chunk_lines)
             yield chunk_lines
 
+    if csv.field_size_limit() < MAX_CSV_FIELD:
+        csv.field_size_limit(MAX_CSV_FIELD)  # process-wide: only ever raised
     reader = csv.reader(
         itertools.chain.from_iterable(line_lists()),
         delimiter=delimiter,

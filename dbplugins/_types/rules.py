@@ -12,6 +12,7 @@ import decimal
 import json
 import math
 import numbers
+import re
 import struct
 import uuid
 from collections.abc import Callable
@@ -262,8 +263,10 @@ def _any(v: Any) -> Any:
 
 # -- text (CSV fields, JSON strings) -------------------------------------------------------------------------
 
-_TRUE = frozenset({"t", "true", "1", "y", "yes", "on"})
-_FALSE = frozenset({"f", "false", "0", "n", "no", "off"})
+# PostgreSQL's boolean input (boolin): any prefix of true/false/yes/no, on/off ("of"), 1/0. Read the same here, so
+# that dbp load's COPY path (the server reads the text) and its Python path give one answer for every field.
+_TRUE = frozenset({"t", "tr", "tru", "true", "1", "y", "ye", "yes", "on"})
+_FALSE = frozenset({"f", "fa", "fal", "fals", "false", "0", "n", "no", "of", "off"})
 
 
 def _text_bool(text: str) -> bool:
@@ -280,21 +283,58 @@ def _text_bytes(text: str) -> bytes:
     return bytes.fromhex(body[2:] if body.startswith("\\x") else body)
 
 
+# Non-decimal integer literals, as PostgreSQL 16+ reads them in integer and numeric input ("0x1F", "-0o17", "0b101").
+_PREFIXED_INT = re.compile(r"[+-]?0[xXoObB][0-9a-fA-F_]+")
+# glibc strtod (PostgreSQL's float input) also reads hexadecimal floats and "nan(chars)".
+_HEX_FLOAT = re.compile(r"[+-]?0[xX][0-9a-fA-F.]+(?:[pP][+-]?[0-9]+)?")
+_NAN_CHARS = re.compile(r"[+-]?nan\([0-9A-Za-z_]*\)", re.IGNORECASE)
+_INFINITY = re.compile(r"[+-]?inf(?:inity)?", re.IGNORECASE)
+
+
 def _text_int(text: str) -> Any:
     body = text.strip()
     try:
         return int(body)
     except ValueError:
-        return float(body)  # "1001.0" (pandas writes an int column with a gap as floats): the column decides
+        if _PREFIXED_INT.fullmatch(body):
+            return int(body, 0)
+        return _text_float(body)  # "1001.0" (pandas writes an int column with a gap as floats): the column decides
+
+
+def _text_float(text: str) -> Any:
+    """A float from text as PostgreSQL reads it; a finite number beyond double's range stays a Decimal (refused by
+    the column, never read as infinity)."""
+    body = text.strip()
+    try:
+        value = float(body)
+    except ValueError:
+        if _HEX_FLOAT.fullmatch(body):
+            return float.fromhex(body)
+        if _NAN_CHARS.fullmatch(body):
+            return math.nan
+        raise
+    if math.isinf(value) and not _INFINITY.fullmatch(body):
+        return decimal.Decimal(body)
+    return value
+
+
+def _text_numeric(text: str) -> decimal.Decimal:
+    body = text.strip()
+    try:
+        return decimal.Decimal(body)
+    except decimal.InvalidOperation:
+        if _PREFIXED_INT.fullmatch(body):
+            return decimal.Decimal(int(body, 0))
+        raise ValueError(f"not a number: {body!r}") from None
 
 
 _FROM_TEXT: dict[str, Callable[[str], Any]] = {
     "smallint": _text_int,
     "integer": _text_int,
     "bigint": _text_int,
-    "double precision": float,
-    "real": float,
-    "numeric": lambda s: decimal.Decimal(s.strip()),
+    "double precision": _text_float,
+    "real": _text_float,
+    "numeric": _text_numeric,
     "boolean": _text_bool,
     "timestamp without time zone": lambda s: datetime.datetime.fromisoformat(s.strip()),
     "timestamp with time zone": lambda s: datetime.datetime.fromisoformat(s.strip()),
