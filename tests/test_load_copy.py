@@ -365,7 +365,7 @@ def test_a_field_longer_than_pythons_csv_default_limit(
 def test_a_field_over_the_limit_is_left_to_python(
     lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from dbplugins import loadcopy, textformats
+    from dbplugins._load import loadcopy, textformats
 
     monkeypatch.setattr(textformats, "MAX_CSV_FIELD", 1000)
     monkeypatch.setattr(loadcopy, "_MAX_CARRY", 1000)
@@ -419,7 +419,7 @@ def test_real_is_rounded_once_from_the_text(lc_db: Any, monkeypatch: pytest.Monk
 def test_stdin_read_three_times(lc_db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # A duplicate near the start sends the COPY path to staging (a second reading, further into stdin), where the
     # server refuses 1001.0 at the end: the Python path reads stdin a third time, and must see all of it.
-    from dbplugins import loadcopy
+    from dbplugins._load import loadcopy
 
     monkeypatch.delenv(ENV, raising=False)
     monkeypatch.setattr(loadcopy, "BLOCK", 4096)  # the direct COPY stops reading soon after the duplicate
