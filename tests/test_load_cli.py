@@ -162,7 +162,8 @@ def test_gzip_and_stdin(with_objects: Any, dsn: str, csv_file: Path, tmp_path: P
         (
             "bad.csv",
             DET_HEADER + "\n" + det_line(1) + "\n" + det_line(2).replace("59000.5", "soon"),
-            "cannot read 'soon' as double precision (line 3 of bad.csv): could not convert string to float: 'soon' "
+            "cannot read 'soon' as double precision (line 3 of bad.csv): "
+            "could not convert string to float: 'soon' "
             "[model 'detection', column 'mjd', row 1]",
         ),
         (
@@ -287,7 +288,8 @@ def test_a_registered_user_model(db: Any, dsn: str, tmp_path: Path) -> None:
         seen: datetime.date | None = None
 
     db.execute(
-        "CREATE TABLE load_watchlist (wid integer PRIMARY KEY, name varchar NOT NULL, score float8, seen date)"
+        "CREATE TABLE load_watchlist "
+        "(wid integer PRIMARY KEY, name varchar NOT NULL, score float8, seen date)"
     )
     path = tmp_path / "w.csv"
     path.write_text("wid,name,score,seen\n1,alpha,0.5,2024-02-29\n2,beta,,\n")

@@ -1,9 +1,9 @@
 """The COPY path of ``dbp load`` (dbplugins/loadcopy.py) gives the Python path's answer, for every file.
 
-Each file is loaded twice into a fresh table: by ``dbp load`` as it runs (the COPY path where it applies) and with
-``DBP_LOAD_FAST=0`` (every file read in Python, the reference). Both must store the same rows, or raise the same
-error class with the same message (file, line, model, column). ``DBP_LOAD_FAST=require`` shows which files the
-COPY path takes and which it leaves to Python.
+Each file is loaded twice into a fresh table: by ``dbp load`` as it runs (the COPY path where it applies) and
+with ``DBP_LOAD_FAST=0`` (every file read in Python, the reference). Both must store the same rows, or raise
+the same error class with the same message (file, line, model, column). ``DBP_LOAD_FAST=require`` shows which
+files the COPY path takes and which it leaves to Python.
 """
 
 from __future__ import annotations
@@ -85,7 +85,12 @@ def _load(db: Any, path: Path, on_conflict: str = "ignore", fmt: str = "csv", **
 
 
 def both_paths(
-    db: Any, monkeypatch: pytest.MonkeyPatch, path: Path, on_conflict: str = "ignore", setup: str = "", **kw: Any
+    db: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    path: Path,
+    on_conflict: str = "ignore",
+    setup: str = "",
+    **kw: Any,
 ) -> tuple[Any, ...]:
     """The outcome of the load with the COPY path allowed, after checking the Python path's is the same."""
     table = kw.get("table", table_of(LC))
@@ -144,8 +149,12 @@ def test_a_clean_file_goes_by_copy_and_stores_what_python_stores(
     assert outcome[0] == "stored" and outcome[2] == (4, 4)
     rows = lc_db.execute("SELECT id, body, n, c, flag FROM t_lc ORDER BY id")
     # an unquoted empty field in the NOT NULL text column is the empty string (FORCE_NOT_NULL), as in Python
-    assert rows == [(1, "hello", 5, "xy ", True), (2, "with, comma", None, None, None), (3, "", 0, "abc", False),
-                    (4, "", 1000, None, True)]
+    assert rows == [
+        (1, "hello", 5, "xy ", True),
+        (2, "with, comma", None, None, None),
+        (3, "", 0, "abc", False),
+        (4, "", 1000, None, True),
+    ]
 
 
 @pytest.mark.parametrize("name", ["f.csv", "f.csv.gz"])
@@ -172,9 +181,9 @@ def test_tsv_and_latin1(lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert outcome[0] == "stored" and "'café'" in outcome[1][0]
 
 
-# Values the column-type rules read as PostgreSQL's input does (so COPY may take them), values the rules accept
-# and the server refuses (the Python path must take over), and values the server would accept or alter where the
-# rules refuse (the COPY path must not store them).
+# Values the column-type rules read as PostgreSQL's input does (so COPY may take them), values the rules
+# accept and the server refuses (the Python path must take over), and values the server would accept or alter
+# where the rules refuse (the COPY path must not store them).
 FIELDS = {
     "bool prefix": ("flag", "tr"),
     "bool of": ("flag", " Of "),
@@ -219,14 +228,20 @@ def test_each_field_gives_one_answer_on_both_paths(
     lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, case: str
 ) -> None:
     column, field = FIELDS[case]
-    text = f"id,body,{column}\n1,ok,\n2,x,{field}\n3,ok,\n" if column != "body" else f"id,body\n1,ok\n2,{field}\n3,ok\n"
+    text = (
+        f"id,body,{column}\n1,ok,\n2,x,{field}\n3,ok,\n"
+        if column != "body"
+        else f"id,body\n1,ok\n2,{field}\n3,ok\n"
+    )
     outcome = both_paths(lc_db, monkeypatch, write(tmp_path, text))
     if outcome[0] == "refused":
         assert outcome[3] in (column, None), outcome  # a malformed line names no column
         assert "line" in outcome[2], outcome
 
 
-def test_the_end_of_data_marker_on_its_own_line(lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_end_of_data_marker_on_its_own_line(
+    lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     # Before PostgreSQL 18 a line \. ends COPY's data: the rows after it would be lost silently.
     path = write(tmp_path, "id,body\n1,a\n\\.\n2,b\n")
     outcome = both_paths(lc_db, monkeypatch, path)
@@ -261,7 +276,9 @@ def test_other_column_types_and_formats_are_read_in_python(
     assert not copy_path_takes(lc_db, monkeypatch, jsonl, fmt="jsonl")
 
 
-def test_a_column_left_out_with_a_default(lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_column_left_out_with_a_default(
+    lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     # bulk_insert stores the model's default; a COPY naming the header's columns would store the server's.
     table = table_of(LCDefault)
     lc_db.execute("ALTER TABLE t_lc_def ALTER COLUMN status SET DEFAULT 'server'")
@@ -325,7 +342,9 @@ def test_conflicts_duplicates_and_existing_keys(
     assert load_into(lc_db, table_of(LC), str(path), "csv", on_conflict) == outcome[2]
 
 
-def test_a_fresh_file_loaded_twice_with_ignore(lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_fresh_file_loaded_twice_with_ignore(
+    lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     path = write(tmp_path, GOOD)
     monkeypatch.setenv(ENV, "require")
     assert load_into(lc_db, table_of(LC), str(path), "csv", "ignore") == (4, 4)
@@ -339,7 +358,9 @@ def test_stdin_is_read_again_when_the_copy_path_gives_up(
     monkeypatch.delenv(ENV, raising=False)
     lines = [f"{i},r,{i}" for i in range(1, 50_001)] + ["50001,r,1001.0"]  # > 1 MiB: several reads
     text = "id,body,n\n" + "\n".join(lines) + "\n"
-    result = CliRunner().invoke(cli, ["load", "t_lc", "-", "--format", "csv", "--dsn", dsn, "--silent"], input=text)
+    result = CliRunner().invoke(
+        cli, ["load", "t_lc", "-", "--format", "csv", "--dsn", dsn, "--silent"], input=text
+    )
     assert result.exit_code == 0, result.output
     assert "50,001 rows loaded into t_lc from stdin" in result.stdout
     assert lc_db.execute("SELECT count(*), max(n) FROM t_lc")[0] == (50_001, 50_000)
@@ -382,7 +403,8 @@ def test_concurrent_loads_of_one_file_land_each_row_once(
 
     from dbplugins import SQLConnection
 
-    monkeypatch.setenv(ENV, "require")  # the direct COPY waits on the other's keys, then stages: no Python reading
+    # the direct COPY waits on the other's keys, then stages: no Python reading
+    monkeypatch.setenv(ENV, "require")
     lines = [f"{i},r{i},{i}" for i in range(1, 20_001)]
     path = write(tmp_path, "id,body,n\n" + "\n".join(lines) + "\n")
     results: list[Any] = []
@@ -404,21 +426,29 @@ def test_concurrent_loads_of_one_file_land_each_row_once(
         t.join(timeout=120)
     assert all(isinstance(r, tuple) for r in results), results
     assert sum(written for _read, written in results) == 20_000
-    assert lc_db.execute("SELECT count(*), count(DISTINCT id), sum(n) FROM t_lc")[0] == (20_000, 20_000, 200_010_000)
+    assert lc_db.execute("SELECT count(*), count(DISTINCT id), sum(n) FROM t_lc")[0] == (
+        20_000,
+        20_000,
+        200_010_000,
+    )
 
 
-def test_real_is_rounded_once_from_the_text(lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # 1 + 2**-24 is a tie between two reals: the shortest text of that double rounds up as text, down as a double
+def test_real_is_rounded_once_from_the_text(
+    lc_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # 1 + 2**-24 is a tie between two reals: the shortest text of that double rounds up as text, down as a
+    # double
     path = write(tmp_path, f"id,body,r\n1,a,{1 + 2**-24!r}\n")
     assert not copy_path_takes(lc_db, monkeypatch, path)
-    assert both_paths(lc_db, monkeypatch, path)[1][0][6] == "1.0"  # as bulk_insert stores the float 1 + 2**-24
+    # as bulk_insert stores the float 1 + 2**-24
+    assert both_paths(lc_db, monkeypatch, path)[1][0][6] == "1.0"
     assert lc_db.query(LC).bulk_insert([{"id": 2, "body": "b", "r": 1 + 2**-24}]) == 1
     assert lc_db.execute("SELECT r FROM t_lc WHERE id = 2")[0][0] == 1.0
 
 
 def test_stdin_read_three_times(lc_db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A duplicate near the start sends the COPY path to staging (a second reading, further into stdin), where the
-    # server refuses 1001.0 at the end: the Python path reads stdin a third time, and must see all of it.
+    # A duplicate near the start sends the COPY path to staging (a second reading, further into stdin), where
+    # the server refuses 1001.0 at the end: the Python path reads stdin a third time, and must see all of it.
     from dbplugins._load import loadcopy
 
     monkeypatch.delenv(ENV, raising=False)

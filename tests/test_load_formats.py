@@ -43,7 +43,7 @@ def objects(db: Any) -> list[tuple[Any, ...]]:
     return list(db.execute("SELECT oid, step_id_corr, ndet FROM object ORDER BY oid"))
 
 
-# -- encodings --------------------------------------------------------------------------------------------------
+# -- encodings -----------------------------------------------------------------------------------------------
 
 LATIN1 = "oid,step_id_corr,ndet\nZTF1,plain,1\nZTF2,Señal café,2\n".encode("latin-1")
 
@@ -105,7 +105,7 @@ def test_decoding_across_chunk_boundaries(monkeypatch: pytest.MonkeyPatch, chunk
         "".join(textformats.decoded(io.BytesIO(truncated), "utf-8", "f"))
 
 
-# -- delimiters and TSV -----------------------------------------------------------------------------------------
+# -- delimiters and TSV --------------------------------------------------------------------------------------
 
 
 def test_tsv_by_extension_and_by_format(db: Any, dsn: str, tmp_path: Path) -> None:
@@ -151,7 +151,7 @@ def test_bad_delimiters_are_usage_errors(dsn: str, tmp_path: Path, args: list[st
     assert message in result.output
 
 
-# -- "" versus NULL -----------------------------------------------------------------------------------------------
+# -- "" versus NULL ------------------------------------------------------------------------------------------
 
 
 def test_a_quoted_empty_string_stays_an_empty_string(db: Any, dsn: str, tmp_path: Path) -> None:
@@ -258,7 +258,7 @@ def test_csv_records_round_trip_none_and_empty(
     assert got == rows
 
 
-# -- JSON ---------------------------------------------------------------------------------------------------------
+# -- JSON ----------------------------------------------------------------------------------------------------
 
 
 def test_a_json_array_file(db: Any, dsn: str, tmp_path: Path) -> None:
@@ -302,7 +302,8 @@ def test_a_json_file_of_json_lines_still_loads(db: Any, dsn: str, tmp_path: Path
         ),
         (
             '[{"oid": "a"}, {"oid":\n\n "b",\n}]',
-            "element 1 of the JSON array (line 1) is not valid JSON: Expecting property name enclosed in double "
+            "element 1 of the JSON array (line 1) is not valid JSON: "
+            "Expecting property name enclosed in double "
             "quotes at line 4",
         ),
         ('{"oid": "a",\n "ndet": 1}', "line 1 is not valid JSON"),
@@ -366,7 +367,7 @@ def test_json_array_matches_json_loads(rows: list[dict[str, Any]], indent: int |
     assert got == rows
 
 
-# -- empty files --------------------------------------------------------------------------------------------------
+# -- empty files ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -387,7 +388,7 @@ def test_an_empty_file_says_0_rows(
     assert ok(run(dsn, "object", str(path))) == f"0 rows loaded into object from {name}: {why}\n"
 
 
-# -- progress -----------------------------------------------------------------------------------------------------
+# -- progress ------------------------------------------------------------------------------------------------
 
 
 class Terminal(io.StringIO):

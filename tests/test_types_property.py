@@ -2,17 +2,17 @@
 
 For each supported column type, hypothesis generates values (hostile ones included: fractional and integral
 floats, NaN, ±inf, values beyond the type's range, too long text, NUL bytes, lone surrogates, naive and aware
-datetimes, tuples for arrays, bools for numbers...) and writes each through ``bulk_insert`` in its three modes,
-``get_or_create``, ``get_or_create_many`` and ``update``, and through ``dbp load`` of a CSV file (its COPY path
-where it applies, and its Python path with ``DBP_LOAD_FAST=0``) and of a JSON-lines file. Then either every path
-stored the same thing (read back from the server), or every path raised the same ``DbpError`` class naming the
-column (and row 0 for batches).
+datetimes, tuples for arrays, bools for numbers...) and writes each through ``bulk_insert`` in its three
+modes, ``get_or_create``, ``get_or_create_many`` and ``update``, and through ``dbp load`` of a CSV file (its
+COPY path where it applies, and its Python path with ``DBP_LOAD_FAST=0``) and of a JSON-lines file. Then
+either every path stored the same thing (read back from the server), or every path raised the same
+``DbpError`` class naming the column (and row 0 for batches).
 
 A file holds text: a value goes into it as a writer would put it (``repr`` of a float, ISO 8601 for datetimes,
 ``\\x`` hex for bytes, JSON for documents and arrays, an empty field for NaN outside float columns). Where the
 text does not say the value's Python type (the string ``"5"`` for an integer column, ``0`` for a boolean), the
-file paths are compared with each other only; a value no file can hold (a lone surrogate in CSV, a ``set``) skips
-them.
+file paths are compared with each other only; a value no file can hold (a lone surrogate in CSV, a ``set``)
+skips them.
 """
 
 from __future__ import annotations
@@ -156,11 +156,13 @@ class Prop:
 
 
 _DDL = sql.SQL("CREATE TABLE t_prop (id integer PRIMARY KEY, {})").format(
-    sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, (t, _) in COLUMNS.items())
+    sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, (t, _) in COLUMNS.items()
+    )
 )
 
 
-# -- values as file text ----------------------------------------------------------------------------------------
+# -- values as file text -------------------------------------------------------------------------------------
 
 _NO: Any = object()  # no file can hold the value
 _NULL: Any = object()  # a missing value (NaN outside float columns)
@@ -172,7 +174,8 @@ def _kind(column: str) -> tuple[str, bool]:
 
 
 def _scalar_text(kind: str, value: Any) -> tuple[Any, bool]:
-    """(the text of a value in a column of ``kind``, whether the text says the value's type), or (_NO, False)."""
+    """(the text of a value in a column of ``kind``, whether the text says the value's type), or
+    (_NO, False)."""
     if isinstance(value, float) and math.isnan(value):
         return ("NaN" if kind == "float" else _NULL, True)  # pandas writes an empty field for a missing value
     if isinstance(value, bool):
@@ -205,7 +208,12 @@ def _csv_field(column: str, value: Any) -> tuple[str | None, bool]:
     if isinstance(value, float) and math.isnan(value) and (array or kind != "float"):
         return "", True
     if array or kind == "json":
-        if array and isinstance(value, (list, tuple)) and any(isinstance(v, str) for v in value) and kind != "text":
+        if (
+            array
+            and isinstance(value, (list, tuple))
+            and any(isinstance(v, str) for v in value)
+            and kind != "text"
+        ):
             return None, False  # "5" in an integer array: the JSON text reads it as 5
         if array and isinstance(value, str):
             return None, False
@@ -304,10 +312,23 @@ def _write(db: Any, path: str, ident: int, column: str, value: Any, directory: s
             raise
 
 
-PATHS = ["bulk_insert:error", "bulk_insert:ignore", "bulk_insert:update", "get_or_create", "get_or_create_many",
-         "update"]
-BATCH_PATHS = {"bulk_insert:error", "bulk_insert:ignore", "bulk_insert:update", "get_or_create_many", "load:csv",
-               "load:csv-python", "load:json"}
+PATHS = [
+    "bulk_insert:error",
+    "bulk_insert:ignore",
+    "bulk_insert:update",
+    "get_or_create",
+    "get_or_create_many",
+    "update",
+]
+BATCH_PATHS = {
+    "bulk_insert:error",
+    "bulk_insert:ignore",
+    "bulk_insert:update",
+    "get_or_create_many",
+    "load:csv",
+    "load:csv-python",
+    "load:json",
+}
 
 
 def _outcome(db: Any, path: str, ident: int, column: str, value: Any, directory: str = "") -> tuple[str, Any]:
@@ -344,7 +365,9 @@ def test_every_path_stores_the_same_or_refuses_the_same(prop_db: Any, column: st
         if csv_field is not None:
             for n, path in enumerate(("load:csv", "load:csv-python"), start=len(PATHS) + 1):
                 files[path] = _outcome(prop_db, path, n, column, value, directory)
-            assert files["load:csv"] == files["load:csv-python"], f"{column} <- {value!r} ({csv_field}): {files}"
+            assert files["load:csv"] == files["load:csv-python"], (
+                f"{column} <- {value!r} ({csv_field}): {files}"
+            )
             if not csv_faithful:
                 files.clear()
         doc, json_faithful = _json_field(column, value)
@@ -354,7 +377,9 @@ def test_every_path_stores_the_same_or_refuses_the_same(prop_db: Any, column: st
             os.unlink(os.path.join(directory, f))
         os.rmdir(directory)
         every = {**outcomes, **files}
-        assert len(set(every.values())) == 1, f"{column} <- {value!r} (csv {csv_field}, json {doc!r}): {every}"
+        assert len(set(every.values())) == 1, (
+            f"{column} <- {value!r} (csv {csv_field}, json {doc!r}): {every}"
+        )
 
     check()
 

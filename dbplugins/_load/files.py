@@ -9,14 +9,14 @@
     zcat big.csv.gz | dbp load detection - --format csv    # stdin; .gz files are read directly too
 
 A CSV/TSV file whose header names the table's columns goes to the server as it is (``COPY ... FORMAT csv``, as
-``psql \\copy``; :mod:`dbplugins._load.loadcopy`), where that gives the answer this module would give; otherwise rows
-stream from the file into one ``bulk_insert`` call: constant memory, no pre-count, all or nothing. CSV
-text is converted to each column's type from the model (``t``/``true``/``1`` for booleans, ISO 8601 for
-timestamps, JSON or ``{a,b}`` for arrays, ``nan``/``inf`` for floats). PostgreSQL's CSV rule: an unquoted
-empty field is NULL, a quoted one (``""``) the empty string. JSON values are taken as they are, except strings
-for timestamp, date, uuid and bytea columns. Progress goes to stderr unless ``--silent`` (a bar on a terminal,
-a line every few seconds otherwise); the summary line to stdout. Failures are one ``Error: ...`` line, naming
-the file and line, and exit code 1. The guide is docs/load.md.
+``psql \\copy``; :mod:`dbplugins._load.loadcopy`), where that gives the answer this module would give;
+otherwise rows stream from the file into one ``bulk_insert`` call: constant memory, no pre-count, all or
+nothing. CSV text is converted to each column's type from the model (``t``/``true``/``1`` for booleans, ISO
+8601 for timestamps, JSON or ``{a,b}`` for arrays, ``nan``/``inf`` for floats). PostgreSQL's CSV rule: an
+unquoted empty field is NULL, a quoted one (``""``) the empty string. JSON values are taken as they are,
+except strings for timestamp, date, uuid and bytea columns. Progress goes to stderr unless ``--silent`` (a bar
+on a terminal, a line every few seconds otherwise); the summary line to stdout. Failures are one ``Error:
+...`` line, naming the file and line, and exit code 1. The guide is docs/load.md.
 """
 
 from __future__ import annotations
@@ -33,14 +33,22 @@ from ..errors import DataError, DbpError, UnknownColumnError, context
 from . import loadcopy, loadsource, textformats
 from .progress import DEFAULT_INTERVAL, Progress
 
-__all__ = ["load_file", "load_into", "find_table", "guess_format", "check_delimiter", "check_encoding", "FORMATS"]
+__all__ = [
+    "load_file",
+    "load_into",
+    "find_table",
+    "guess_format",
+    "check_delimiter",
+    "check_encoding",
+    "FORMATS",
+]
 
 Converter = Callable[[str], Any]
 
 
-# -- reading text as column values ----------------------------------------------------------------------------
-# Delegated to the column-type layer (ColumnDef.type, dbplugins._types.column), so a loaded value follows the rules of
-# every other path: ColumnType.from_text for CSV fields, ColumnType.from_json for JSON strings.
+# -- reading text as column values ---------------------------------------------------------------------------
+# Delegated to the column-type layer (ColumnDef.type, dbplugins._types.column), so a loaded value follows the
+# rules of every other path: ColumnType.from_text for CSV fields, ColumnType.from_json for JSON strings.
 
 _TEXT = frozenset({"character varying", "character", "text"})
 
@@ -65,14 +73,15 @@ def _bad_value(table: Table, column: str, index: int, where: str, text: str, exc
     sql_type = table.columns[column].sql_type
     shown = text if len(text) <= 60 else text[:57] + "..."
     return DataError(
-        f"cannot read {shown!r} as {sql_type} ({where}): {exc}" + context(model=table.name, column=column, row=index),
+        f"cannot read {shown!r} as {sql_type} ({where}): {exc}"
+        + context(model=table.name, column=column, row=index),
         model=table.name,
         column=column,
         row=index,
     )
 
 
-# -- the readers ------------------------------------------------------------------------------------------------
+# -- the readers ---------------------------------------------------------------------------------------------
 
 _QUOTED_EMPTY_HINT = ' (a quoted empty field "" is an empty string, not NULL: leave the field empty for NULL)'
 
@@ -255,9 +264,9 @@ def load_file(
     """Stream ``file`` (``-`` for stdin) in format ``fmt`` (one of :data:`FORMATS`) into ``table`` in one
     transaction.
 
-    A CSV/TSV file whose header names the table's columns goes to the server as it is (COPY ... FORMAT csv, see
-    :mod:`dbplugins._load.loadcopy`); any other file, or one the server would read differently, is read here and
-    written with one ``bulk_insert`` call: the same answer either way.
+    A CSV/TSV file whose header names the table's columns goes to the server as it is (COPY ... FORMAT csv,
+    see :mod:`dbplugins._load.loadcopy`); any other file, or one the server would read differently, is read
+    here and written with one ``bulk_insert`` call: the same answer either way.
 
     ``delimiter`` separates CSV fields (default ``,``; a tab for "tsv"); ``encoding`` decodes the bytes (a
     byte not valid in it is a DataError naming the line). Progress goes to stderr unless ``silent``: a bar on
@@ -353,7 +362,9 @@ def load_into(
             if on_conflict == "bulk_update":  # dbp load --update
                 written = db.query(table.cls).bulk_update(rows)
             else:
-                written = db.query(table.cls).bulk_insert(rows, on_conflict=on_conflict, chunk_size=chunk_size)
+                written = db.query(table.cls).bulk_insert(
+                    rows, on_conflict=on_conflict, chunk_size=chunk_size
+                )
     finally:
         progress.close()
         source.close()
@@ -361,7 +372,9 @@ def load_into(
     return progress.done, written
 
 
-def _summary(table: Table, source: str, on_conflict: Any, progress: Progress, written: int, seen: _Seen) -> None:
+def _summary(
+    table: Table, source: str, on_conflict: Any, progress: Progress, written: int, seen: _Seen
+) -> None:
     read = progress.done
     if read == 0:
         if not seen.text:

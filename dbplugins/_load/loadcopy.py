@@ -1,34 +1,35 @@
-"""The COPY path of ``dbp load``: a CSV/TSV file whose header names the table's columns goes to the server as it
-is, ``COPY table (cols) FROM STDIN (FORMAT csv, HEADER ...)``, as ``psql \\copy`` sends it; the server parses it.
+"""The COPY path of ``dbp load``: a CSV/TSV file whose header names the table's columns goes to the server as
+it is, ``COPY table (cols) FROM STDIN (FORMAT csv, HEADER ...)``, as ``psql \\copy`` sends it; the server
+parses it.
 
-:mod:`dbplugins._load.files` reads every other file in Python (JSON, a column the server would read differently than
-the column-type rules of :mod:`dbplugins._types.column`), and it stays the reference: this path is taken only where it
-gives the same answer, checked three ways.
+:mod:`dbplugins._load.files` reads every other file in Python (JSON, a column the server would read
+differently than the column-type rules of :mod:`dbplugins._types.column`), and it stays the reference: this
+path is taken only where it gives the same answer, checked three ways.
 
-* **Before sending** (:func:`plan`): every header column is of a type whose PostgreSQL text input reads a field
-  the way ``ColumnType.from_text`` does (integers, double precision, numeric, text, boolean, uuid; not real,
-  which PostgreSQL rounds from the text once where the other paths round a double; the readers of
-  :mod:`dbplugins._types.rules` accept what the server accepts, with the same value); the file has two columns or
-  more (PostgreSQL reads a blank line of a one-column file as NULL, the Python path skips it); every column left
-  out has no default, in the model or in the database (``bulk_insert`` stores NULL there, COPY the default); the
-  encoding is UTF-8 or Latin-1 (where the server's and Python's decoders agree byte for byte).
-* **While sending** (:class:`_Scanner`, on the raw bytes, at C speed): quotes only where both CSV readers split
-  fields the same way (PostgreSQL opens a quoted section anywhere in a field, Python's reader only at its
-  start); no field ending in a space when a ``varchar(n)`` / ``char(n)`` column is loaded (PostgreSQL cuts
-  excess trailing spaces silently, our rule refuses text that is too long); before PostgreSQL 18, no line ``\\.``
-  (the end-of-data marker). Anything else leaves the decision to the server.
-* **After the server answered**: an error (a value it refuses, a missing field, a constraint) rolls the COPY back
-  and the Python path reads the file again (:class:`Fallback`). So where the rules accept what the server
+* **Before sending** (:func:`plan`): every header column is of a type whose PostgreSQL text input reads a
+  field the way ``ColumnType.from_text`` does (integers, double precision, numeric, text, boolean, uuid; not
+  real, which PostgreSQL rounds from the text once where the other paths round a double; the readers of
+  :mod:`dbplugins._types.rules` accept what the server accepts, with the same value); the file has two columns
+  or more (PostgreSQL reads a blank line of a one-column file as NULL, the Python path skips it); every column
+  left out has no default, in the model or in the database (``bulk_insert`` stores NULL there, COPY the
+  default); the encoding is UTF-8 or Latin-1 (where the server's and Python's decoders agree byte for byte).
+* **While sending** (:class:`_Scanner`, on the raw bytes, at C speed): quotes only where both CSV readers
+  split fields the same way (PostgreSQL opens a quoted section anywhere in a field, Python's reader only at
+  its start); no field ending in a space when a ``varchar(n)`` / ``char(n)`` column is loaded (PostgreSQL cuts
+  excess trailing spaces silently, our rule refuses text that is too long); before PostgreSQL 18, no line
+  ``\\.`` (the end-of-data marker). Anything else leaves the decision to the server.
+* **After the server answered**: an error (a value it refuses, a missing field, a constraint) rolls the COPY
+  back and the Python path reads the file again (:class:`Fallback`). So where the rules accept what the server
   refuses (``1001.0`` into an integer column, ``nan`` as NULL) the load still succeeds, and every error is the
   Python path's own message naming the file, line, model and column: one answer for both paths, by
   construction. A bad file is read twice, up to its first bad line on this path.
 
 Conflicts: ``"error"`` is one COPY into the table. ``"ignore"`` and ``"update"`` first COPY straight into the
 table (no existing key is the common case: a fresh load, as fast as ``psql \\copy``); on a duplicate key (or a
-key a concurrent caller holds, waited for at most ``_LOCK_WAIT``) the transaction is rolled back and the file is
-sent again into a temporary staging table, moved over with ``INSERT ... SELECT ... ON CONFLICT`` as
-``bulk_insert`` does (first occurrence wins for "ignore", the last for "update", which sets the header's non-key
-columns). All or nothing: one transaction per attempt.
+key a concurrent caller holds, waited for at most ``_LOCK_WAIT``) the transaction is rolled back and the file
+is sent again into a temporary staging table, moved over with ``INSERT ... SELECT ... ON CONFLICT`` as
+``bulk_insert`` does (first occurrence wins for "ignore", the last for "update", which sets the header's
+non-key columns). All or nothing: one transaction per attempt.
 
 Stdin cannot be read twice: what is read from it is kept in a temporary file (in memory up to 16 MiB) for the
 second reading.
@@ -66,8 +67,8 @@ ENV = "DBP_LOAD_FAST"
 #: Bytes read from the file per write to the server. psql sends 64 KiB messages; larger reads cut the Python
 #: work per byte (one scan, one write per block).
 BLOCK = 1024 * 1024
-#: The longest the direct COPY of "ignore"/"update" waits for a row lock held by a concurrent caller, before it
-#: goes through staging (which takes keys in order); bulk_insert's figure (dbplugins/bulk.py).
+#: The longest the direct COPY of "ignore"/"update" waits for a row lock held by a concurrent caller, before
+#: it goes through staging (which takes keys in order); bulk_insert's figure (dbplugins/bulk.py).
 _LOCK_WAIT = "100ms"
 #: A header line longer than this is not a header of column names: the Python path says what it is.
 _MAX_HEADER = 1024 * 1024
@@ -75,10 +76,10 @@ _MAX_HEADER = 1024 * 1024
 #: than textformats.MAX_CSV_FIELD characters, which is at least as many bytes).
 _MAX_CARRY = textformats.MAX_CSV_FIELD
 
-# Column kinds whose PostgreSQL text input reads a CSV field as ColumnType.from_text does (see the module doc):
-# temporal types (PostgreSQL also reads "now", "Jan 1 2020", and ignores a zone given to a timestamp), bytea
-# (escape format), json (keeps the text; the reader re-serialises), jsonb (exact numbers; the reader's floats),
-# interval and arrays (their own literal syntax) stay on the Python path.
+# Column kinds whose PostgreSQL text input reads a CSV field as ColumnType.from_text does (see the module
+# doc): temporal types (PostgreSQL also reads "now", "Jan 1 2020", and ignores a zone given to a timestamp),
+# bytea (escape format), json (keeps the text; the reader re-serialises), jsonb (exact numbers; the reader's
+# floats), interval and arrays (their own literal syntax) stay on the Python path.
 _FAST_KINDS = frozenset({"int", "float", "numeric", "text", "bool", "uuid"})
 # Python codec name -> PostgreSQL encoding, where both decode every byte sequence alike (or refuse it alike).
 _PG_ENCODINGS = {"utf-8": "UTF8", "iso8859-1": "LATIN1"}
@@ -113,7 +114,8 @@ class Plan:
         self.encoding = encoding
         self.bounded = bounded  # a varchar(n) / char(n) column: check trailing spaces
         self.missing = [n for n in table.columns if n not in columns]
-        # An unquoted empty field in a NOT NULL text column has always loaded as the empty string (loadfile.py).
+        # An unquoted empty field in a NOT NULL text column has always loaded as the empty string
+        # (loadfile.py).
         self.force_not_null = [
             n for n in columns if table.columns[n].type.kind == "text" and not table.columns[n].nullable
         ]
@@ -127,7 +129,9 @@ class Plan:
         ]
         if self.force_not_null:
             options.append(
-                sql.SQL("FORCE_NOT_NULL ({})").format(sql.SQL(", ").join(map(sql.Identifier, self.force_not_null)))
+                sql.SQL("FORCE_NOT_NULL ({})").format(
+                    sql.SQL(", ").join(map(sql.Identifier, self.force_not_null))
+                )
             )
         return sql.SQL("COPY {} ({}) FROM STDIN ({})").format(
             target, sql.SQL(", ").join(map(sql.Identifier, self.columns)), sql.SQL(", ").join(options)
@@ -164,7 +168,8 @@ def plan(table: Table, header: bytes, delimiter: str, encoding: str, on_conflict
     for name in names:
         ctype = table.columns[name].type
         # real: PostgreSQL rounds the text to a float4 once (strtof), every other path rounds it to a double
-        # first (the Python value), then to a float4; the two differ at ties ("1.0000000596046448", 1 + 2**-24).
+        # first (the Python value), then to a float4; the two differ at ties ("1.0000000596046448", 1 +
+        # 2**-24).
         if ctype.array or ctype.kind not in _FAST_KINDS or ctype.base == "real":
             raise Fallback(f"column {name!r} ({ctype.sql_type}) is read in Python")
         bounded = bounded or (ctype.kind == "text" and ctype.length is not None)
@@ -187,7 +192,7 @@ def plan(table: Table, header: bytes, delimiter: str, encoding: str, on_conflict
     return Plan(table, names, delimiter, pg_encoding, bounded)
 
 
-# -- the scan of the bytes sent -------------------------------------------------------------------------------
+# -- the scan of the bytes sent ------------------------------------------------------------------------------
 
 
 class _Scanner:
@@ -237,7 +242,7 @@ class _Scanner:
             yield piece
 
 
-# -- the load ---------------------------------------------------------------------------------------------------
+# -- the load ------------------------------------------------------------------------------------------------
 
 
 class _Conflict(Exception):
@@ -281,9 +286,9 @@ def copy_load(
     on_conflict: str,
     advance: Callable[[int], None],
 ) -> tuple[int, int]:
-    """Load ``source`` by COPY; ``(rows read, rows written)``. Raises :class:`Fallback` (nothing written) when the
-    Python path must read the file; ``conn_scope()`` is a context manager giving a connection in a transaction
-    (committed on a normal exit, rolled back on an exception)."""
+    """Load ``source`` by COPY; ``(rows read, rows written)``. Raises :class:`Fallback` (nothing written) when
+    the Python path must read the file; ``conn_scope()`` is a context manager giving a connection in a
+    transaction (committed on a normal exit, rolled back on an exception)."""
     stream = source.open(replayable=True)
     header, start = _read_header(stream)
     the_plan = plan(table, header, delimiter, encoding, on_conflict)
@@ -313,7 +318,8 @@ def _attempt(
     direct = not staged
     try:
         if on_citus(conn):
-            raise Fallback("a Citus cluster")  # conflicts come back relayed from the workers: bulk_insert's job
+            # conflicts come back relayed from the workers: bulk_insert's job
+            raise Fallback("a Citus cluster")
         defaulted = _database_defaults(cur, table.name, the_plan.missing)
         if defaulted:
             raise Fallback(f"column {defaulted[0]!r} is left out and has a default in the database")
@@ -345,7 +351,8 @@ def _attempt(
                     break  # the server refused something: it ignores the rest, end the COPY to hear why
             else:
                 complete = True
-        if not complete:  # the server's message was not an error (a NOTICE): the COPY lacks the rest of the file
+        # the server's message was not an error (a NOTICE): the COPY lacks the rest of the file
+        if not complete:
             raise Fallback("the server spoke during the COPY")
         read = max(cur.rowcount, 0)
         if restore is not None:  # inside a caller's transaction the lowered setting would outlive the call
@@ -372,7 +379,9 @@ def _move(
     pk = sql.SQL(", ").join(map(sql.Identifier, table.primary_key))
     if on_conflict == "ignore":
         # ctid is the file's order in a staging table just filled by COPY: the first row of a key is kept.
-        stmt = sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {s} ORDER BY {k}, ctid ON CONFLICT ({k}) DO NOTHING")
+        stmt = sql.SQL(
+            "INSERT INTO {t} ({c}) SELECT {c} FROM {s} ORDER BY {k}, ctid ON CONFLICT ({k}) DO NOTHING"
+        )
         cur.execute(stmt.format(t=target, c=cols, s=stage, k=pk))
         return max(cur.rowcount, 0)
     rest = [n for n in the_plan.columns if n not in table.primary_key]
@@ -385,7 +394,8 @@ def _move(
         )
     # DISTINCT ON keeps the last row of a key (ctid DESC): "last occurrence wins", as bulk_insert's "update".
     stmt = sql.SQL(
-        "INSERT INTO {t} ({c}) SELECT DISTINCT ON ({k}) {c} FROM {s} ORDER BY {k}, ctid DESC ON CONFLICT ({k}) {a}"
+        "INSERT INTO {t} ({c}) SELECT DISTINCT ON ({k}) {c} FROM {s} ORDER BY {k}, ctid DESC "
+        "ON CONFLICT ({k}) {a}"
     )
     cur.execute(stmt.format(t=target, c=cols, s=stage, k=pk, a=action))
     return max(cur.rowcount, 0)

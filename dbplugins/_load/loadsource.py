@@ -1,6 +1,6 @@
 """The file ``dbp load`` reads, readable again from its start: a path (``.gz`` decompressed) is opened again;
-stdin is kept as it is read (in memory up to 16 MiB, then in a temporary file), since the COPY path may give the
-file over to the Python path after reading part of it (:mod:`dbplugins._load.loadcopy`)."""
+stdin is kept as it is read (in memory up to 16 MiB, then in a temporary file), since the COPY path may give
+the file over to the Python path after reading part of it (:mod:`dbplugins._load.loadcopy`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Reading the text formats of ``dbp load``: decoding with line numbers, CSV that keeps ``""`` apart from
-NULL, JSON lines and streamed JSON arrays. Nothing here knows about tables; :mod:`dbplugins._load.files` maps the
-values.
+NULL, JSON lines and streamed JSON arrays. Nothing here knows about tables; :mod:`dbplugins._load.files` maps
+the values.
 
 Every error is a :class:`~dbplugins.errors.DataError` whose message starts with the file name and names the
 line.
@@ -27,7 +27,8 @@ CHUNK = 64 * 1024
 #: The largest element of a JSON array (one row): the reader holds at most about twice this much text.
 MAX_JSON_ELEMENT = 64 * 1024 * 1024
 #: The longest CSV field, in characters (Python's ``csv`` module stops at 131,072 by default; PostgreSQL reads
-#: fields up to 1 GB). The COPY path of ``dbp load`` leaves any record this long to this reader, so both agree.
+#: fields up to 1 GB). The COPY path of ``dbp load`` leaves any record this long to this reader, so both
+#: agree.
 MAX_CSV_FIELD = 64 * 1024 * 1024
 
 
@@ -118,7 +119,7 @@ def split_lines(chunks: Iterable[str]) -> Iterator[str]:
         yield "".join(pending)
 
 
-# -- CSV --------------------------------------------------------------------------------------------------------
+# -- CSV -----------------------------------------------------------------------------------------------------
 
 
 def csv_records(
@@ -130,9 +131,9 @@ def csv_records(
     Python's ``csv`` reader gives ``""`` for both: ``QUOTE_NOTNULL`` exists since 3.12, but its reader honours
     it only from 3.13 (CPython gh-113732; 3.12's reader ignores it, gh-116633), and we support 3.10. So the
     lines the reader takes are kept until their records are done, and for a record holding both an empty
-    field and the characters ``""`` (rare), :func:`quoted_fields` finds which fields were quoted. The lines reach the reader
-    through ``itertools.chain`` (no Python call per line): a record's lines are found again from
-    ``reader.line_num``. Blank lines are skipped.
+    field and the characters ``""`` (rare), :func:`quoted_fields` finds which fields were quoted. The lines
+    reach the reader through ``itertools.chain`` (no Python call per line): a record's lines are found again
+    from ``reader.line_num``. Blank lines are skipped.
     """
     held: deque[tuple[int, list[str], bool]] = deque()  # (number of the first line, the lines, has "")
     state = {"done": 0, "quotes": False}  # lines of finished records; any held chunk holds ""
@@ -254,7 +255,7 @@ def quoted_fields(record: str, delimiter: str, quote: str = '"') -> list[bool]:
         i = j + 1
 
 
-# -- JSON -------------------------------------------------------------------------------------------------------
+# -- JSON ----------------------------------------------------------------------------------------------------
 
 
 def json_lines(

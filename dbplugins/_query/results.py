@@ -124,8 +124,8 @@ def fetch_tuples(
     if cur is None or cur.closed:
         cur = conn.__dict__[key] = conn.cursor(row_factory=tuple_row, binary=binary)
     # ``make`` (a tuple subclass, see row_class) builds each row straight from psycopg's loaded values: no
-    # intermediate tuple per row to allocate and then track through a collection (0.7x -> ~0.9x psycopg's plain
-    # tuples for a 4-column projection of 100,000 rows, measured here).
+    # intermediate tuple per row to allocate and then track through a collection (0.7x -> ~0.9x psycopg's
+    # plain tuples for a 4-column projection of 100,000 rows, measured here).
     cur.row_factory = tuple_row if make is None else (lambda _cursor: make)
     cur.execute(stmt, params)
     rows: list[tuple[Any, ...]] = cur.fetchall()

@@ -263,8 +263,9 @@ def _any(v: Any) -> Any:
 
 # -- text (CSV fields, JSON strings) -------------------------------------------------------------------------
 
-# PostgreSQL's boolean input (boolin): any prefix of true/false/yes/no, on/off ("of"), 1/0. Read the same here, so
-# that dbp load's COPY path (the server reads the text) and its Python path give one answer for every field.
+# PostgreSQL's boolean input (boolin): any prefix of true/false/yes/no, on/off ("of"), 1/0. Read the same
+# here, so that dbp load's COPY path (the server reads the text) and its Python path give one answer for every
+# field.
 _TRUE = frozenset({"t", "tr", "tru", "true", "1", "y", "ye", "yes", "on"})
 _FALSE = frozenset({"f", "fa", "fal", "fals", "false", "0", "n", "no", "of", "off"})
 
@@ -283,7 +284,8 @@ def _text_bytes(text: str) -> bytes:
     return bytes.fromhex(body[2:] if body.startswith("\\x") else body)
 
 
-# Non-decimal integer literals, as PostgreSQL 16+ reads them in integer and numeric input ("0x1F", "-0o17", "0b101").
+# Non-decimal integer literals, as PostgreSQL 16+ reads them in integer and numeric input ("0x1F", "-0o17",
+# "0b101").
 _PREFIXED_INT = re.compile(r"[+-]?0[xXoObB][0-9a-fA-F_]+")
 # glibc strtod (PostgreSQL's float input) also reads hexadecimal floats and "nan(chars)".
 _HEX_FLOAT = re.compile(r"[+-]?0[xX][0-9a-fA-F.]+(?:[pP][+-]?[0-9]+)?")
@@ -298,12 +300,13 @@ def _text_int(text: str) -> Any:
     except ValueError:
         if _PREFIXED_INT.fullmatch(body):
             return int(body, 0)
-        return _text_float(body)  # "1001.0" (pandas writes an int column with a gap as floats): the column decides
+        # "1001.0" (pandas writes an int column with a gap as floats): the column decides
+        return _text_float(body)
 
 
 def _text_float(text: str) -> Any:
-    """A float from text as PostgreSQL reads it; a finite number beyond double's range stays a Decimal (refused by
-    the column, never read as infinity)."""
+    """A float from text as PostgreSQL reads it; a finite number beyond double's range stays a Decimal
+    (refused by the column, never read as infinity)."""
     body = text.strip()
     try:
         value = float(body)

@@ -126,9 +126,11 @@ def split_schema_sql(script: str) -> SplitDDL:
             table = m.group(1)
         if table is not None and _FOREIGN_KEY.match(line):
             constraint = line.strip().rstrip(",")
-            # The name is unquoted in the file, so PostgreSQL folds it to lower case; the constraint is our own
-            # file's text, moved as it is.
-            alter = sql.SQL("ALTER TABLE {} ADD {};").format(sql.Identifier(table.lower()), sql.SQL(constraint))
+            # The name is unquoted in the file, so PostgreSQL folds it to lower case; the constraint is our
+            # own file's text, moved as it is.
+            alter = sql.SQL("ALTER TABLE {} ADD {};").format(
+                sql.Identifier(table.lower()), sql.SQL(constraint)
+            )
             out.foreign_keys.append(alter.as_string(None))
             if not line.rstrip().endswith(","):  # it was the last item: the one before loses its comma
                 for i in range(len(current) - 1, -1, -1):
@@ -168,8 +170,8 @@ def _distribution_order(tables: Sequence[Table]) -> list[Table]:
 
 
 def _regclass(name: str) -> sql.Literal:
-    """``name`` as ``regclass`` input (a string literal holding the quoted identifier), so any table name (upper
-    case, spaces) resolves as written: ``'"watch"'``."""
+    """``name`` as ``regclass`` input (a string literal holding the quoted identifier), so any table name
+    (upper case, spaces) resolves as written: ``'"watch"'``."""
     return sql.Literal(sql.Identifier(name).as_string(None))
 
 
