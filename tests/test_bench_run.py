@@ -14,17 +14,16 @@ from psycopg.conninfo import make_conninfo
 import bench.reads
 import bench.run
 from bench.citus import CitusBench
+from bench.harness import Case, object_keys
 from bench.ingest import Progress
 from bench.reads import READS_DB, Reads, read_rows
 from bench.report import METRICS, PAIRS, report, targets
 from bench.run import (
     QUICK,
-    Case,
     HandWritten,
     Sizes,
     bench_data,
     count_round_trips,
-    object_keys,
     run_cases,
     sqlalchemy_url,
     write_csv,
