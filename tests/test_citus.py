@@ -302,7 +302,10 @@ def test_bulk_update_on_distributed_tables(citus_db: SQLConnection) -> None:
         + [{"oid": f"U{i:03d}", "ndet": -i} for i in range(10, 40)]
     )
     assert isinstance(n, UpdateCount) and n == 32 and n.missing == [2]
-    got = {o.oid: (o.ndet, o.meanra) for o in q.filter(cols(Object).oid.in_(["U001", "U002", "U010", "U049"])).all()}
+    got = {
+        o.oid: (o.ndet, o.meanra)
+        for o in q.filter(cols(Object).oid.in_(["U001", "U002", "U010", "U049"])).all()
+    }
     assert got == {"U001": (100, 1.0), "U002": (2, 2.5), "U010": (-10, 1.0), "U049": (49, 1.0)}
     with pytest.raises(NoResultFound):
         q.bulk_update([{"oid": "U003", "ndet": 7}, {"oid": "U-none", "ndet": 1}], missing="error")
@@ -337,7 +340,10 @@ def test_bulk_updates_racing_on_overlapping_keys_both_land(citus_db: SQLConnecti
         finally:
             db.close()
 
-    threads = [threading.Thread(target=worker, args=(keys, 1)), threading.Thread(target=worker, args=(keys[::-1], 2))]
+    threads = [
+        threading.Thread(target=worker, args=(keys, 1)),
+        threading.Thread(target=worker, args=(keys[::-1], 2)),
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -1,4 +1,5 @@
-"""Reads pause the cyclic garbage collector while they build a result, and always leave it as they found it."""
+"""Reads pause the cyclic garbage collector while they build a result, and always leave it as they found
+it."""
 
 from __future__ import annotations
 
