@@ -1,18 +1,20 @@
 """``make bench``'s Citus section: the same loads into a local Citus cluster beside the single server.
 
-Issue 15. When a Citus-enabled PostgreSQL is installed (:func:`dbplugins.citus.unavailable_reason` says none is
-missing), a fresh coordinator + 2 workers (:class:`dbplugins.citus.LocalCluster` in a temporary directory,
-destroyed afterwards) gets the built-in schema distributed as the models declare (``create_db(distributed=True)``)
-and the bench's objects. Its cases, run by :func:`bench.run.run_cases` beside the single server's:
+Issue 15. When a Citus-enabled PostgreSQL is installed (:func:`dbplugins.citus.unavailable_reason` says none
+is missing), a fresh coordinator + 2 workers (:class:`dbplugins.citus.LocalCluster` in a temporary directory,
+destroyed afterwards) gets the built-in schema distributed as the models declare
+(``create_db(distributed=True)``) and the bench's objects. Its cases, run by :func:`bench.run.run_cases`
+beside the single server's:
 
-- ``bulk_insert`` of the bench's detection rows (the very rows of the single server's ``bulk_insert`` case) into
-  the empty distributed table, then the same rows again (a re-delivery: every key stored, nothing inserted);
+- ``bulk_insert`` of the bench's detection rows (the very rows of the single server's ``bulk_insert`` case)
+  into the empty distributed table, then the same rows again (a re-delivery: every key stored, nothing
+  inserted);
 - ``get_or_create_many`` of fresh object keys in batches of ``batch``, new then existing.
 
 The report sets each rate beside the single server's rate of the same operation in the same repetition
-(``bulk.ignore``, ``bulk.redelivered``, ``many.new``, ``many.existing``). There is no target: on one small machine
-three servers share the same cores and a coordinator hop, so the ratio says what the coordination costs here,
-not what a cluster of real machines delivers (docs/scaling.md).
+(``bulk.ignore``, ``bulk.redelivered``, ``many.new``, ``many.existing``). There is no target: on one small
+machine three servers share the same cores and a coordinator hop, so the ratio says what the coordination
+costs here, not what a cluster of real machines delivers (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ class CitusBench:
     owned: bool = False  # whether close() destroys the cluster (open() started it)
 
     def open(self, objects: Sequence[Row], cluster: LocalCluster | None = None) -> None:
-        """Start a fresh cluster (or use ``cluster``, running and without tables), create the distributed schema
-        and load the objects the detections refer to."""
+        """Start a fresh cluster (or use ``cluster``, running and without tables), create the distributed
+        schema and load the objects the detections refer to."""
         self.owned = cluster is None
         # Set before start(), so that close() also removes a cluster that failed half-way.
         self.cluster = cluster or LocalCluster(Path(tempfile.mkdtemp(prefix="dbp-bench-citus-")))
@@ -78,8 +80,8 @@ class CitusBench:
                 conn.execute(statement)
 
     def reset_detections(self, _rep: int = 0) -> None:
-        """Empty the distributed detection table (the coordinator truncates every shard) and flush every node's
-        dirty buffers, as the single server's bulk cases do."""
+        """Empty the distributed detection table (the coordinator truncates every shard) and flush every
+        node's dirty buffers, as the single server's bulk cases do."""
         assert self.cluster is not None
         with psycopg.connect(self.cluster.dsn(), autocommit=True) as conn:
             conn.execute("TRUNCATE detection, dataquality")
@@ -105,7 +107,8 @@ class CitusBench:
         return {"citus.many.new": (len(keys), new), "citus.many.existing": (len(keys), existing)}
 
     def bulk_case(self) -> Case:
-        """``bulk_insert`` of new rows, then of the same rows again: metrics ``citus.bulk``, ``citus.redelivered``."""
+        """``bulk_insert`` of new rows, then of the same rows again: metrics ``citus.bulk``,
+        ``citus.redelivered``."""
         return Case("citus: bulk_insert, re-delivered", self.bulk, self.reset_detections)
 
     def many_case(self) -> Case:

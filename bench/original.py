@@ -4,11 +4,12 @@ Two roles in one file, so the bench needs nothing else:
 
 - imported by :mod:`bench.run`: :func:`ensure_venv` creates ``bench/.venv-original`` with the pinned packages
   (once; a stamp records the pins) and :func:`run_original` runs this file there and returns its timings;
-- run by that virtualenv's Python (``python -I bench/original.py --url ... --rows ... --keys ...``): connects with
-  the original ``SQLConnection``, times ``bulk_insert`` of the detection rows and ``get_or_create`` of the object
-  keys (first new, then the same keys again, existing), and prints the timings as one JSON object;
-  with ``--reads OIDS`` instead: times the light-curve reads of :mod:`bench.reads` with the original's ORM query
-  (``db.query(Detection).filter(Detection.oid == oid).all()`` per object, then ``Detection.oid.in_(oids)``).
+- run by that virtualenv's Python (``python -I bench/original.py --url ... --rows ... --keys ...``): connects
+  with the original ``SQLConnection``, times ``bulk_insert`` of the detection rows and ``get_or_create`` of
+  the object keys (first new, then the same keys again, existing), and prints the timings as one JSON object;
+  with ``--reads OIDS`` instead: times the light-curve reads of :mod:`bench.reads` with the original's ORM
+  query (``db.query(Detection).filter(Detection.oid == oid).all()`` per object, then
+  ``Detection.oid.in_(oids)``).
 
 This module imports only the standard library at the top: the original's virtualenv has neither dbplugins nor
 psycopg 3. It runs with ``python -I`` from a temporary directory, so the repository's own ``db_plugins`` alias
@@ -72,7 +73,8 @@ def run_original(url: str, rows_file: Path, keys_file: Path, *, venv: Path = VEN
 
 
 def run_original_reads(url: str, oids_file: Path, *, venv: Path = VENV) -> dict[str, Any]:
-    """Time the original's light-curve reads of the objects listed in ``oids_file`` (JSON) in its virtualenv."""
+    """Time the original's light-curve reads of the objects listed in ``oids_file`` (JSON) in its
+    virtualenv."""
     return _run(venv, "--url", url, "--reads", str(oids_file))
 
 
@@ -91,7 +93,7 @@ def _run(venv: Path, *args: str) -> dict[str, Any]:
     return result
 
 
-# -- inside the original's virtualenv -------------------------------------------------------------------------
+# -- inside the original's virtualenv ------------------------------------------------------------------------
 
 
 def _timed(fn: Any) -> float:
@@ -145,8 +147,8 @@ def measure(url: str, rows: list[dict[str, Any]], keys: list[dict[str, Any]]) ->
 def measure_reads(url: str, oids: list[str]) -> dict[str, Any]:
     """Time the original's ORM reads of the objects' detections: one query per object, then one ``in_``.
 
-    Each pass starts from an empty identity map (``expunge_all``), as a fresh session would: otherwise the second
-    pass would find every instance already built by the first.
+    Each pass starts from an empty identity map (``expunge_all``), as a fresh session would: otherwise the
+    second pass would find every instance already built by the first.
     """
     from db_plugins.db.sql.models import Detection
 

@@ -2,12 +2,13 @@
 
     .venv/bin/python -m bench.parallel_copy [--rows 100000] [--repeat 5] [--night] [--streams 2,3]
 
-A measurement aid for dbplugins/_copy/parallel.py; bench/run.py holds the official figure (``bulk.parallel2``).
-Each load starts from an empty ``detection`` table (``object`` rows loaded once) and includes its COMMIT
-(``COMMIT PREPARED`` for the streams). Methods alternate within each repetition; printed: the best and median
-rates and the median per-round ratio to the single raw COPY. Also printed, to weigh threads against processes:
-what a process-based engine would pay at least per row in the reading process (pickling the row dicts in batches
-to hand them over), beside what the threads' engine spends per row on the client.
+A measurement aid for dbplugins/_copy/parallel.py; bench/run.py holds the official figure
+(``bulk.parallel2``). Each load starts from an empty ``detection`` table (``object`` rows loaded once) and
+includes its COMMIT (``COMMIT PREPARED`` for the streams). Methods alternate within each repetition; printed:
+the best and median rates and the median per-round ratio to the single raw COPY. Also printed, to weigh
+threads against processes: what a process-based engine would pay at least per row in the reading process
+(pickling the row dicts in batches to hand them over), beside what the threads' engine spends per row on the
+client.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from .bulk_vs_copy import COLUMNS, make_rows, raw_copy
 
 
 def raw_copy_streams(dsn: str, rows: list[dict[str, Any]], streams: int) -> int:
-    """Hand-written COPY over ``streams`` threads and connections, the rows split beforehand (untimed dealing is
-    not free in real use: this is the ceiling)."""
+    """Hand-written COPY over ``streams`` threads and connections, the rows split beforehand (untimed dealing
+    is not free in real use: this is the ceiling)."""
     parts = [rows[k::streams] for k in range(streams)]
     conns = [psycopg.connect(dsn) for _ in range(streams)]
     getter = operator.itemgetter(*COLUMNS)
@@ -65,7 +66,8 @@ def raw_copy_streams(dsn: str, rows: list[dict[str, Any]], streams: int) -> int:
 
 
 def pickle_cost(rows: list[dict[str, Any]], batch: int = 2048) -> float:
-    """Seconds per row to pickle and unpickle the rows in batches (a process engine's hand-over, both sides)."""
+    """Seconds per row to pickle and unpickle the rows in batches (a process engine's hand-over, both
+    sides)."""
     start = time.process_time()
     for i in range(0, len(rows), batch):
         pickle.loads(pickle.dumps(rows[i : i + batch], protocol=pickle.HIGHEST_PROTOCOL))
@@ -137,7 +139,10 @@ def main() -> None:
             f"{args.rows:,} detection rows, {args.repeat} rounds, max_prepared_transactions = {prepared} "
             f"({'2PC' if prepared else 'no 2PC'})"
         )
-        print(f"  {'method':40s} {'best rows/s':>12s} {'median':>9s} {'ratio/round (median)':>22s} {'client CPU/row':>15s}")
+        print(
+            f"  {'method':40s} {'best rows/s':>12s} {'median':>9s} "
+            f"{'ratio/round (median)':>22s} {'client CPU/row':>15s}"
+        )
         for label, ts in times.items():
             ratios = [r / t for r, t in zip(raw, ts, strict=True)]
             print(

@@ -1,19 +1,20 @@
-"""``make bench``'s light-curve reads: dbplugins' query builder, hand-written psycopg and the original db-plugins.
+"""``make bench``'s light-curve reads: dbplugins' query builder, hand-written psycopg and the original
+db-plugins.
 
 Issue 14 item 6. A database of its own (``dbp_bench_reads``, so that the bulk-load cases, which empty the
-detection table, leave it alone) holds ``objects`` objects with ``per_object`` detections each (the values of the
-synthetic night's detection rows, with fresh keys), loaded once and ``VACUUM ANALYZE``'d. The cases, run by
-:func:`bench.run.run_cases` among the others:
+detection table, leave it alone) holds ``objects`` objects with ``per_object`` detections each (the values of
+the synthetic night's detection rows, with fresh keys), loaded once and ``VACUUM ANALYZE``'d. The cases, run
+by :func:`bench.run.run_cases` among the others:
 
 - dbplugins: per object ``db.query(Detection).filter(Detection.oid == oid).all()`` for every oid, then all of
-  them at once with ``filter(Detection.oid.in_(oids)).all()``; ``to_dataframe()`` of that query; and a projection
-  of :data:`PROJECTION` (``db.query(Detection.oid, Detection.mjd, ...)``, rows without instances);
+  them at once with ``filter(Detection.oid.in_(oids)).all()``; ``to_dataframe()`` of that query; and a
+  projection of :data:`PROJECTION` (``db.query(Detection.oid, Detection.mjd, ...)``, rows without instances);
 - hand-written psycopg: one cursor (``class_row(Detection)``: each row built with the dataclass ``__init__``,
   ``fetchall()``) running the same ``SELECT ... WHERE oid = %s`` per object and one ``oid = ANY(%s)``;
 - psycopg binary tuples (``cursor(binary=True)``, ``fetchall()``, no instances) of all the columns and of the
   projection's columns: the baselines of ``to_dataframe()`` and the projection;
-- the original db-plugins 4.2.7 (:func:`bench.original.run_original_reads`, its own virtualenv): its ORM query,
-  the same two ways.
+- the original db-plugins 4.2.7 (:func:`bench.original.run_original_reads`, its own virtualenv): its ORM
+  query, the same two ways.
 
 Every read must return every stored row (a read that returned fewer would look fast): the count is checked.
 """
@@ -44,8 +45,8 @@ PROJECTION = ("oid", "mjd", "magpsf", "sigmapsf")
 
 
 def read_rows(source: list[Row], objects: int, per_object: int) -> tuple[list[str], list[Row]]:
-    """``objects`` oids and ``per_object`` detections of each: the values of ``source``'s rows in turn, with fresh
-    keys (oid ``BENCHREAD...``, candid counting from 1)."""
+    """``objects`` oids and ``per_object`` detections of each: the values of ``source``'s rows in turn, with
+    fresh keys (oid ``BENCHREAD...``, candid counting from 1)."""
     oids = [f"BENCHREAD{i:07d}" for i in range(objects)]
     rows = [
         {**source[(i * per_object + j) % len(source)], "oid": oid, "candid": i * per_object + j + 1}
@@ -56,8 +57,8 @@ def read_rows(source: list[Row], objects: int, per_object: int) -> tuple[list[st
 
 
 def _gc_timed(fn: Callable[[], int]) -> tuple[int, float]:
-    """``(rows, seconds)`` of ``fn``, after a full collection (untimed), so no read pays for the garbage of the
-    previous one."""
+    """``(rows, seconds)`` of ``fn``, after a full collection (untimed), so no read pays for the garbage of
+    the previous one."""
     gc.collect()
     return timed(fn)
 
@@ -218,8 +219,8 @@ class Reads:
             Case("reads: psycopg + __init__", self.hand),
         ]
         if self.run_original:
-            # A fresh subprocess every repetition: nothing for a warm-up to warm (the other read cases warm the
-            # server's caches of the same rows).
+            # A fresh subprocess every repetition: nothing for a warm-up to warm (the other read cases warm
+            # the server's caches of the same rows).
             cases.insert(2, Case("reads: original db-plugins", self.original, warm_up=False))
         return cases
 

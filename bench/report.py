@@ -1,4 +1,5 @@
-"""RESULTS.md: the PASS/FAIL line of each performance target, the headline ratios, the environment, the method and tables.
+"""RESULTS.md: the PASS/FAIL line of each performance target, the headline ratios, the environment, the method
+and tables.
 
 Pure formatting: :mod:`bench.run` measures and hands the figures over.
 """
@@ -85,8 +86,8 @@ def median(rates: dict[str, list[float]], key: str) -> float:
 def ratio(rates: dict[str, list[float]], key: str, baseline: str) -> float:
     """``key`` over ``baseline``: the median of the per-repetition ratios.
 
-    Both are measured in every repetition, minutes apart at most, so pairing them cancels most of the drift of a
-    shared machine (other processes' load hits both sides of a pair alike).
+    Both are measured in every repetition, minutes apart at most, so pairing them cancels most of the drift of
+    a shared machine (other processes' load hits both sides of a pair alike).
     """
     ours, theirs = rates.get(key, []), rates.get(baseline, [])
     if not ours or not theirs:
@@ -140,7 +141,8 @@ def targets(
             f"{trips['existing'][0]} round trip(s)",
         ),
         ratio_target(
-            "`get_or_create` ≥ 5× the original's calls/s, new keys", rates, "goc.new", "orig.new", 5, "calls/s"
+            "`get_or_create` ≥ 5× the original's calls/s, new keys",
+            rates, "goc.new", "orig.new", 5, "calls/s",
         ),
         ratio_target(
             "`get_or_create` ≥ 2.5× the original's calls/s, existing keys",
@@ -173,7 +175,8 @@ READ_TARGETS = [
      "read.each", "read.each.hand", 1.3),
     ("light curves, all objects by `in_`: ≥ 1.3× hand-written psycopg building each row with `__init__`",
      "read.in", "read.in.hand", 1.3),
-    ("light curves, one query per object: ≥ 2.5× the original's ORM query", "read.each", "read.each.orig", 2.5),
+    ("light curves, one query per object: ≥ 2.5× the original's ORM query",
+     "read.each", "read.each.orig", 2.5),
     ("light curves, all objects by `in_`: ≥ 2.5× the original's ORM query", "read.in", "read.in.orig", 2.5),
     ("`to_dataframe()` ≥ 0.8× psycopg binary tuples of the same columns", "read.df", "read.tuples", 0.8),
     ("a column projection `db.query(M.a, M.b, ...)` ≥ 0.8× psycopg binary tuples of the same columns",
@@ -197,11 +200,12 @@ def citus_headline(rates: dict[str, list[float]], citus: dict[str, Any]) -> str:
     r = lambda key: ratio(rates, key, PAIRS[key])  # noqa: E731
     return (
         f"- Citus (a local coordinator + {citus['workers']} workers, Citus {citus['version']}, on the same "
-        f"{citus['cores']} cores as the single server): `bulk_insert` {r('citus.bulk'):.2f}× the single server, "
-        f"re-delivered {r('citus.redelivered'):.2f}×; `get_or_create_many` {r('citus.many.new'):.2f}× new keys, "
-        f"{r('citus.many.existing'):.2f}× existing. No target: three servers on {citus['cores']} cores share the "
-        "same CPUs and pay the coordinator's hop and coordination; what a cluster buys is room (each worker its "
-        "own cores and disks), not per-call speed on one machine (docs/scaling.md)."
+        f"{citus['cores']} cores as the single server): `bulk_insert` {r('citus.bulk'):.2f}× the single "
+        f"server, re-delivered {r('citus.redelivered'):.2f}×; `get_or_create_many` "
+        f"{r('citus.many.new'):.2f}× new keys, {r('citus.many.existing'):.2f}× existing. No target: three "
+        f"servers on {citus['cores']} cores share the same CPUs and pay the coordinator's hop and "
+        "coordination; what a cluster buys is room (each worker its own cores and disks), not per-call speed "
+        "on one machine (docs/scaling.md)."
     )
 
 
@@ -210,15 +214,15 @@ def citus_method(sizes: Sizes, citus: dict[str, Any]) -> str:
         return f"- Citus: skipped ({citus['skipped']})."
     return (
         f"- Citus (`bench/citus.py`): a fresh local coordinator + {citus['workers']} workers "
-        "(`dbplugins.citus.LocalCluster` on this machine, reached over TCP on loopback with a password where the "
-        "single server may use a Unix socket), the built-in schema distributed by "
+        "(`dbplugins.citus.LocalCluster` on this machine, reached over TCP on loopback with a password where "
+        "the single server may use a Unix socket), the built-in schema distributed by "
         "`create_db(distributed=True)`, the bench's objects loaded. Per repetition: the detection table "
         "truncated and every node checkpointed (untimed), then `bulk_insert` of the very rows of the single "
         f"server's `bulk_insert` ({sizes.rows:,}), a checkpoint, the same rows again (re-delivered); and "
         f"`get_or_create_many` of {sizes.citus_keys:,} fresh keys in batches of {sizes.batch:,}, new then "
         "existing. Each rate is set beside the single server's rate of the same operation in the same "
-        f"repetition (its `get_or_create_many` runs {sizes.many_keys:,} keys in the same batches: the rate is "
-        "per key)."
+        f"repetition (its `get_or_create_many` runs {sizes.many_keys:,} keys in the same batches: the rate "
+        "is per key)."
     )
 
 
@@ -305,7 +309,8 @@ def report(
         "",
         f"- `bulk_insert`: {r('bulk.ignore', 'bulk.copy'):.2f}× hand-written binary COPY, "
         f"{r('bulk.ignore', 'bulk.psql'):.2f}× `psql \\copy`, {r('bulk.small', 'orig.bulk'):.1f}× the "
-        f"original db-plugins; with `parallel=2`, {r('bulk.parallel2', 'bulk.copy'):.2f}× the hand-written COPY.",
+        f"original db-plugins; with `parallel=2`, {r('bulk.parallel2', 'bulk.copy'):.2f}× the hand-written "
+        "COPY.",
         f"- `get_or_create`: {r('goc.new', 'orig.new'):.1f}× the original for new keys, "
         f"{r('goc.existing', 'orig.existing'):.1f}× for existing keys; "
         f"{r('goc.new', 'hand.new'):.2f}× / {r('goc.existing', 'hand.existing'):.2f}× a hand-written "
@@ -329,56 +334,63 @@ def report(
     if original_versions:
         out.append(
             f"| original library | db-plugins {original_versions.get('db-plugins')}, SQLAlchemy "
-            f"{original_versions.get('sqlalchemy')}, psycopg2-binary, Python {original_versions.get('python')} |"
+            f"{original_versions.get('sqlalchemy')}, psycopg2-binary, Python "
+            f"{original_versions.get('python')} |"
         )
     out += [
         "",
         "## Method",
         "",
-        f"- One fresh database (`{database}`, the built-in schema from `sql/schema`: the 30-column `detection` "
-        "table with its primary key (candid, oid), foreign key to `object` and hash index on oid).",
-        f"- Data: the first {sizes.rows:,} distinct detection rows of the synthetic night (`bench/alerts.py`, "
-        "values in the ranges of the real ZTF packets), as dicts; their objects are loaded first (untimed).",
-        f"- Rates are the **median of {reps} repetitions**, after one untimed warm-up repetition; the runs column "
-        "lists each repetition in order. "
-        "Repetitions alternate the order of the cases (forward, reverse, forward, ...). Every **ratio** (targets, "
-        "headline, tables) is the median of the per-repetition ratios: both sides of a ratio run in the same "
-        "repetition, the compared cases next to each other, so load from other processes on a shared machine "
-        "hits both alike.",
+        f"- One fresh database (`{database}`, the built-in schema from `sql/schema`: the 30-column "
+        "`detection` table with its primary key (candid, oid), foreign key to `object` and hash index on "
+        "oid).",
+        f"- Data: the first {sizes.rows:,} distinct detection rows of the synthetic night "
+        "(`bench/alerts.py`, values in the ranges of the real ZTF packets), as dicts; their objects are "
+        "loaded first (untimed).",
+        f"- Rates are the **median of {reps} repetitions**, after one untimed warm-up repetition; the runs "
+        "column lists each repetition in order. "
+        "Repetitions alternate the order of the cases (forward, reverse, forward, ...). Every **ratio** "
+        "(targets, headline, tables) is the median of the per-repetition ratios: both sides of a ratio run "
+        "in the same repetition, the compared cases next to each other, so load from other processes on a "
+        "shared machine hits both alike.",
         "- Bulk loads start from an empty detection table (TRUNCATE + CHECKPOINT before each, untimed) and "
-        "include the commit. psycopg COPY and executemany use one connection in a transaction; the COPY turns "
-        "each dict into a tuple with `operator.itemgetter`, as a hand-written loader does. `psql \\copy` is "
-        "timed around the whole `psql` process (its start-up and connection included); writing the CSV file "
-        "is not timed.",
+        "include the commit. psycopg COPY and executemany use one connection in a transaction; the COPY "
+        "turns each dict into a tuple with `operator.itemgetter`, as a hand-written loader does. `psql "
+        "\\copy` is timed around the whole `psql` process (its start-up and connection included); writing "
+        "the CSV file is not timed.",
         f"- The original db-plugins runs in its own virtualenv (`bench/.venv-original`), one subprocess per "
         f"repetition: `bulk_insert` of the first {sizes.original_rows:,} rows into an empty detection table, "
-        f"then `get_or_create` on {sizes.original_keys:,} new object keys and again on the same (now existing) "
-        "keys, timed inside the subprocess (start-up excluded). Our `bulk_insert` is timed on the same rows.",
+        f"then `get_or_create` on {sizes.original_keys:,} new object keys and again on the same (now "
+        "existing) keys, timed inside the subprocess (start-up excluded). Our `bulk_insert` is timed on the "
+        "same rows.",
         f"- `get_or_create`: {sizes.keys:,} new object keys one call each (all columns of an object row as "
         f"kwargs), then the same keys again (existing). `get_or_create_many`: {sizes.many_keys:,} keys in "
         f"batches of {sizes.batch:,}. Keys are fresh in every repetition. The hand-written versions run "
         "`INSERT ... ON CONFLICT (oid) DO NOTHING RETURNING *`, then `SELECT` when it returned nothing, in "
-        "autocommit; batched: one `INSERT ... SELECT FROM unnest(...)` and one `SELECT ... = ANY(...)` per batch.",
+        "autocommit; batched: one `INSERT ... SELECT FROM unnest(...)` and one `SELECT ... = ANY(...)` per "
+        "batch.",
         f"- Light-curve reads (`bench/reads.py`): a database of their own (`{database}_reads`) holds "  # noqa: S608 - Markdown, not SQL
-        f"{sizes.read_objects:,} objects with {sizes.read_per_object} detections each (values of the synthetic "
-        "night's rows, fresh keys), loaded once and `VACUUM ANALYZE`d. Each read is timed after an untimed "
-        "`gc.collect()` and must return every stored row. Per object: one query per oid, in turn; `in_`: one "
-        "query for all the oids. Hand-written: one psycopg cursor with `row_factory=class_row(Detection)` (the "
-        "dataclass `__init__` per row), `fetchall()`, the same SELECT (`oid = %s`, `oid = ANY(%s)`); binary "
-        "tuples: `cursor(binary=True)`, `fetchall()`, no instances. The original: its ORM query "
-        "(`db.query(Detection).filter(...).all()`) in its own virtualenv, one subprocess per repetition, each "
-        "pass from an empty identity map, timed inside the subprocess.",
+        f"{sizes.read_objects:,} objects with {sizes.read_per_object} detections each (values of the "
+        "synthetic night's rows, fresh keys), loaded once and `VACUUM ANALYZE`d. Each read is timed after an "
+        "untimed `gc.collect()` and must return every stored row. Per object: one query per oid, in turn; "
+        "`in_`: one query for all the oids. Hand-written: one psycopg cursor with "
+        "`row_factory=class_row(Detection)` (the dataclass `__init__` per row), `fetchall()`, the same "
+        "SELECT (`oid = %s`, `oid = ANY(%s)`); binary tuples: `cursor(binary=True)`, `fetchall()`, no "
+        "instances. The original: its ORM query (`db.query(Detection).filter(...).all()`) in its own "
+        "virtualenv, one subprocess per repetition, each pass from an empty identity map, timed inside the "
+        "subprocess.",
         citus_method(sizes, citus),
-        "- Round trips: a libpq protocol trace (`PQtrace`) on a pool of one connection, after a warm-up call; a "
-        "round trip is a flight of client messages followed by the server's answer.",
-        f"- Memory: `python -m bench.rss` in its own process loads {rss['rows']:,} rows from a generator (dicts "
-        "made one at a time); growth = peak resident set during the call (sampled every 5 ms, and `ru_maxrss`) "
-        "minus the resident set before it.",
+        "- Round trips: a libpq protocol trace (`PQtrace`) on a pool of one connection, after a warm-up "
+        "call; a round trip is a flight of client messages followed by the server's answer.",
+        f"- Memory: `python -m bench.rss` in its own process loads {rss['rows']:,} rows from a generator "
+        "(dicts made one at a time); growth = peak resident set during the call (sampled every 5 ms, and "
+        "`ru_maxrss`) minus the resident set before it.",
         "- `make_migrations`: the work of the command in-process (models' schema, introspection, canonical "
-        "forms, diff, rendered SQL; nothing written), median of the repetitions, against the database with the "
-        f"full schema (no changes), the full schema plus {migrations['extra']['tables'] - migrations['full']['tables']}"
-        " unknown tables (to drop) and an empty database (all tables to create). Catalog queries are the "
-        "statements sent; constant means the same count whatever the number of tables.",
+        "forms, diff, rendered SQL; nothing written), median of the repetitions, against the database with "
+        "the full schema (no changes), the full schema plus "
+        f"{migrations['extra']['tables'] - migrations['full']['tables']} unknown tables (to drop) and an "
+        "empty database (all tables to create). Catalog queries are the statements sent; constant means the "
+        "same count whatever the number of tables.",
         "",
         "## Results",
         "",
@@ -418,9 +430,14 @@ def report(
         "",
         *rate_table(rates, ["read.in", "read.in.hand", "read.in.orig"], "read.in.hand"),
         "",
-        "### Reads without instances, all objects in one query (ratio to psycopg binary tuples of the same columns)",
+        "### Reads without instances, all objects in one query (ratio to psycopg binary tuples of the same "
+        "columns)",
         "",
-        "All columns:" if "read.df" in rates else "All columns: `to_dataframe()` not measured (pandas is not installed).",
+        (
+            "All columns:"
+            if "read.df" in rates
+            else "All columns: `to_dataframe()` not measured (pandas is not installed)."
+        ),
         "",
         *rate_table(rates, ["read.df", "read.tuples"], "read.tuples"),
         "",
@@ -431,19 +448,19 @@ def report(
         *citus_table(rates, citus),
         "### Measured once",
         "",
-        f"- Round trips (statements): `get_or_create` new key {trips['new'][0]} ({trips['new'][1]}), existing "
-        f"key {trips['existing'][0]} ({trips['existing'][1]}); `get_or_create_many` of 1,000 new keys "
-        f"{trips['many_new'][0]} ({trips['many_new'][1]}), existing {trips['many_existing'][0]} "
+        f"- Round trips (statements): `get_or_create` new key {trips['new'][0]} ({trips['new'][1]}), "
+        f"existing key {trips['existing'][0]} ({trips['existing'][1]}); `get_or_create_many` of 1,000 new "
+        f"keys {trips['many_new'][0]} ({trips['many_new'][1]}), existing {trips['many_existing'][0]} "
         f"({trips['many_existing'][1]}).",
-        f"- Generator `bulk_insert` of {rss['rows']:,} rows: {rss['rows'] / rss['seconds']:,.0f} rows/s; resident "
-        f"set {rss['baseline_kib'] / 1024:.1f} MB before, peak {rss['peak_kib'] / 1024:.1f} MB, growth "
-        f"{rss['growth_kib'] / 1024:.1f} MB.",
+        f"- Generator `bulk_insert` of {rss['rows']:,} rows: {rss['rows'] / rss['seconds']:,.0f} rows/s; "
+        f"resident set {rss['baseline_kib'] / 1024:.1f} MB before, peak {rss['peak_kib'] / 1024:.1f} MB, "
+        f"growth {rss['growth_kib'] / 1024:.1f} MB.",
         f"- `make_migrations`: {migrations['full']['seconds'] * 1000:.0f} ms and "
         f"{migrations['full']['statements']} catalog queries with the full schema in place "
-        f"({migrations['full']['operations']} operations); {migrations['extra']['seconds'] * 1000:.0f} ms and "
-        f"{migrations['extra']['statements']} queries with {migrations['extra']['tables']} tables "
-        f"({migrations['extra']['operations']} operations); {migrations['empty']['seconds'] * 1000:.0f} ms and "
-        f"{migrations['empty']['statements']} queries on an empty database "
+        f"({migrations['full']['operations']} operations); {migrations['extra']['seconds'] * 1000:.0f} ms "
+        f"and {migrations['extra']['statements']} queries with {migrations['extra']['tables']} tables "
+        f"({migrations['extra']['operations']} operations); {migrations['empty']['seconds'] * 1000:.0f} ms "
+        f"and {migrations['empty']['statements']} queries on an empty database "
         f"({migrations['empty']['operations']} operations).",
         "",
     ]  # fmt: skip

@@ -1,33 +1,38 @@
-"""``make bench``: dbplugins side by side with hand-written psycopg, ``psql \\copy`` and the original db-plugins.
+"""``make bench``: dbplugins side by side with hand-written psycopg, ``psql \\copy`` and the original
+db-plugins.
 
     python -m bench.run                 # full sizes, 9 repetitions, writes bench/RESULTS.md (about 8 minutes)
     python -m bench.run --quick         # small sizes, to check the harness (writes nothing unless --out)
 
-Everything runs against one fresh database (``dbp_bench``) on the embedded server (or the server of ``--dsn`` /
-``DBP_DSN``, which needs CREATEDB), in one process, and reports rates as the median of ``--reps`` repetitions.
-The repetitions alternate: every repetition runs every case once, in forward order on even repetitions and in
-reverse order on odd ones, so drift (checkpoints, a warming cache) spreads over all cases alike. Before each
-bulk-load case the detection table is truncated and a CHECKPOINT flushes the previous case's writes, untimed.
+Everything runs against one fresh database (``dbp_bench``) on the embedded server (or the server of ``--dsn``
+/ ``DBP_DSN``, which needs CREATEDB), in one process, and reports rates as the median of ``--reps``
+repetitions. The repetitions alternate: every repetition runs every case once, in forward order on even
+repetitions and in reverse order on odd ones, so drift (checkpoints, a warming cache) spreads over all cases
+alike. Before each bulk-load case the detection table is truncated and a CHECKPOINT flushes the previous
+case's writes, untimed.
 
 Cases (sizes are the defaults):
 
 - ``bulk_insert`` of 100,000 detection rows, one call per conflict mode, against hand-written psycopg binary
   COPY (``set_types``), psycopg ``executemany`` and ``psql \\copy`` of a CSV file; every method gets the same
-  dict rows (the hand-written COPY turns them into tuples with ``operator.itemgetter``, untimed work excluded);
-  and ``bulk_insert(parallel=2)`` (two COPY streams, docs/parallel.md) against the same single hand-written COPY;
-- the original db-plugins 4.2.7 (its own virtualenv, :mod:`bench.original`): ``bulk_insert`` of the first 20,000
-  of those rows and ``get_or_create`` of 1,000 new then the same 1,000 existing object keys; ours on the same;
-- ``get_or_create`` per call (2,000 keys) and ``get_or_create_many`` in batches of 1,000 (20,000 keys), new then
-  existing, against a hand-written ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (+ SELECT when it returns
-  nothing) per key and batched by 1,000 with ``unnest``;
+  dict rows (the hand-written COPY turns them into tuples with ``operator.itemgetter``, untimed work
+  excluded); and ``bulk_insert(parallel=2)`` (two COPY streams, docs/parallel.md) against the same single
+  hand-written COPY;
+- the original db-plugins 4.2.7 (its own virtualenv, :mod:`bench.original`): ``bulk_insert`` of the first
+  20,000 of those rows and ``get_or_create`` of 1,000 new then the same 1,000 existing object keys; ours on
+  the same;
+- ``get_or_create`` per call (2,000 keys) and ``get_or_create_many`` in batches of 1,000 (20,000 keys), new
+  then existing, against a hand-written ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (+ SELECT when it
+  returns nothing) per key and batched by 1,000 with ``unnest``;
 - light-curve reads (:mod:`bench.reads`, a database of their own): 1,000 objects' detections (100 each), per
-  object and all at once by ``in_``, against hand-written psycopg (``__init__`` per row) and the original's ORM
-  query; ``to_dataframe()`` and a 4-column projection against psycopg binary tuples;
-- with a Citus-enabled PostgreSQL installed (:mod:`bench.citus`; else one line says why the section was skipped):
-  ``bulk_insert`` of the same 100,000 rows (new, then re-delivered) and ``get_or_create_many`` of 5,000 keys into
-  a local coordinator + 2 workers, beside the single server's rates;
+  object and all at once by ``in_``, against hand-written psycopg (``__init__`` per row) and the original's
+  ORM query; ``to_dataframe()`` and a 4-column projection against psycopg binary tuples;
+- with a Citus-enabled PostgreSQL installed (:mod:`bench.citus`; else one line says why the section was
+  skipped): ``bulk_insert`` of the same 100,000 rows (new, then re-delivered) and ``get_or_create_many`` of
+  5,000 keys into a local coordinator + 2 workers, beside the single server's rates;
 - once: server round trips of one ``get_or_create`` (libpq protocol trace), peak RSS growth of a 1,000,000-row
-  generator ``bulk_insert`` (:mod:`bench.rss`, its own process), and ``make_migrations`` time and catalog queries.
+  generator ``bulk_insert`` (:mod:`bench.rss`, its own process), and ``make_migrations`` time and catalog
+  queries.
 
 The full run takes about 7-8 minutes on 2 quiet cores (reads about 13 s and the Citus cases about 5 s of each
 of the 10 repetitions, the cluster's start about 15 s).
@@ -112,7 +117,7 @@ _COPY_TYPES = {
 }
 
 
-# -- data -----------------------------------------------------------------------------------------------------
+# -- data ----------------------------------------------------------------------------------------------------
 
 
 def bench_data(n: int, seed: int = 1) -> tuple[list[Row], list[Row]]:
@@ -131,7 +136,7 @@ def bench_data(n: int, seed: int = 1) -> tuple[list[Row], list[Row]]:
     return chosen, [o for oid, o in objects.items() if oid in oids]
 
 
-# -- the database ---------------------------------------------------------------------------------------------
+# -- the database --------------------------------------------------------------------------------------------
 
 
 def server_dsn(explicit: str | None) -> str:
@@ -169,7 +174,7 @@ def psql_binary() -> str:
     return "psql"
 
 
-# -- cases ----------------------------------------------------------------------------------------------------
+# -- cases ---------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -246,7 +251,8 @@ class Bench:
         return run
 
     def ours_parallel(self, streams: int, metric: str) -> Callable[[int], dict[str, Timing]]:
-        """``bulk_insert(parallel=streams)`` (default mode): the streams' COPYs and their COMMIT (PREPARED)."""
+        """``bulk_insert(parallel=streams)`` (default mode): the streams' COPYs and their COMMIT
+        (PREPARED)."""
 
         def run(_rep: int) -> dict[str, Timing]:
             _, secs = timed(lambda: self.db.query(Detection).bulk_insert(self.rows, parallel=streams))
@@ -410,7 +416,8 @@ def write_csv(path: Path, rows: Sequence[Row], columns: Sequence[str]) -> None:
 
 
 class HandWritten:
-    """What a careful user writes by hand with psycopg: get_or_create as INSERT ... ON CONFLICT, autocommit."""
+    """What a careful user writes by hand with psycopg: get_or_create as INSERT ... ON CONFLICT,
+    autocommit."""
 
     def __init__(self, dsn: str) -> None:
         self.conn = psycopg.connect(dsn, autocommit=True)
@@ -452,15 +459,15 @@ class HandWritten:
         self.conn.close()
 
 
-# -- the repetitions ------------------------------------------------------------------------------------------
+# -- the repetitions -----------------------------------------------------------------------------------------
 
 
 def run_cases(cases: Sequence[Case], reps: int, *, warm_up: bool = True) -> dict[str, list[float]]:
     """Run every case ``reps`` times, alternating the order; return the rates per metric.
 
-    First, unless ``warm_up`` is false, every case runs once untimed (repetition -1, keys of its own): the first
-    case of the first repetition otherwise pays alone for cold caches and fresh pooled connections (in one run its
-    bulk_insert ratio to raw COPY was 0.64x, against a median of 0.82x).
+    First, unless ``warm_up`` is false, every case runs once untimed (repetition -1, keys of its own): the
+    first case of the first repetition otherwise pays alone for cold caches and fresh pooled connections (in
+    one run its bulk_insert ratio to raw COPY was 0.64x, against a median of 0.82x).
     """
     rates: dict[str, list[float]] = {}
     if warm_up:
@@ -482,11 +489,12 @@ def run_cases(cases: Sequence[Case], reps: int, *, warm_up: bool = True) -> dict
     return rates
 
 
-# -- measured once --------------------------------------------------------------------------------------------
+# -- measured once -------------------------------------------------------------------------------------------
 
 
 def round_trips(db: SQLConnection, fn: Callable[[], Any], workdir: Path) -> tuple[int, int]:
-    """``(round trips, statements)`` that ``fn`` costs on ``db``'s single pooled connection, from a libpq trace.
+    """``(round trips, statements)`` that ``fn`` costs on ``db``'s single pooled connection, from a libpq
+    trace.
 
     A round trip is a run of client messages followed by the server's answer; a statement is one
     ReadyForQuery. ``db`` must have a pool of exactly one connection, so that ``fn`` runs on the traced one.
@@ -637,7 +645,7 @@ def measure_migrations(server: str, full_dsn: str, reps: int) -> dict[str, Any]:
         drop_database(server, empty)
 
 
-# -- environment and report -----------------------------------------------------------------------------------
+# -- environment and report ----------------------------------------------------------------------------------
 
 
 def environment(dsn: str) -> dict[str, str]:
@@ -686,17 +694,18 @@ def citus_section(bench: Bench, *, skip: bool) -> dict[str, Any]:
     return {"version": bench.citus.version, "workers": bench.citus.cluster.workers, "cores": os.cpu_count()}
 
 
-# -- main -----------------------------------------------------------------------------------------------------
+# -- main ----------------------------------------------------------------------------------------------------
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    summary = " ".join(__doc__.split("\n\n")[0].split())  # the docstring's first paragraph, unwrapped
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=summary)
     parser.add_argument(
         "--dsn", help="server to use (needs CREATEDB); default DBP_DSN, else the embedded one"
     )
-    # 9: on the shared 2-core machine one repetition's ratio of two ~1 s loads varies by +-20% (0.77x-1.26x for
-    # bulk_insert against raw COPY in one run); the median of 9 moves by a few hundredths from run to run, of 5
-    # by up to 0.1.
+    # 9: on the shared 2-core machine one repetition's ratio of two ~1 s loads varies by +-20% (0.77x-1.26x
+    # for bulk_insert against raw COPY in one run); the median of 9 moves by a few hundredths from run to run,
+    # of 5 by up to 0.1.
     parser.add_argument("--reps", type=int, default=9, help="repetitions per case (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
     parser.add_argument("--out", type=Path, help=f"report file (default {RESULTS}; with --quick: none)")

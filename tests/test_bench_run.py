@@ -1,5 +1,5 @@
-"""The bench harness's own logic (``bench/run.py``, ``bench/report.py``, ``bench/reads.py``, ``bench/citus.py``,
-``bench/ingest.py``): behaviour only, never timings."""
+"""The bench harness's own logic (``bench/run.py``, ``bench/report.py``, ``bench/reads.py``,
+``bench/citus.py``, ``bench/ingest.py``): behaviour only, never timings."""
 
 from __future__ import annotations
 
@@ -14,17 +14,16 @@ from psycopg.conninfo import make_conninfo
 import bench.reads
 import bench.run
 from bench.citus import CitusBench
+from bench.harness import Case, object_keys
 from bench.ingest import Progress
 from bench.reads import READS_DB, Reads, read_rows
 from bench.report import METRICS, PAIRS, report, targets
 from bench.run import (
     QUICK,
-    Case,
     HandWritten,
     Sizes,
     bench_data,
     count_round_trips,
-    object_keys,
     run_cases,
     sqlalchemy_url,
     write_csv,
@@ -320,8 +319,8 @@ def test_reads_leave_no_database_behind(server_dsn: str, tmp_path: Path) -> None
 def test_quick_run_runs_every_section_and_writes_its_report(
     server_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``--quick`` end to end (without the original library, which needs its own virtualenv, and without Citus,
-    which tests/test_citus.py's cluster covers below), at sizes smaller still."""
+    """``--quick`` end to end (without the original library, which needs its own virtualenv, and without
+    Citus, which tests/test_citus.py's cluster covers below), at sizes smaller still."""
     tiny = Sizes(
         rows=600, original_rows=100, keys=20, original_keys=10, many_keys=200, batch=100, rss_rows=2_000,
         read_objects=5, read_per_object=10, citus_keys=100,
@@ -329,7 +328,8 @@ def test_quick_run_runs_every_section_and_writes_its_report(
     assert set(vars(tiny)) == set(vars(QUICK))
     monkeypatch.setattr(bench.run, "QUICK", tiny)
     out = tmp_path / "RESULTS.md"
-    argv = ["--quick", "--reps", "1", "--skip-original", "--skip-citus", "--dsn", server_dsn, "--out", str(out)]  # fmt: skip
+    argv = ["--quick", "--reps", "1", "--skip-original", "--skip-citus",
+            "--dsn", server_dsn, "--out", str(out)]  # fmt: skip
     assert bench.run.main(argv) == 0
     text = out.read_text()
     for heading in (
@@ -340,8 +340,8 @@ def test_quick_run_runs_every_section_and_writes_its_report(
         assert heading in text
     assert "- Citus: section skipped: --skip-citus was given." in text
     lines = text.splitlines()
-    for key in ("read.each", "read.each.hand", "read.in", "read.in.hand", "read.df", "read.tuples", "read.proj",
-                "read.proj.tuples"):  # fmt: skip
+    for key in ("read.each", "read.each.hand", "read.in", "read.in.hand", "read.df", "read.tuples",
+                "read.proj", "read.proj.tuples"):  # fmt: skip
         assert [line for line in lines if line.startswith(f"| {METRICS[key][0]} |")], key
     assert len([line for line in lines if line.startswith("- **") and "light curves" in line]) == 4
 

@@ -19,7 +19,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbplugins import ConfigurationError, ConstraintError, DbpError, NoResultFound, SQLConnection, model
+from dbplugins import ConfigurationError, ConstraintError, DbpError, NoResultFound, SQLConnection, cols, model
+from dbplugins._copy.update import UpdateCount
 from dbplugins._sqlfiles import schema_script
 from dbplugins._types.schema import table_of
 from dbplugins.citus import check_distribution, create_distributed_schema
@@ -300,12 +301,16 @@ def test_bulk_update_on_distributed_tables(citus_db: SQLConnection) -> None:
         [{"oid": "U001", "ndet": 100}, {"oid": "U002", "meanra": 2.5}, {"oid": "U-none", "ndet": 1}]
         + [{"oid": f"U{i:03d}", "ndet": -i} for i in range(10, 40)]
     )
-    assert n == 32 and n.missing == [2]
-    got = {o.oid: (o.ndet, o.meanra) for o in q.filter(Object.oid.in_(["U001", "U002", "U010", "U049"])).all()}
+    assert isinstance(n, UpdateCount) and n == 32 and n.missing == [2]
+    got = {
+        o.oid: (o.ndet, o.meanra)
+        for o in q.filter(cols(Object).oid.in_(["U001", "U002", "U010", "U049"])).all()
+    }
     assert got == {"U001": (100, 1.0), "U002": (2, 2.5), "U010": (-10, 1.0), "U049": (49, 1.0)}
     with pytest.raises(NoResultFound):
         q.bulk_update([{"oid": "U003", "ndet": 7}, {"oid": "U-none", "ndet": 1}], missing="error")
-    assert q.get("U003").ndet == 3  # nothing of the refused call was written
+    kept = q.get("U003")
+    assert kept is not None and kept.ndet == 3  # nothing of the refused call was written
 
 
 def test_bulk_update_of_a_colocated_table(citus_db: SQLConnection) -> None:
@@ -335,13 +340,16 @@ def test_bulk_updates_racing_on_overlapping_keys_both_land(citus_db: SQLConnecti
         finally:
             db.close()
 
-    threads = [threading.Thread(target=worker, args=(keys, 1)), threading.Thread(target=worker, args=(keys[::-1], 2))]
+    threads = [
+        threading.Thread(target=worker, args=(keys, 1)),
+        threading.Thread(target=worker, args=(keys[::-1], 2)),
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
     assert not errors, errors
-    values = {o.ndet for o in citus_db.query(Object).filter(Object.oid.in_(keys)).all()}
+    values = {o.ndet for o in citus_db.query(Object).filter(cols(Object).oid.in_(keys)).all()}
     assert values <= {1, 2} and len(values) >= 1
 
 

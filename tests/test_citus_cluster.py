@@ -1,7 +1,9 @@
-"""``dbp cluster start|status|stop|destroy``: the local Citus cluster as a command (docs/cli.md, docs/scaling.md).
+"""``dbp cluster start|status|stop|destroy``: the local Citus cluster as a command (docs/cli.md,
+docs/scaling.md).
 
-The test that starts a cluster needs Citus (``DBP_CITUS_PG_BIN``, default the system PostgreSQL 15): without it,
-it skips with one line, and ``DBP_REQUIRE_CITUS=1`` turns that skip into a failure. The others run everywhere.
+The test that starts a cluster needs Citus (``DBP_CITUS_PG_BIN``, default the system PostgreSQL 15): without
+it, it skips with one line, and ``DBP_REQUIRE_CITUS=1`` turns that skip into a failure. The others run
+everywhere.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ def test_without_citus_start_says_what_is_missing_in_one_line(
     result = CliRunner().invoke(cli, ["cluster", "start"])
     assert result.exit_code == 1
     assert result.output == (
-        f"Error: cannot start a local Citus cluster: no PostgreSQL server binaries in {tmp_path / 'no-postgres'} "
-        "(set DBP_CITUS_PG_BIN)\n"
+        "Error: cannot start a local Citus cluster: no PostgreSQL server binaries in "
+        f"{tmp_path / 'no-postgres'} (set DBP_CITUS_PG_BIN)\n"
     )
     assert not (tmp_path / "citus").exists()
 
@@ -68,13 +70,15 @@ def test_dbp_cluster_starts_reports_stops_restarts_and_destroys() -> None:
         dsn = started.stdout.strip()
         assert started.stdout == dsn + "\n"  # the DSN alone on stdout: DBP_DSN="$(dbp cluster start)"
         assert "ready" in started.stderr and str(root / "citus") in started.stderr
-        assert f"passfile={root / 'citus' / 'passfile'}" in dsn and "password" not in dsn.replace("passfile", "")
+        assert f"passfile={root / 'citus' / 'passfile'}" in dsn
+        assert "password" not in dsn.replace("passfile", "")
         with psycopg.connect(dsn) as conn:
             assert len(conn.execute("SELECT * FROM citus_get_active_worker_nodes()").fetchall()) == 2
 
         status = run("cluster", "status", env=env)
         assert (status.returncode, status.stdout) == (0, f"running: {dsn}\n")
-        alias = run("status", env=env, module="dbplugins.citus")  # python -m dbplugins.citus: the same command
+        # python -m dbplugins.citus: the same command
+        alias = run("status", env=env, module="dbplugins.citus")
         assert (alias.returncode, alias.stdout) == (0, status.stdout)
 
         stopped = run("cluster", "stop", env=env)

@@ -200,8 +200,8 @@ def test_long_names_compare_as_postgresql_truncates_them() -> None:
 
 
 def test_every_identifier_is_quoted_by_psycopg_sql() -> None:
-    """One composition style: names always double-quoted (keywords, mixed case, quotes inside), as psycopg.sql does
-    everywhere else in the package; types and declared expressions as written."""
+    """One composition style: names always double-quoted (keywords, mixed case, quotes inside), as psycopg.sql
+    does everywhere else in the package; types and declared expressions as written."""
     table = Table(
         'We"ird list',
         {
@@ -241,9 +241,11 @@ def test_every_identifier_is_quoted_by_psycopg_sql() -> None:
     ["integer; DROP TABLE object", "text DEFAULT 1", "varchar(5) --", "integer)", "'text'", "int4 /* x */"],
 )
 def test_a_column_type_that_is_not_a_type_name_is_refused(sql_type: str, tmp_path: Path) -> None:
-    """The type is spliced as SQL: anything that could end it is refused, naming model and column, and no file is
-    written."""
-    bad = Table("w_bad", {"id": ColumnDef("id", "integer", False), "x": ColumnDef("x", sql_type, True)}, ("id",))
+    """The type is spliced as SQL: anything that could end it is refused, naming model and column, and no file
+    is written."""
+    bad = Table(
+        "w_bad", {"id": ColumnDef("id", "integer", False), "x": ColumnDef("x", sql_type, True)}, ("id",)
+    )
     with pytest.raises(ConfigurationError, match=r"is not a type name \[model 'w_bad', column 'x'\]") as info:
         write_migration(tmp_path / "m", diff(Schema(), Schema({"w_bad": bad})), name="bad")
     assert (info.value.model, info.value.column) == ("w_bad", "x")
@@ -416,9 +418,9 @@ def test_rollback_of_a_dropped_not_null_column_works_on_a_table_with_rows(
 
 
 def test_dropped_table_with_odd_names_and_catalog_types_rolls_back(empty_dsn: str, tmp_path: Path) -> None:
-    """A table the models do not declare is dropped; its rollback re-creates it from the catalog: quoted names,
-    a schema-qualified mixed-case enum type, an array of it, a typmod'd interval, defaults as the server prints
-    them. Every piece must come back exactly as it was."""
+    """A table the models do not declare is dropped; its rollback re-creates it from the catalog: quoted
+    names, a schema-qualified mixed-case enum type, an array of it, a typmod'd interval, defaults as the
+    server prints them. Every piece must come back exactly as it was."""
     migrations = tmp_path / "m"
     migrations.mkdir()
     apply(from_dsn(empty_dsn), migrations)
@@ -426,8 +428,10 @@ def test_dropped_table_with_odd_names_and_catalog_types_rolls_back(empty_dsn: st
         conn.execute("CREATE SCHEMA extra")
         conn.execute("CREATE TYPE extra.\"Mood\" AS ENUM ('ok', 'sad')")
         conn.execute(
-            'CREATE TABLE "Odd ""t"" x" ("user" integer PRIMARY KEY, "Mixed Case" extra."Mood" DEFAULT \'ok\', '
-            'moods extra."Mood"[], span interval day to second(3), at timestamp(2) with time zone DEFAULT now(), '
+            'CREATE TABLE "Odd ""t"" x" ("user" integer PRIMARY KEY, '
+            '"Mixed Case" extra."Mood" DEFAULT \'ok\', '
+            'moods extra."Mood"[], span interval day to second(3), '
+            'at timestamp(2) with time zone DEFAULT now(), '
             'bits bit varying(4), ch "char")'
         )
         conn.execute('CREATE INDEX "ix odd" ON "Odd ""t"" x" ("Mixed Case") WHERE "user" > 0')
@@ -443,15 +447,21 @@ def test_dropped_table_with_odd_names_and_catalog_types_rolls_back(empty_dsn: st
 
 
 def test_rollback_plan_names_quoted_tables_and_columns_as_declared() -> None:
-    """Generated rollbacks quote every name; the confirmation prompt shows the names as the user wrote them."""
+    """Generated rollbacks quote every name; the confirmation prompt shows the names as the user wrote
+    them."""
     dropped = Table("We ird", {"id": ColumnDef("id", "integer", False)}, ("id",))
     column = ColumnDef('say "hi"', "text", True)
     _, rollback_text = render(
-        [Operation("add_table", dropped.name, new=dropped), Operation("add_column", "w", column.name, new=column)],
+        [
+            Operation("add_table", dropped.name, new=dropped),
+            Operation("add_column", "w", column.name, new=column),
+        ],
         message="m",
     )
     assert destructive_reasons(rollback_text) == ("drops table We ird", 'drops column say "hi"')
-    assert destructive_reasons('ALTER TABLE w DROP "Mixed Case", DROP CONSTRAINT "c"; DROP TABLE public . t') == (
+    assert destructive_reasons(
+        'ALTER TABLE w DROP "Mixed Case", DROP CONSTRAINT "c"; DROP TABLE public . t'
+    ) == (
         "drops table public.t",
         "drops column Mixed Case",
     )

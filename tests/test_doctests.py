@@ -1,4 +1,5 @@
-"""The ``>>>`` examples in the modules' docstrings run and print what they say: every module of the package."""
+"""The ``>>>`` examples in the modules' docstrings run and print what they say: every module of the
+package."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 import dbplugins
 
-# Their examples need a model defined by the test that runs them (tests/test_query.py, tests/test_expressions.py).
+# Their examples need a model defined by the test that runs them (tests/test_query.py,
+# tests/test_expressions.py).
 _ELSEWHERE = {
     "dbplugins._query.query",
     "dbplugins._query.builder",

@@ -1,4 +1,5 @@
-"""The migrations Python API (``dbplugins.migrations``): the workflow of ``dbp`` without click, on a real server.
+"""The migrations Python API (``dbplugins.migrations``): the workflow of ``dbp`` without click, on a real
+server.
 
 Each call takes the database (DSN, config dict, settings or a connected ``SQLConnection``) and a migrations
 directory, returns what it wrote or applied, and raises a ``DbpError`` subclass with a one-line message.
@@ -78,7 +79,9 @@ def test_the_whole_workflow_without_the_cli(empty_dsn: str, tmp_path: Path) -> N
 
     status = migrations.status(empty_dsn, migrations_dir=mdir)
     assert [m.id for m in status.pending] == [draft.id] and len(status) == len(status.applied) + 1
-    with pytest.raises(MigrationError, match=r"1 migration\(s\) not applied yet .*add-watch.*run `dbp migrate`"):
+    with pytest.raises(
+        MigrationError, match=r"1 migration\(s\) not applied yet .*add-watch.*run `dbp migrate`"
+    ):
         migrations.make_migrations(empty_dsn, models=[Watch], migrations_dir=mdir)
     assert sorted(p.name for p in mdir.iterdir()) == sorted([draft.path.name, f"{draft.id}.rollback.sql"])
 
@@ -88,7 +91,9 @@ def test_the_whole_workflow_without_the_cli(empty_dsn: str, tmp_path: Path) -> N
     done = migrations.migrate(empty_dsn, migrations_dir=mdir)
     assert done.applied == [draft.id] and "api_watch" in tables(empty_dsn)
     assert migrations.migrate(empty_dsn, migrations_dir=mdir).applied == []
-    assert not migrations.make_migrations(empty_dsn, models=[Watch], migrations_dir=mdir, dry_run=True).changed
+    assert not migrations.make_migrations(
+        empty_dsn, models=[Watch], migrations_dir=mdir, dry_run=True
+    ).changed
 
     # A model change: dry run first (nothing written), then the file.
     change = migrations.make_migrations(empty_dsn, models=[WatchV2], migrations_dir=mdir, dry_run=True)
@@ -156,7 +161,7 @@ def test_the_docstring_examples_run() -> None:
     assert result.attempted > 0 and result.failed == 0
 
 
-# -- connections: within connect_timeout, one line naming the target and the server's reason -------------------
+# -- connections: within connect_timeout, one line naming the target and the server's reason -----------------
 
 PASSWORD = "mig-S3cret/pw"
 ROLE = f"dbp_mig_fail_{os.getpid()}"
@@ -167,7 +172,9 @@ def role_dsn(server_dsn: str) -> Iterator[str]:
     """A DSN for a role that must authenticate with ``PASSWORD`` (the embedded server asks it for SCRAM)."""
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(ROLE)))
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(ROLE), sql.Literal(PASSWORD)))
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(ROLE), sql.Literal(PASSWORD))
+        )
     try:
         yield make_conninfo(server_dsn, user=ROLE, password=PASSWORD)
     finally:
@@ -232,13 +239,17 @@ def test_migration_connections_carry_a_connect_timeout(dsn: str) -> None:
         assert conninfo_to_dict(conn.info.dsn).get("connect_timeout") == "3"
 
 
-@pytest.mark.parametrize("args", [["migrate", "--list"], ["migrate"], ["make_migrations", "--check"], ["initdb"]])
+@pytest.mark.parametrize(
+    "args", [["migrate", "--list"], ["migrate"], ["make_migrations", "--check"], ["initdb"]]
+)
 def test_the_commands_print_the_same_line(args: list[str], role_dsn: str, tmp_path: Path) -> None:
     wrong = make_conninfo(role_dsn, password="wrong-" + PASSWORD)
     where = ["--migrations-dir", str(tmp_path)] if args[0] != "initdb" else []
     result = CliRunner().invoke(cli, [*args, "--dsn", wrong, *where])
     assert result.exit_code == 1, result.output
     (line,) = [ln for ln in result.output.splitlines() if ln.startswith("Error: ")]
-    assert line.startswith(f"Error: cannot connect to database '{conninfo_to_dict(role_dsn)['dbname']}' as user")
+    assert line.startswith(
+        f"Error: cannot connect to database '{conninfo_to_dict(role_dsn)['dbname']}' as user"
+    )
     assert f'password authentication failed for user "{ROLE}"' in line
     assert PASSWORD not in result.output and "wrong-" not in result.output

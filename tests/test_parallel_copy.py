@@ -1,9 +1,10 @@
 """bulk_insert(parallel=N): N COPY streams, all-or-nothing with prepared transactions, resumable without them.
 
-Two servers: the test server (the embedded one allows prepared transactions: ``max_prepared_transactions = 16``)
-and ``cluster``, a throwaway server of this module started from the same binaries in a temporary directory, whose
-``max_prepared_transactions`` a test sets (0: the path without prepared transactions; 16: the restart test, and
-every 2PC test when the test server itself does not allow prepared transactions, see the ``dsn`` fixture).
+Two servers: the test server (the embedded one allows prepared transactions:
+``max_prepared_transactions = 16``) and ``cluster``, a throwaway server of this module started from the same
+binaries in a temporary directory, whose ``max_prepared_transactions`` a test sets (0: the path without
+prepared transactions; 16: the restart test, and every 2PC test when the test server itself does not allow
+prepared transactions, see the ``dsn`` fixture).
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ def connected(dsn: str, max_size: int = 5) -> SQLConnection:
 def dsn(make_database: Any, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh database with the built-in schema on a server that allows prepared transactions.
 
-    The test server's (the embedded one sets max_prepared_transactions = 16); when it does not allow them (a server
-    started before that setting, or a DBP_TEST_DSN server), a database on this module's own ``cluster``.
+    The test server's (the embedded one sets max_prepared_transactions = 16); when it does not allow them (a
+    server started before that setting, or a DBP_TEST_DSN server), a database on this module's own
+    ``cluster``.
     """
     main = str(make_database("schema"))
     if int(scalar(main, "SHOW max_prepared_transactions")) >= STREAMS:
@@ -114,7 +116,8 @@ def dsn(make_database: Any, request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture
 def db2(dsn: str) -> Iterator[SQLConnection]:
-    """A connection (a pool of up to 5) to ``dsn``, a fresh database on a server with prepared transactions."""
+    """A connection (a pool of up to 5) to ``dsn``, a fresh database on a server with prepared
+    transactions."""
     db = connected(dsn)
     try:
         yield db
@@ -127,7 +130,7 @@ def test_the_embedded_server_allows_prepared_transactions(private_server: Any) -
     assert int(scalar(private_server.dsn(), "SHOW max_prepared_transactions")) >= 16
 
 
-# -- a throwaway server whose max_prepared_transactions the tests choose ----------------------------------------
+# -- a throwaway server whose max_prepared_transactions the tests choose -------------------------------------
 
 
 class Cluster:
@@ -137,7 +140,8 @@ class Cluster:
         from dbplugins._sqlfiles import schema_script
         from dbplugins.embedded import EmbeddedServer
 
-        # Not under pytest's tmp_path: see tests/conftest.py's private_server (the server's user must traverse it).
+        # Not under pytest's tmp_path: see tests/conftest.py's private_server (the server's user must traverse
+        # it).
         self.top = Path(tempfile.mkdtemp(prefix="dbp-pcopy-pg-"))
         self.server = EmbeddedServer(self.top)
         self.server.start()
@@ -145,7 +149,9 @@ class Cluster:
         self.dsn = make_conninfo(self.server.dsn(), dbname="pcopy")
         with psycopg.connect(self.server.dsn(), autocommit=True) as admin:
             admin.execute("CREATE DATABASE pcopy_tpl")  # the built-in schema, never used: a template
-            with psycopg.connect(make_conninfo(self.server.dsn(), dbname="pcopy_tpl"), autocommit=True) as conn:
+            with psycopg.connect(
+                make_conninfo(self.server.dsn(), dbname="pcopy_tpl"), autocommit=True
+            ) as conn:
                 conn.execute(schema_script().encode())
             admin.execute("CREATE DATABASE pcopy TEMPLATE pcopy_tpl")
 
@@ -154,7 +160,9 @@ class Cluster:
         if int(scalar(self.server.dsn(), "SHOW max_prepared_transactions")) == n:
             return
         with psycopg.connect(self.server.dsn(), autocommit=True) as admin:
-            admin.execute(sql.SQL("ALTER SYSTEM SET max_prepared_transactions = {}").format(sql.Literal(str(n))))
+            admin.execute(
+                sql.SQL("ALTER SYSTEM SET max_prepared_transactions = {}").format(sql.Literal(str(n)))
+            )
         self.restart()
 
     def restart(self) -> None:
@@ -195,7 +203,7 @@ def no2pc(cluster: Cluster) -> Iterator[tuple[SQLConnection, str]]:
         db.close()
 
 
-# -- arguments and refusals ------------------------------------------------------------------------------------
+# -- arguments and refusals ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5, "2", None], ids=repr)
@@ -242,7 +250,7 @@ def test_error_mode_without_prepared_transactions_is_refused(no2pc: tuple[SQLCon
     assert db.query(Object).bulk_insert([{"oid": "a"}], on_conflict="error") == 1
 
 
-# -- the streams really run, and duplicates of a key keep their order -------------------------------------------
+# -- the streams really run, and duplicates of a key keep their order ----------------------------------------
 
 
 @pytest.mark.parametrize("mode", ["ignore", "error", "update"])
@@ -304,7 +312,7 @@ def test_staging_under_prepared_transactions_leaves_no_table(db2: SQLConnection,
     assert db2.execute("SELECT count(*) FROM object") == [(3000,)]
 
 
-# -- a stream failing ------------------------------------------------------------------------------------------
+# -- a stream failing ----------------------------------------------------------------------------------------
 
 
 def rows_with_bad_row_in_stream(stream: int, position: int, total_per_stream: int) -> tuple[list[Any], int]:
@@ -323,7 +331,9 @@ def rows_with_bad_row_in_stream(stream: int, position: int, total_per_stream: in
     return rows, bad_index
 
 
-def test_bad_value_midway_in_stream_two_writes_nothing_and_names_the_input_row(db2: SQLConnection, dsn: str) -> None:
+def test_bad_value_midway_in_stream_two_writes_nothing_and_names_the_input_row(
+    db2: SQLConnection, dsn: str
+) -> None:
     rows, bad = rows_with_bad_row_in_stream(stream=1, position=4000, total_per_stream=6000)
     assert bad == 4000 * STREAMS + 1
     with pytest.raises(DataError) as info:
@@ -391,11 +401,12 @@ CREATE SEQUENCE poison_seq;
 DROP TRIGGER IF EXISTS poison ON object;
 CREATE CONSTRAINT TRIGGER poison AFTER INSERT ON object DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW WHEN (NEW.oid = '{oid}') EXECUTE FUNCTION poison();
-"""
+"""  # noqa: E501 - one line of the PL/pgSQL body above is 111 columns; rewrapping would change the SQL text
 
 
 def poison(dsn: str, oid: str, *, wait_for_others: bool) -> None:
-    """A deferred trigger that fails the transaction inserting ``oid`` when it ends (PREPARE or COMMIT), once."""
+    """A deferred trigger that fails the transaction inserting ``oid`` when it ends (PREPARE or COMMIT),
+    once."""
     text = POISON_FUNCTION.format(wait="true" if wait_for_others else "false", others=STREAMS - 1, oid=oid)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(text.encode())
@@ -495,7 +506,7 @@ def test_server_restart_mid_call_then_the_retry_lands_once(cluster: Cluster) -> 
         db.close()
 
 
-# -- without prepared transactions -----------------------------------------------------------------------------
+# -- without prepared transactions ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("mode", ["ignore", "update"])
@@ -545,7 +556,7 @@ def test_without_prepared_transactions_duplicates_keep_their_order(no2pc: tuple[
     assert dict(db.execute("SELECT oid, ndet FROM object")) == {f"k{i}": 20_000 + i for i in range(3000)}
 
 
-# -- parallel=1 and parallel=3 agree -----------------------------------------------------------------------------
+# -- parallel=1 and parallel=3 agree -------------------------------------------------------------------------
 
 _ROWS = st.lists(
     st.fixed_dictionaries(
@@ -596,7 +607,8 @@ def test_stream_of_is_the_engines_rule() -> None:
         assert key(Object(oid=oid)) % STREAMS == stream_of(oid)
     assert key({"ndet": 1}) == 0  # no key: stream 0, whose checker names the error
     assert key(uuid.uuid4()) == 0
-    # detection's key (candid, oid) is dealt by oid, its foreign key to object: an object's rows meet in a stream
+    # detection's key (candid, oid) is dealt by oid, its foreign key to object: an object's rows meet in a
+    # stream
     assert pc._deal_columns(table_of(Detection)) == ("oid",)
     dkey = pc._key_function(_checker(table_of(Detection)))
     assert dkey is not None and dkey(det(1, "x")) == dkey(det(2, "x")) == hash("x")
@@ -644,14 +656,16 @@ def test_a_users_model_with_quoted_names_through_staging(db2: SQLConnection) -> 
     q = db2.query(Weird)
     assert q.bulk_insert([{"Id": i, "select": "x"} for i in range(0, 6000, 2)], parallel=2) == 3000
     assert q.bulk_insert([{"Id": i} for i in range(6000)], parallel=2) == 3000  # staging: keys exist
-    assert q.bulk_insert([{"Id": i, "select": "y"} for i in range(0, 6000, 3)], on_conflict="update", parallel=2)
+    assert q.bulk_insert(
+        [{"Id": i, "select": "y"} for i in range(0, 6000, 3)], on_conflict="update", parallel=2
+    )
     got = dict(db2.execute('SELECT "Id", "select" FROM "PCopy Weird"'))
     assert got == {i: ("y" if i % 3 == 0 else "x" if i % 2 == 0 else None) for i in range(6000)}
 
 
 def test_a_blocked_stream_stalls_the_reading_of_the_input(db2: SQLConnection, dsn: str) -> None:
-    """A key held uncommitted by another session blocks one stream's COPY on the server: the input is then read
-    only a bounded way ahead (the stream's queue fills and the dealing waits), not to its end."""
+    """A key held uncommitted by another session blocks one stream's COPY on the server: the input is then
+    read only a bounded way ahead (the stream's queue fills and the dealing waits), not to its end."""
     total = 400_000
     consumed = 0
     stalled_at: list[int] = []

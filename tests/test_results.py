@@ -1,4 +1,5 @@
-"""Reads pause the cyclic garbage collector while they build a result, and always leave it as they found it."""
+"""Reads pause the cyclic garbage collector while they build a result, and always leave it as they found
+it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dbplugins import DbpError, SQLConnection
+from dbplugins import DbpError, SQLConnection, cols
 from dbplugins._query.results import gc_paused
 from dbplugins.models import Object
 
@@ -25,13 +26,13 @@ def collector_on() -> Iterator[None]:
 def test_a_read_leaves_the_collector_on(db: SQLConnection, collector_on: None) -> None:
     db.query(Object).bulk_insert([{"oid": f"ZTF{i}"} for i in range(50)])
     assert len(db.query(Object).all()) == 50
-    assert len(db.query(Object.oid, Object.ndet).all()) == 50
+    assert len(db.query(cols(Object).oid, cols(Object).ndet).all()) == 50
     assert gc.isenabled()
 
 
 def test_a_failing_read_leaves_the_collector_on(db: SQLConnection, collector_on: None) -> None:
     with pytest.raises(DbpError):
-        db.query(Object).filter(Object.ndet > "not a number").all()
+        db.query(Object).filter(cols(Object).ndet > "not a number").all()
     assert gc.isenabled()
 
 
