@@ -2,21 +2,21 @@
 
     .venv/bin/python -m bench.load_csv [--rows 300000] [--repeat 3] [--rss-rows 1000000] [--no-python-path]
 
-The file is exported by the server itself (``COPY detection TO STDOUT (FORMAT csv, HEADER)``, what ``\\copy ... to``
-writes) from synthetic detection rows (bench/bulk_vs_copy.py's). Each load starts from an empty ``detection``
-table after a CHECKPOINT (the ``object`` rows it refers to stay) and includes its COMMIT; the methods alternate
-within each round. Timed:
+The file is exported by the server itself (``COPY detection TO STDOUT (FORMAT csv, HEADER)``, what
+``\\copy ... to`` writes) from synthetic detection rows (bench/bulk_vs_copy.py's). Each load starts from an
+empty ``detection`` table after a CHECKPOINT (the ``object`` rows it refers to stay) and includes its COMMIT; the methods
+alternate within each round. Timed:
 
 * ``psql \\copy``: the embedded server's own psql, ``\\copy detection FROM 'file' (FORMAT csv, HEADER)``;
-* ``dbp load`` in-process: :func:`dbplugins._load.files.load_into` (the COPY path), ``--on-conflict ignore`` (the
-  default) and ``error``;
+* ``dbp load`` in-process: :func:`dbplugins._load.files.load_into` (the COPY path), ``--on-conflict ignore``
+  (the default) and ``error``;
 * ``dbp load`` CLI: ``python -m dbplugins.cli load detection FILE --silent`` (Python's start-up included);
 * the Python path (``DBP_LOAD_FAST=0``, what ``dbp load`` did before the COPY path), unless
   ``--no-python-path``.
 
-Then, with ``--rss-rows N``, the peak resident-set growth of ``dbp load`` of an N-row file, in a process of its
-own (VmHWM minus VmRSS before the load; ``getrusage().ru_maxrss`` is printed too, but Linux carries a parent's
-high-water mark into it across fork + exec).
+Then, with ``--rss-rows N``, the peak resident-set growth of ``dbp load`` of an N-row file, in a process of
+its own (VmHWM minus VmRSS before the load; ``getrusage().ru_maxrss`` is printed too, but Linux carries a
+parent's high-water mark into it across fork + exec).
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--objects", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--rss-rows", type=int, default=0, help="also measure the peak RSS growth for this many rows")
+    parser.add_argument(
+        "--rss-rows", type=int, default=0, help="also measure the peak RSS growth for this many rows"
+    )
     parser.add_argument("--no-python-path", action="store_true", help="skip the Python path (slow)")
     args = parser.parse_args()
 
@@ -114,7 +116,8 @@ def main() -> None:
             conn.execute(schema_script())
         db = SQLConnection()
         db.connect(dsn=dsn, min_size=1, max_size=1)
-        B.bulk_insert(db.current_session(), table_of(Object), ({"oid": f"ZTF20obj{i:06d}"} for i in range(args.objects)))
+        objects = ({"oid": f"ZTF20obj{i:06d}"} for i in range(args.objects))
+        B.bulk_insert(db.current_session(), table_of(Object), objects)
         db.execute("VACUUM ANALYZE object")
         path = tmp / "detections.csv"
         fill(db, args.rows, args.objects)
@@ -151,7 +154,8 @@ def main() -> None:
 
         def cli() -> int:
             subprocess.run(
-                [sys.executable, "-m", "dbplugins.cli", "load", "detection", str(path), "--dsn", dsn, "--silent"],
+                [sys.executable, "-m", "dbplugins.cli", "load", "detection", str(path)]
+                + ["--dsn", dsn, "--silent"],
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
@@ -210,7 +214,8 @@ def main() -> None:
             figures = json.loads(out.stdout.strip().splitlines()[-1])
             growth = (figures["peak_kib"] - figures["before_kib"]) / 1024
             print(
-                f"  peak RSS growth of dbp load, {figures['rows']:,} rows ({big.stat().st_size / 2**20:.0f} MiB): "
+                f"  peak RSS growth of dbp load, {figures['rows']:,} rows "
+                f"({big.stat().st_size / 2**20:.0f} MiB): "
                 f"{growth:.1f} MiB (ru_maxrss {figures['ru_maxrss_kib'] / 1024:.0f} MiB)"
             )
         db.close()
