@@ -4,8 +4,8 @@
 
 The file is exported by the server itself (``COPY detection TO STDOUT (FORMAT csv, HEADER)``, what
 ``\\copy ... to`` writes) from synthetic detection rows (bench/bulk_vs_copy.py's). Each load starts from an
-empty ``detection`` table after a CHECKPOINT (the ``object`` rows it refers to stay) and includes its COMMIT; the methods
-alternate within each round. Timed:
+empty ``detection`` table after a CHECKPOINT (the ``object`` rows it refers to stay) and includes its
+COMMIT; the methods alternate within each round. Timed:
 
 * ``psql \\copy``: the embedded server's own psql, ``\\copy detection FROM 'file' (FORMAT csv, HEADER)``;
 * ``dbp load`` in-process: :func:`dbplugins._load.files.load_into` (the COPY path), ``--on-conflict ignore``
@@ -39,7 +39,7 @@ import psycopg
 from psycopg import sql
 
 from dbplugins import SQLConnection, table_of
-from dbplugins import bulk as B
+from dbplugins._copy import bulk as B
 from dbplugins._sqlfiles import schema_script
 from dbplugins.embedded import _bin_dir, ensure_server
 from dbplugins.models import Detection, Object
