@@ -86,7 +86,7 @@ def test_each_row_changes_only_the_columns_it_names(udb: SQLConnection) -> None:
             {"iid": 4, "tags": ["x", "y"]},
         ]
     )
-    assert n == 4 and n.missing == []  # type: ignore[attr-defined]
+    assert n == 4 and n.missing == []
     want = original()
     want[1] = ("n1", 100, 1.5, "c1", ["t1"])
     want[2] = ("n2", 2, 9.5, "zz", ["t2"])
@@ -104,7 +104,7 @@ def test_same_columns_everywhere(udb: SQLConnection) -> None:
 def test_missing_keys_ignored_are_reported_and_never_inserted(udb: SQLConnection) -> None:
     n = udb.query(Item).bulk_update([{"iid": 99, "qty": 1}, {"iid": 5, "qty": 50}, {"iid": 98, "name": "x"}])
     assert n == 1
-    assert n.missing == [0, 2]  # type: ignore[attr-defined]
+    assert n.missing == [0, 2]
     assert 99 not in stored(udb) and 98 not in stored(udb)
     assert stored(udb)[5][1] == 50
 

@@ -35,6 +35,7 @@ import psycopg
 
 from .. import _upsert as ingest
 from .._copy import bulk
+from .._copy.update import UpdateCount, bulk_update
 from .._session.session import statement_cursor
 from .._types.binding import translate_error
 from .._types.rows import check_columns, warn_dropped
@@ -494,15 +495,13 @@ class Query(QueryBuilder[T]):
         *,
         key: Sequence[str] | None = None,
         missing: Literal["ignore", "error"] = "ignore",
-    ) -> int:
+    ) -> UpdateCount:
         """Update the columns each row names (rows matched by ``key``, the primary key by default); return the
         number of rows updated, an ``int`` whose ``missing`` lists the input rows whose key is not stored.
 
         Rows are never inserted; ``missing="error"`` raises instead. See
         :func:`dbplugins._copy.update.bulk_update`.
         """
-        from .._copy.update import bulk_update
-
         query = self._bind(model)
         return bulk_update(query._session(), query._table(), rows, key=key, missing=missing)
 
