@@ -1,5 +1,5 @@
-"""The row checker of the COPY engine: validation and conversion compiled once per table from its column types,
-cached per row signature, so a row of a known shape costs a tuple build and a type check."""
+"""The row checker of the COPY engine: validation and conversion compiled once per table from its column
+types, cached per row signature, so a row of a known shape costs a tuple build and a type check."""
 
 from __future__ import annotations
 
@@ -35,12 +35,14 @@ _MAX_SIGNATURES = 4096
 
 
 class _RowChecker:
-    """Validation compiled once per table from its column types (``ColumnDef.type``, see dbplugins._types.column).
+    """Validation compiled once per table from its column types (``ColumnDef.type``, see
+    dbplugins._types.column).
 
-    The per-row work is a signature check (the tuple of value types): a signature whose every value is of a type
-    the column's COPY dumper takes as is needs nothing more than the struct range check of the narrow integer
-    columns; any other signature gets a ``fix`` that converts the odd columns with ``ColumnType.convert`` (integral
-    floats into integers, NaN into NULL, tuples into lists...) or raises naming the column and row.
+    The per-row work is a signature check (the tuple of value types): a signature whose every value is of a
+    type the column's COPY dumper takes as is needs nothing more than the struct range check of the narrow
+    integer columns; any other signature gets a ``fix`` that converts the odd columns with
+    ``ColumnType.convert`` (integral floats into integers, NaN into NULL, tuples into lists...) or raises
+    naming the column and row.
     """
 
     def __init__(self, table: Table) -> None:
@@ -65,8 +67,9 @@ class _RowChecker:
             self.attr_getter = lambda row: (getattr(row, only),)
         self.cls = table.cls
         # Values for keys missing from a dict row: the column's SQL default (a constant, evaluated once by its
-        # column type), else the dataclass field default, else None (NULL). A default only the server can compute
-        # (now(), nextval(...)) cannot go through COPY's fixed column list: such rows are refused, naming it.
+        # column type), else the dataclass field default, else None (NULL). A default only the server can
+        # compute (now(), nextval(...)) cannot go through COPY's fixed column list: such rows are refused,
+        # naming it.
         self.defaults: dict[str, Any] = {}
         self.factories: dict[str, Callable[[], Any]] = {}
         self.server_defaults: frozenset[str] = frozenset(t.name for t in self.types if t.server_default)
@@ -101,7 +104,8 @@ class _RowChecker:
     # -- turning a row into a tuple of column values -------------------------------------------------------
 
     def values_slow(self, row: Any, index: int) -> tuple[Any, ...]:
-        """The general path: any Mapping, dicts with missing keys, model instances; raises for anything else."""
+        """The general path: any Mapping, dicts with missing keys, model instances; raises for anything
+        else."""
         if isinstance(row, Mapping):
             if self.unknown != "error":
                 extra = [k for k in row if k not in self.colset]
@@ -197,8 +201,9 @@ class _RowChecker:
 
 class _SigPlan:
     """What rows of one signature need: the struct range check of the narrow integer columns given as ints
-    (``pack(*getter(values))``, in C: psycopg's binary int2/int4 dumpers wrap out-of-range values silently), and
-    ``fix`` converting the columns whose value type the COPY dumper does not take as is (and checking lengths)."""
+    (``pack(*getter(values))``, in C: psycopg's binary int2/int4 dumpers wrap out-of-range values silently),
+    and ``fix`` converting the columns whose value type the COPY dumper does not take as is (and checking
+    lengths)."""
 
     __slots__ = ("getter", "pack", "fix")
 

@@ -8,10 +8,10 @@ and "last occurrence wins" for ``"update"`` keep holding; of a key whose part is
 the COPY engine of :mod:`dbplugins._copy` (``_Loader``: the same row checks, typing, staging and conflict
 handling as ``parallel=1``) on its own connection, in its own transaction.
 
-Threads, not processes: the rows are Python objects in the caller's process, and handing them to another process
-costs a pickle per row, about what checking and encoding it costs; psycopg's COPY writes run in C and release
-the GIL while the server reads, which is where a stream waits. The client work stays on one core at a time; the
-server's work is what spreads over N backends.
+Threads, not processes: the rows are Python objects in the caller's process, and handing them to another
+process costs a pickle per row, about what checking and encoding it costs; psycopg's COPY writes run in C and
+release the GIL while the server reads, which is where a stream waits. The client work stays on one core at a
+time; the server's work is what spreads over N backends.
 
 How the call ends:
 
@@ -21,16 +21,16 @@ How the call ends:
   duplicate) and ``"update"`` are then unlogged tables of the call, dropped before the PREPARE (a transaction
   that touched a temporary table cannot be prepared).
 - It does not: ``on_conflict="error"`` is refused (the call could not be undone once a stream committed), and
-  ``"ignore"`` / ``"update"`` run with plain transactions. The streams commit one after the other only once all
-  of them have done their work, so a failure while they work commits nothing; a failure between their COMMITs
-  leaves the committed streams' rows in place, and the error says so: running the same call again completes it
-  (both modes are idempotent: a row lands exactly once).
+  ``"ignore"`` / ``"update"`` run with plain transactions. The streams commit one after the other only once
+  all of them have done their work, so a failure while they work commits nothing; a failure between their
+  COMMITs leaves the committed streams' rows in place, and the error says so: running the same call again
+  completes it (both modes are idempotent: a row lands exactly once).
 
-Bounded: each stream's queue holds at most ``_QUEUE_BATCHES`` batches of ``_BATCH`` rows, every wait on a queue
-polls a shared abort flag, the stream transactions wait at most ``_STREAM_LOCK_WAIT`` for a lock (two streams
-can only wait for each other through the client, which no server deadlock detector sees), and a failed stream's
-siblings have their statements cancelled. The one per-row cost that grows with the input is an 8-byte index per
-row (a stream's position -> the row's index in the caller's input, for error messages).
+Bounded: each stream's queue holds at most ``_QUEUE_BATCHES`` batches of ``_BATCH`` rows, every wait on a
+queue polls a shared abort flag, the stream transactions wait at most ``_STREAM_LOCK_WAIT`` for a lock (two
+streams can only wait for each other through the client, which no server deadlock detector sees), and a failed
+stream's siblings have their statements cancelled. The one per-row cost that grows with the input is an 8-byte
+index per row (a stream's position -> the row's index in the caller's input, for error messages).
 """
 
 from __future__ import annotations
@@ -59,13 +59,14 @@ log = logging.getLogger("dbplugins.bulk")
 _MAX_STREAMS = 255  # a stream number is one byte of Call.dealt
 
 
-# -- errors ----------------------------------------------------------------------------------------------------
+# -- errors --------------------------------------------------------------------------------------------------
 
 _ROW = re.compile(r"\brow (\d+)\]")
 
 
 def _relocated(err: DbpError, stream: _Stream, parallel: int, outcome: str) -> DbpError:
-    """``err`` of a stream, its row index turned into the index in the caller's input, its message completed."""
+    """``err`` of a stream, its row index turned into the index in the caller's input, its message
+    completed."""
     row = err.row
     message = err.message
     found_row = stream.call.input_index(stream.number, row) if row is not None and row >= 0 else None
@@ -81,7 +82,7 @@ def _relocated(err: DbpError, stream: _Stream, parallel: int, outcome: str) -> D
     )
 
 
-# -- the entry point --------------------------------------------------------------------------------------------
+# -- the entry point -----------------------------------------------------------------------------------------
 
 
 def _probe(session: Session, table: str, mode: str, parallel: int) -> bool:
@@ -130,9 +131,11 @@ def parallel_insert(
     chunk: int,
     parallel: int,
 ) -> int:
-    """``bulk_insert`` of ``head`` then ``rest`` over ``parallel`` COPY streams (see the module documentation).
+    """``bulk_insert`` of ``head`` then ``rest`` over ``parallel`` COPY streams (see the module
+    documentation).
 
-    ``head`` was checked by the caller (:func:`dbplugins._copy.bulk.bulk_insert`), which validated the arguments.
+    ``head`` was checked by the caller (:func:`dbplugins._copy.bulk.bulk_insert`), which validated the
+    arguments.
     """
     table = check.table.name
     if session.in_transaction:

@@ -53,7 +53,8 @@ class _Call:
         self.stmts = stmts
 
     def failed(self, stream: _Stream | None, exc: BaseException) -> None:
-        """Record the first real failure of the call (an _Aborted is the echo of another) and stop everything."""
+        """Record the first real failure of the call (an _Aborted is the echo of another) and stop
+        everything."""
         with self.lock:
             if self.error is None and not isinstance(exc, _Aborted):
                 self.error = exc
@@ -65,8 +66,9 @@ class _Call:
     def deal(self, head: Any, rest: Iterator[Any]) -> None:
         """Read the input once, in the caller's thread, and hand it to the streams in batches.
 
-        ``self.dealt`` gets one byte per row, its stream: the k-th row a stream received is the k-th occurrence
-        of its number there (see :meth:`input_index`), which costs less per row than keeping every index.
+        ``self.dealt`` gets one byte per row, its stream: the k-th row a stream received is the k-th
+        occurrence of its number there (see :meth:`input_index`), which costs less per row than keeping every
+        index.
         """
         streams = self.streams
         n = len(streams)
@@ -118,8 +120,8 @@ class _Call:
     def wait(self) -> None:
         """Wait for every stream; after a failure, cancel the statements of those still running.
 
-        A stream still running ``_STOP_WAIT`` seconds after its cancel (a server that stopped answering) is left
-        behind: its connection is not given back to the pool, and the call fails without waiting longer.
+        A stream still running ``_STOP_WAIT`` seconds after its cancel (a server that stopped answering) is
+        left behind: its connection is not given back to the pool, and the call fails without waiting longer.
         """
         deadline: float | None = None
         for stream in self.streams:
@@ -197,9 +199,9 @@ class _Call:
     def _resolve(self, session: Session, command: _Resolution, gids: list[str]) -> None:
         """``COMMIT PREPARED`` / ``ROLLBACK PREPARED`` each of ``gids`` that the server holds.
 
-        Prepared transactions outlive connections and server restarts: after a lost connection a fresh one from
-        the pool looks them up in ``pg_prepared_xacts`` (a PREPARE whose answer was lost may or may not have
-        happened) and finishes the job.
+        Prepared transactions outlive connections and server restarts: after a lost connection a fresh one
+        from the pool looks them up in ``pg_prepared_xacts`` (a PREPARE whose answer was lost may or may not
+        have happened) and finishes the job.
         """
         last: BaseException | None = None
         for _ in range(_RESOLVE_TRIES):
@@ -220,13 +222,15 @@ class _Call:
         raise wrap_db_error(last, model=self.check.table.name, action=command) from last
 
     def release_broken(self, session: Session) -> None:
-        """Give the pool back the streams' dead connections now (it replaces them), so a fresh one can be had."""
+        """Give the pool back the streams' dead connections now (it replaces them), so a fresh one can be
+        had."""
         for stream in self.streams:
             if not stream.released and not stream.stuck and (stream.conn.closed or stream.conn.broken):
                 stream.release(session)
 
     def _partial(self, err: DbpError, committed: list[_Stream]) -> DbpError:
-        """``err`` saying which streams committed (without prepared transactions) and that a re-run completes."""
+        """``err`` saying which streams committed (without prepared transactions) and that a re-run
+        completes."""
         rows = sum(s.count for s in committed)
         note = (
             f"; bulk_insert(parallel={self.parallel}) ran without prepared transactions (the server has "
@@ -259,14 +263,15 @@ def _finish_prepared(conn: psycopg.Connection[Any], command: _Resolution, gids: 
 
 
 def _deal_columns(table: Any) -> tuple[str, ...]:
-    """The columns whose values choose a row's stream: the primary key, or the part of it that is a foreign key.
+    """The columns whose values choose a row's stream: the primary key, or the part of it that is a foreign
+    key.
 
     Rows of equal primary key must meet in one stream (so that the first or last occurrence wins as with one
-    stream), and any part of the key keeps them together. A foreign key's part is better: the server's check of
-    a foreign key takes a KEY SHARE lock on the referenced row, and a row locked by two transactions at once gets
-    a MultiXact, which costs server time (two hand-written streams of the bench's detection rows, split by
-    ``oid`` against split in turn: 1.15x against 1.02x one stream, on a loaded machine). The price: rows of few
-    distinct referenced rows (one object's light curve) fill few streams.
+    stream), and any part of the key keeps them together. A foreign key's part is better: the server's check
+    of a foreign key takes a KEY SHARE lock on the referenced row, and a row locked by two transactions at
+    once gets a MultiXact, which costs server time (two hand-written streams of the bench's detection rows,
+    split by ``oid`` against split in turn: 1.15x against 1.02x one stream, on a loaded machine). The price:
+    rows of few distinct referenced rows (one object's light curve) fill few streams.
     """
     pk = tuple(table.primary_key)
     for fk in table.foreign_keys:
@@ -276,12 +281,12 @@ def _deal_columns(table: Any) -> tuple[str, ...]:
 
 
 def _key_function(check: _RowChecker) -> Callable[[Any], int] | None:
-    """``row -> int``: a hash of the row's dealing key (:func:`_deal_columns`), equal for rows whose keys are equal
-    (None: the table has no primary key).
+    """``row -> int``: a hash of the row's dealing key (:func:`_deal_columns`), equal for rows whose keys are
+    equal (None: the table has no primary key).
 
-    Rows the checker will refuse (no key, not a row at all) go to stream 0, whose checker names the error. Keys
-    whose values hash alike in Python when PostgreSQL stores them alike (``1001`` and ``1001.0`` into an integer
-    key) land in one stream; unhashable key values (a list for an array column) are hashed as tuples.
+    Rows the checker will refuse (no key, not a row at all) go to stream 0, whose checker names the error.
+    Keys whose values hash alike in Python when PostgreSQL stores them alike (``1001`` and ``1001.0`` into an
+    integer key) land in one stream; unhashable key values (a list for an array column) are hashed as tuples.
     """
     columns = _deal_columns(check.table)
     if not columns:

@@ -29,9 +29,10 @@ _BATCH = 2048
 _QUEUE_BATCHES = 4
 # How often a wait on a queue or a thread looks at the abort flag (seconds).
 _POLL = 0.05
-# The longest a stream's transaction waits for a lock. Two streams of one call hold disjoint keys, but a unique
-# constraint other than the key, or a concurrent caller waiting on one stream while holding what another waits
-# for, makes them wait for each other through this client, which the server's deadlock detector cannot see.
+# The longest a stream's transaction waits for a lock. Two streams of one call hold disjoint keys, but a
+# unique constraint other than the key, or a concurrent caller waiting on one stream while holding what
+# another waits for, makes them wait for each other through this client, which the server's deadlock detector
+# cannot see.
 _STREAM_LOCK_WAIT = "60s"
 
 _DONE: Any = object()
@@ -157,8 +158,8 @@ class _Stream:
             self.busy = False
 
 
-# Lower the stream transaction's lock_timeout to _STREAM_LOCK_WAIT, never raise it (the session's own setting wins
-# when it is shorter).
+# Lower the stream transaction's lock_timeout to _STREAM_LOCK_WAIT, never raise it (the session's own setting
+# wins when it is shorter).
 _LIMIT_LOCK_WAIT = sql.SQL(
     "SELECT set_config('lock_timeout', CASE WHEN current_setting('lock_timeout')::interval = interval '0' "
     "OR current_setting('lock_timeout')::interval > %s::interval THEN %s "
@@ -166,16 +167,16 @@ _LIMIT_LOCK_WAIT = sql.SQL(
 )
 
 
-# -- staging for prepared transactions -------------------------------------------------------------------------
+# -- staging for prepared transactions -----------------------------------------------------------------------
 
 
 def _unlogged_staging(stmts: _Statements, token: str) -> tuple[_Statements, sql.Composed]:
     """``stmts`` with its staging tables turned into unlogged tables private to one call, and their DROP.
 
-    A transaction that touched a temporary table cannot be prepared, so a stream with prepared transactions stages
-    into ``CREATE UNLOGGED TABLE`` tables of its own (invisible to others until committed, and dropped before the
-    PREPARE). The statements are bulk.py's own, their staging names and the word TEMPORARY substituted, so the
-    staging SQL stays one text.
+    A transaction that touched a temporary table cannot be prepared, so a stream with prepared transactions
+    stages into ``CREATE UNLOGGED TABLE`` tables of its own (invisible to others until committed, and dropped
+    before the PREPARE). The statements are bulk.py's own, their staging names and the word TEMPORARY
+    substituted, so the staging SQL stays one text.
     """
     out = copymod.copy(stmts)
     out._upserts = {}

@@ -151,7 +151,8 @@ class _Env:
 
     @functools.cached_property
     def user_models(self) -> list[type]:
-        """The model classes of the modules named in settings.py's ``MODELS``, importable from its directory."""
+        """The model classes of the modules named in settings.py's ``MODELS``, importable from its
+        directory."""
         names = getattr(self.module, "MODELS", None) if self.module is not None else None
         if not names:
             return []

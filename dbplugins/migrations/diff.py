@@ -31,7 +31,8 @@ from .introspect import loose_form
 
 __all__ = ["Operation", "OpKind", "diff", "PHASES", "pg_identifier"]
 
-# The order of the kinds is their execution order (migra's: drop dependants first, create in dependency order).
+# The order of the kinds is their execution order (migra's: drop dependants first, create in dependency
+# order).
 OpKind = Literal[
     "drop_fk",
     "drop_index",
@@ -58,8 +59,8 @@ Payload = Table | ColumnDef | Index | ForeignKey | tuple[str, ...] | None
 
 _DESTRUCTIVE: frozenset[str] = frozenset({"drop_table", "drop_column"})
 
-# PostgreSQL truncates identifiers to NAMEDATALEN - 1 = 63 bytes; a longer declared name would otherwise show up
-# as new on every diff (alembic #647).
+# PostgreSQL truncates identifiers to NAMEDATALEN - 1 = 63 bytes; a longer declared name would otherwise show
+# up as new on every diff (alembic #647).
 _MAX_IDENT = 63
 
 

@@ -171,8 +171,8 @@ def _inverse(op: Operation) -> Operation:
 def backward(op: Operation) -> list[str]:
     """The statements that undo ``op`` (a dropped table or column comes back empty: data is not restored).
 
-    A dropped NOT NULL column without a default comes back NULL-able: its values are gone, and ``ADD COLUMN ...
-    NOT NULL`` would fail on any table with rows (the next ``make_migrations`` offers the SET NOT NULL once the
+    A dropped NOT NULL column without a default comes back NULL-able: its values are gone, and ``ADD COLUMN
+    ... NOT NULL`` would fail on any table with rows (the next ``make_migrations`` offers the SET NOT NULL once the
     column is filled).
     """
     inverse = _inverse(op)
