@@ -111,7 +111,9 @@ def _server_error(exc: psycopg.Error, check: _RowChecker, feed: _Feed) -> DbpErr
     err = wrap_db_error(exc, model=model, row=row, column=column, action="bulk_insert")
     relayed = relayed_violation(exc, check.table)
     if relayed is not None:  # a constraint as Citus names it on a worker: the logical table's, as a ConstraintError
-        text = err.message if err.constraint else f"{err.message.removesuffix(']')}, constraint {relayed[1]!r}]"
+        text = (
+            err.message if err.constraint else f"{err.message.removesuffix(']')}, constraint {relayed[1]!r}]"
+        )
         err = ConstraintError(
             text, model=model, column=err.column, row=row, sqlstate=err.sqlstate, constraint=relayed[1]
         )

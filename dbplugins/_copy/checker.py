@@ -219,7 +219,11 @@ class _SigPlan:
 
     @classmethod
     def build(
-        cls, check: _RowChecker, sig: tuple[type, ...], convert: tuple[int, ...], lengths: tuple[tuple[int, int], ...]
+        cls,
+        check: _RowChecker,
+        sig: tuple[type, ...],
+        convert: tuple[int, ...],
+        lengths: tuple[tuple[int, int], ...],
     ) -> _SigPlan | None:
         idx = [k for k, t in enumerate(check.types) if t.struct_code and sig[k] is int]
         getter = pack = None

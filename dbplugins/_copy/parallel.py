@@ -182,7 +182,10 @@ def parallel_insert(
         for stream in call.streams:
             if stream.thread.is_alive():  # only after a second interrupt, or a stream that ignored its cancel
                 stream.stuck = True
-                log.warning("bulk_insert: COPY stream %d still running; its connection is abandoned", stream.number + 1)
+                log.warning(
+                    "bulk_insert: COPY stream %d still running; its connection is abandoned",
+                    stream.number + 1,
+                )
             stream.release(session)
 
 

@@ -131,7 +131,9 @@ class _Call:
                     self._cancel()
                     deadline = time.monotonic() + _STOP_WAIT
                 if deadline is not None and time.monotonic() > deadline and stream.thread.is_alive():
-                    log.warning("bulk_insert: COPY stream %d did not stop after its cancel", stream.number + 1)
+                    log.warning(
+                        "bulk_insert: COPY stream %d did not stop after its cancel", stream.number + 1
+                    )
                     stream.stuck = True
                     self.failed(stream, ConnectionError(
                         f"bulk_insert(parallel={self.parallel}): stream {stream.number + 1} did not stop within "

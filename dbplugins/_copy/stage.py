@@ -334,9 +334,9 @@ class _Loader:
                     citus = on_citus(self.conn)
                     for stmt, params in statements:
                         if citus:  # Citus's INSERT ... SELECT reports the rows selected: count what RETURNING gives
-                            stmt = sql.SQL("WITH _dbp_ins AS ({} RETURNING 1) SELECT count(*) FROM _dbp_ins").format(
-                                stmt
-                            )
+                            stmt = sql.SQL(
+                                "WITH _dbp_ins AS ({} RETURNING 1) SELECT count(*) FROM _dbp_ins"
+                            ).format(stmt)
                         self.cur.execute(stmt, params or None)
                         counted = self.cur.fetchone() if self.cur.description else None
                         written += int(counted[0]) if counted is not None else max(self.cur.rowcount, 0)

@@ -102,7 +102,9 @@ def _checker(table: Table, key: tuple[str, ...], columns: tuple[str, ...], flagg
     return entry[2]
 
 
-def _rows_of(table: Table, rows: Iterable[Any], key: tuple[str, ...]) -> tuple[list[Mapping[str, Any]], list[str]]:
+def _rows_of(
+    table: Table, rows: Iterable[Any], key: tuple[str, ...]
+) -> tuple[list[Mapping[str, Any]], list[str]]:
     """The rows as mappings, checked (known columns, key present and not None, no None for NOT NULL columns),
     and the union of the columns they update, in table order."""
     out: list[Mapping[str, Any]] = []
@@ -220,13 +222,17 @@ def bulk_update(
     ).format(
         s=s,
         cols=sql.SQL(", ").join(map(sql.Identifier, (*keycols, *columns))),
-        flags=sql.SQL("").join(sql.SQL(", false AS {}").format(sql.Identifier(_flag(table, c))) for c in flagged),
+        flags=sql.SQL("").join(
+            sql.SQL(", false AS {}").format(sql.Identifier(_flag(table, c))) for c in flagged
+        ),
         row=sql.Identifier(_ROW),
         round=sql.Identifier(_ROUND),
         t=t,
     )
     copy_stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(s, stage_cols)
-    match = sql.SQL(" AND ").join(sql.SQL("{t}.{c} = {s}.{c}").format(t=t, s=s, c=sql.Identifier(c)) for c in keycols)
+    match = sql.SQL(" AND ").join(
+        sql.SQL("{t}.{c} = {s}.{c}").format(t=t, s=s, c=sql.Identifier(c)) for c in keycols
+    )
     # The stored keys are read first (a CTE) rather than by a correlated NOT EXISTS against the table: Citus
     # refuses a direct join of a distributed table with a local (temporary) one, but plans the CTE's IN (...)
     # over the stage as an intermediate result. One statement for both servers.
@@ -247,7 +253,10 @@ def bulk_update(
     lock = sql.SQL(
         "SELECT 1 FROM {t} WHERE EXISTS (SELECT 1 FROM {s} WHERE {match}) ORDER BY {order} FOR UPDATE OF {t}"
     ).format(
-        t=t, s=s, match=match, order=sql.SQL(", ").join(sql.SQL("{}.{}").format(t, sql.Identifier(c)) for c in keycols)
+        t=t,
+        s=s,
+        match=match,
+        order=sql.SQL(", ").join(sql.SQL("{}.{}").format(t, sql.Identifier(c)) for c in keycols),
     )
     sets = sql.SQL(", ").join(
         sql.SQL("{c} = CASE WHEN {s}.{f} THEN {s}.{c} ELSE {t}.{c} END").format(

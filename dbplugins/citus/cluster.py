@@ -93,7 +93,9 @@ def _server_user() -> str | None:
     try:
         pwd.getpwnam(_SERVER_USER)
     except KeyError:
-        subprocess.run(["useradd", "-s", "/bin/false", _SERVER_USER], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["useradd", "-s", "/bin/false", _SERVER_USER], check=True, capture_output=True, timeout=60
+        )
     return _SERVER_USER
 
 
@@ -303,7 +305,9 @@ class LocalCluster:
                 return
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
-                    raise ConfigurationError(f"the Citus coordinator did not answer in {timeout:g} s: {exc}") from exc
+                    raise ConfigurationError(
+                        f"the Citus coordinator did not answer in {timeout:g} s: {exc}"
+                    ) from exc
                 time.sleep(0.2)
 
     def _stop_nodes(self, mode: str) -> None:

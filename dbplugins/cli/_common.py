@@ -24,7 +24,16 @@ from ..config import (
 from ..embedded import embedded_allowed
 from ..errors import ConfigurationError, DbpError
 
-__all__ = ["_Group", "_db_options", "_verbose_option", "_migrations_dir_option", "_Env", "_env", "_warn", "_note"]
+__all__ = [
+    "_Group",
+    "_db_options",
+    "_verbose_option",
+    "_migrations_dir_option",
+    "_Env",
+    "_env",
+    "_warn",
+    "_note",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
