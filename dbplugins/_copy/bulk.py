@@ -110,7 +110,8 @@ def _server_error(exc: psycopg.Error, check: _RowChecker, feed: _Feed) -> DbpErr
             return check._nul(check.names.index(column), row)
     err = wrap_db_error(exc, model=model, row=row, column=column, action="bulk_insert")
     relayed = relayed_violation(exc, check.table)
-    if relayed is not None:  # a constraint as Citus names it on a worker: the logical table's, as a ConstraintError
+    # a constraint as Citus names it on a worker: the logical table's, as a ConstraintError
+    if relayed is not None:
         text = (
             err.message if err.constraint else f"{err.message.removesuffix(']')}, constraint {relayed[1]!r}]"
         )

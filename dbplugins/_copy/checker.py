@@ -124,8 +124,8 @@ class _RowChecker:
                 out.append(self.factories[name]())
             elif name in self.server_defaults:
                 raise DataError(
-                    f"bulk_insert: the row leaves out column {name!r}, whose default is computed by the server "
-                    f"({self.table.columns[name].default}); COPY cannot apply it: give the value"
+                    f"bulk_insert: the row leaves out column {name!r}, whose default is computed by the "
+                    f"server ({self.table.columns[name].default}); COPY cannot apply it: give the value"
                     + context(model=self.table.name, column=name, row=index),
                     model=self.table.name,
                     column=name,
@@ -195,8 +195,9 @@ class _RowChecker:
         return refused_error(self.table.name, self.types[k], value, exc, row=index, action="bulk_insert")
 
     def _nul(self, k: int, index: int) -> DataError:
-        return self._refused(k, "\x00", index, Refused("contains a NUL (0x00) character, which PostgreSQL text "
-                                                       "cannot store"))
+        return self._refused(
+            k, "\x00", index, Refused("contains a NUL (0x00) character, which PostgreSQL text cannot store")
+        )
 
 
 class _SigPlan:

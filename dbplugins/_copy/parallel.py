@@ -95,8 +95,8 @@ def _probe(session: Session, table: str, mode: str, parallel: int) -> bool:
             raise wrap_db_error(exc, model=table, action="bulk_insert") from exc
     if citus:
         raise DbpError(
-            f"bulk_insert(parallel={parallel}) is not supported on a Citus cluster, which already spreads one "
-            "COPY over its workers' shards: use parallel=1",
+            f"bulk_insert(parallel={parallel}) is not supported on a Citus cluster, which already spreads "
+            "one COPY over its workers' shards: use parallel=1",
             model=table,
         )
     allowed = int(row[0]) if row else 0
@@ -111,10 +111,11 @@ def _probe(session: Session, table: str, mode: str, parallel: int) -> bool:
     if mode == "error":
         raise DbpError(
             f'bulk_insert(parallel={parallel}, on_conflict="error") needs prepared transactions to stay '
-            "all-or-nothing (its streams commit on separate connections, and a duplicate found by one stream "
-            "after another committed could not be undone), and this server has max_prepared_transactions = 0: "
-            'set max_prepared_transactions >= the number of streams (needs a restart), use on_conflict="ignore" '
-            "or \"update\" (a failed call can then be run again and lands each row once), or use parallel=1",
+            'all-or-nothing (its streams commit on separate connections, and a duplicate found by one '
+            'stream after another committed could not be undone), and this server has '
+            'max_prepared_transactions = 0: set max_prepared_transactions >= the number of streams (needs '
+            'a restart), use on_conflict="ignore" or "update" (a failed call can then be run again and '
+            'lands each row once), or use parallel=1',
             model=table,
         )
     return False
@@ -140,9 +141,10 @@ def parallel_insert(
     table = check.table.name
     if session.in_transaction:
         raise DbpError(
-            f"bulk_insert(parallel={parallel}) cannot run inside an open transaction (a 'with db.transaction()' "
-            "block, or uncommitted work of the session): its streams write on connections of their own, which "
-            "cannot join it; use parallel=1 to make the insert part of the transaction, or commit first",
+            f"bulk_insert(parallel={parallel}) cannot run inside an open transaction (a 'with "
+            "db.transaction()' block, or uncommitted work of the session): its streams write on "
+            "connections of their own, which cannot join it; use parallel=1 to make the insert part of the "
+            "transaction, or commit first",
             model=table,
         )
     pool_size = session._pool.max_size
@@ -150,8 +152,8 @@ def parallel_insert(
         raise DbpError(f"bulk_insert: parallel={parallel} is more than {_MAX_STREAMS} streams", model=table)
     if parallel > pool_size:
         raise DbpError(
-            f"bulk_insert(parallel={parallel}) needs {parallel} connections at once and the pool holds at most "
-            f"{pool_size} (max_size): use a smaller parallel, or connect with max_size >= {parallel}",
+            f"bulk_insert(parallel={parallel}) needs {parallel} connections at once and the pool holds at "
+            f"most {pool_size} (max_size): use a smaller parallel, or connect with max_size >= {parallel}",
             model=table,
         )
     twophase = _probe(session, table, mode, parallel)

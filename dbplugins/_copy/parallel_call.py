@@ -135,9 +135,14 @@ class _Call:
                         "bulk_insert: COPY stream %d did not stop after its cancel", stream.number + 1
                     )
                     stream.stuck = True
-                    self.failed(stream, ConnectionError(
-                        f"bulk_insert(parallel={self.parallel}): stream {stream.number + 1} did not stop within "
-                        f"{_STOP_WAIT:g} s of its cancel", model=self.check.table.name))
+                    self.failed(
+                        stream,
+                        ConnectionError(
+                            f"bulk_insert(parallel={self.parallel}): stream {stream.number + 1} did not stop "
+                            f"within {_STOP_WAIT:g} s of its cancel",
+                            model=self.check.table.name,
+                        ),
+                    )
                     break
 
     def _cancel(self) -> None:
@@ -158,9 +163,9 @@ class _Call:
                 self._resolve(session, "COMMIT PREPARED", pending)
             except DbpError as exc:
                 raise type(exc)(
-                    f"{exc.message}; every stream of this bulk_insert(parallel={self.parallel}) was prepared, so "
-                    f"the call is decided and its rows will land: COMMIT PREPARED the transactions still listed "
-                    f"in pg_prepared_xacts with gid LIKE '{self.gid_prefix}-%'",
+                    f"{exc.message}; every stream of this bulk_insert(parallel={self.parallel}) was "
+                    "prepared, so the call is decided and its rows will land: COMMIT PREPARED the "
+                    f"transactions still listed in pg_prepared_xacts with gid LIKE '{self.gid_prefix}-%'",
                     model=self.check.table.name,
                 ) from exc
             return sum(s.count for s in self.streams)
@@ -192,9 +197,9 @@ class _Call:
             self._resolve(session, "ROLLBACK PREPARED", gids)
         except DbpError as exc:
             return (
-                f"the streams' prepared transactions could not be rolled back ({exc.message}): nothing of this "
-                f"call is visible, but ROLLBACK PREPARED the transactions listed in pg_prepared_xacts with gid "
-                f"LIKE '{self.gid_prefix}-%'"
+                f"the streams' prepared transactions could not be rolled back ({exc.message}): nothing of "
+                "this call is visible, but ROLLBACK PREPARED the transactions listed in pg_prepared_xacts "
+                f"with gid LIKE '{self.gid_prefix}-%'"
             )
         return "nothing was written"
 
@@ -235,10 +240,10 @@ class _Call:
         completes."""
         rows = sum(s.count for s in committed)
         note = (
-            f"; bulk_insert(parallel={self.parallel}) ran without prepared transactions (the server has "
-            f"max_prepared_transactions = 0): {len(committed)} of its streams had committed ({rows} rows) when "
-            f"this happened, the others rolled back; running the same call again completes it, each row exactly "
-            f'once (on_conflict="{self.mode}" skips or updates what is there)'
+            f'; bulk_insert(parallel={self.parallel}) ran without prepared transactions (the server has '
+            f'max_prepared_transactions = 0): {len(committed)} of its streams had committed ({rows} rows) '
+            'when this happened, the others rolled back; running the same call again completes it, each row '
+            f'exactly once (on_conflict="{self.mode}" skips or updates what is there)'
         )
         return type(err)(
             err.message + note,

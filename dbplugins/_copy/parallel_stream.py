@@ -51,7 +51,8 @@ class _Stream:
         self.conn = conn
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_BATCHES)
         self.count = 0
-        self.gid: str | None = None  # set once PREPARE TRANSACTION was sent (it may or may not have succeeded)
+        # set once PREPARE TRANSACTION was sent (it may or may not have succeeded)
+        self.gid: str | None = None
         self.prepared = False
         self.busy = False  # running a statement the coordinator may cancel
         self.stuck = False  # did not stop after a cancel: its connection is abandoned

@@ -333,7 +333,8 @@ class _Loader:
                 with self.conn.transaction():
                     citus = on_citus(self.conn)
                     for stmt, params in statements:
-                        if citus:  # Citus's INSERT ... SELECT reports the rows selected: count what RETURNING gives
+                        # Citus's INSERT ... SELECT reports the rows selected: count what RETURNING gives
+                        if citus:
                             stmt = sql.SQL(
                                 "WITH _dbp_ins AS ({} RETURNING 1) SELECT count(*) FROM _dbp_ins"
                             ).format(stmt)

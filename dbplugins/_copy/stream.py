@@ -196,9 +196,9 @@ class _Spool:
                 self.file.write(data)
             except OSError as exc:
                 raise DbpError(
-                    f"bulk_insert into {self.model!r} keeps the rows it sends in a temporary file, to replay them "
-                    f"if a key exists, and could not write it ({exc}); point TMPDIR at a directory with room "
-                    f"(about 0.3 kB per 30-column row), or send smaller batches",
+                    f"bulk_insert into {self.model!r} keeps the rows it sends in a temporary file, to replay "
+                    f"them if a key exists, and could not write it ({exc}); point TMPDIR at a directory with "
+                    "room (about 0.3 kB per 30-column row), or send smaller batches",
                     model=self.model,
                 ) from exc
         self.nbytes += len(data)

@@ -317,7 +317,8 @@ def bulk_update(
             log.info("bulk_update: deadlock on model %r, running the call again", table.name)
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter, not crypto
         except psycopg.Error as exc:
-            if copying:  # the server refused a value of the COPY: bulk's reading of its context names row, column
+            # the server refused a value of the COPY: bulk's reading of its context names row, column
+            if copying:
                 raise _server_error(exc, check, feed) from exc
             raise wrap_db_error(exc, model=table.name, action="bulk_update") from exc
     if absent:

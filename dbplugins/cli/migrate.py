@@ -218,7 +218,8 @@ def migrate_rollback(
         click.echo(f"  - {step.describe()}")
     risky = plan.needs_confirmation
     if risky and not yes:
-        what = f"{len(risky)} of them {'is built-in or drops' if len(risky) == 1 else 'are built-in or drop'} data"
+        verb = "is built-in or drops" if len(risky) == 1 else "are built-in or drop"
+        what = f"{len(risky)} of them {verb} data"
         if not (
             sys.stdin.isatty() and sys.stderr.isatty()
         ):  # the prompt goes to stderr, the answer from stdin

@@ -9,7 +9,7 @@ declarations (or from the server's own catalog, for the rollback of a drop), nev
     >>> type_sql("integer; DROP TABLE w", model="w", column="n")
     Traceback (most recent call last):
     ...
-    dbplugins.errors.ConfigurationError: column type 'integer; DROP TABLE w' is not a type name [model 'w', column 'n']
+    dbplugins.errors.ConfigurationError: column type 'integer; DROP TABLE w' is not a type name [model 'w'...]
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ __all__ = ["type_sql", "expression_sql"]
 # ``--``) passes.
 _NAME = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _TYPE_RE = re.compile(
-    rf"^{_NAME}(?:\.{_NAME})?(?: [A-Za-z_]+)*(?:\([A-Za-z0-9_, ]*\))?(?: [A-Za-z_]+(?:\(\d+\))?)*(?:\[\d*\])*$"
+    rf"^{_NAME}(?:\.{_NAME})?(?: [A-Za-z_]+)*(?:\([A-Za-z0-9_, ]*\))?"
+    r"(?: [A-Za-z_]+(?:\(\d+\))?)*(?:\[\d*\])*$"
 )
 
 

@@ -232,7 +232,8 @@ def undo(
             if expect is not None and [m.id for m in candidates] != list(expect):
                 raise MigrationError(
                     "the applied migrations changed since the rollback was planned (another process ran "
-                    f"migrate or rollback); now it would undo: {', '.join(m.id for m in candidates) or 'nothing'}"
+                    "migrate or rollback); now it would undo: "
+                    f"{', '.join(m.id for m in candidates) or 'nothing'}"
                 )
             steps = [_step(m) for m in candidates]
             risky = [s for s in steps if s.needs_confirmation]

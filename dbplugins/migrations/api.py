@@ -244,7 +244,8 @@ def make_migrations(
     if waiting:
         ids = ", ".join(m.id for m in waiting[:3]) + (" ..." if len(waiting) > 3 else "")
         raise MigrationError(
-            f"{len(waiting)} migration(s) not applied yet ({ids}); run `dbp migrate` first, then make_migrations"
+            f"{len(waiting)} migration(s) not applied yet ({ids}); run `dbp migrate` first, then "
+            "make_migrations"
         )
     with connect(settings) as conn:
         current = introspect(conn)

@@ -210,8 +210,8 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
                 if canonical_type(new_cols[a].sql_type) == canonical_type(cur_cols[c].sql_type)
             ]
             note = (
-                f"possible rename of {name}.{c} to {name}.{twins[0]}: this drops the column and its data; to keep "
-                f"them, write {_sql('ALTER TABLE {} RENAME COLUMN {} TO {}', name, c, twins[0])} instead"
+                f"possible rename of {name}.{c} to {name}.{twins[0]}: this drops the column and its data; to "
+                f"keep them, write {_sql('ALTER TABLE {} RENAME COLUMN {} TO {}', name, c, twins[0])} instead"
                 if twins
                 else None
             )
@@ -238,8 +238,8 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
                         c,
                         old=a,
                         new=b,
-                        note=f"converts existing values with USING {_sql('{}', c)}::{b.sql_type}; may fail or lose "
-                        "precision",
+                        note=f"converts existing values with USING {_sql('{}', c)}::{b.sql_type}; may fail "
+                        "or lose precision",
                     )
                 )
             if a.nullable != b.nullable:
@@ -293,8 +293,8 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
             == {(c, canonical_type(d.sql_type)) for c, d in t.columns.items()}
         ]
         note = (
-            f"possible rename of table {t.name} to {twins[0]}: this drops the table and its data; to keep them, "
-            f"write {_sql('ALTER TABLE {} RENAME TO {}', t.name, twins[0])} instead"
+            f"possible rename of table {t.name} to {twins[0]}: this drops the table and its data; to keep "
+            f"them, write {_sql('ALTER TABLE {} RENAME TO {}', t.name, twins[0])} instead"
             if twins
             else None
         )

@@ -182,8 +182,8 @@ def backward(op: Operation) -> list[str]:
     """The statements that undo ``op`` (a dropped table or column comes back empty: data is not restored).
 
     A dropped NOT NULL column without a default comes back NULL-able: its values are gone, and ``ADD COLUMN
-    ... NOT NULL`` would fail on any table with rows (the next ``make_migrations`` offers the SET NOT NULL once the
-    column is filled).
+    ... NOT NULL`` would fail on any table with rows (the next ``make_migrations`` offers the SET NOT NULL
+    once the column is filled).
     """
     inverse = _inverse(op)
     if inverse.kind == "add_column" and isinstance(inverse.new, ColumnDef):
@@ -212,7 +212,9 @@ def _comment_lines(op: Operation, *, undo: bool = False) -> list[str]:
         and not op.old.nullable
         and op.old.default is None
     ):
-        lines.append("-- NOTE: re-added NULL-able: NOT NULL would fail on the existing rows, which have no value")
+        lines.append(
+            "-- NOTE: re-added NULL-able: NOT NULL would fail on the existing rows, which have no value"
+        )
     if not undo and op.note:
         lines.append(f"-- WARNING: {op.note}")
     return lines

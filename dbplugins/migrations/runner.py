@@ -90,8 +90,8 @@ def check_user_dir(directory: Path) -> Path:
     package = Path(dbplugins.__file__).resolve().parent
     if target == builtin or target.is_relative_to(builtin) or target.is_relative_to(package):
         raise MigrationError(
-            f"refusing to write into {target}: it holds dbplugins' built-in migrations. Your migrations go in "
-            "migrations/ beside your settings.py: run dbp from your project's directory, or pass "
+            f"refusing to write into {target}: it holds dbplugins' built-in migrations. Your migrations go "
+            "in migrations/ beside your settings.py: run dbp from your project's directory, or pass "
             "--settings_path DIR or --migrations-dir DIR (or set MIGRATIONS_DIR in settings.py)"
         )
     return target
@@ -252,7 +252,8 @@ def initdb(
                     if distributed:
                         citus.create_distributed_schema(conn, citus.builtin_tables(), schema_script())
                     else:
-                        conn.execute(schema_script())  # a parameterless script: psycopg runs all its statements
+                        # a parameterless script: psycopg runs all its statements
+                        conn.execute(schema_script())
                 except psycopg.Error as exc:
                     raise MigrationError(f"creating the built-in schema failed: {_one_line(exc)}") from exc
             for m in mark:
