@@ -35,7 +35,8 @@ from dbplugins import (
     UnknownColumnError,
     model,
 )
-from dbplugins._copy import parallel as pc
+from dbplugins._copy import parallel_call as pcall
+from dbplugins._copy import parallel_stream as pstream
 from dbplugins.models import Detection, Object
 
 STREAMS = 3
@@ -459,7 +460,7 @@ def test_a_killed_stream_fails_the_call_and_leaves_nothing(db2: SQLConnection, d
     assert "nothing was written" in str(info.value)
     assert killed
     # The producer stopped soon after: bounded queues, no read-ahead of the (endless) input.
-    assert consumed < 20_000 + STREAMS * (pc._QUEUE_BATCHES + 2) * pc._BATCH + 10_000
+    assert consumed < 20_000 + STREAMS * (pstream._QUEUE_BATCHES + 2) * pstream._BATCH + 10_000
     assert prepared(dsn) == []
     assert db2.execute("SELECT count(*) FROM object") == [(0,)]
     # The pool replaced the dead connection: the next parallel call works.
@@ -600,7 +601,7 @@ def test_stream_of_is_the_engines_rule() -> None:
     from dbplugins._copy.checker import _checker
     from dbplugins._types.schema import table_of
 
-    key = pc._key_function(_checker(table_of(Object)))
+    key = pcall._key_function(_checker(table_of(Object)))
     assert key is not None
     for oid in (f"x{i}" for i in range(100)):
         assert key({"oid": oid}) % STREAMS == stream_of(oid)
@@ -609,8 +610,8 @@ def test_stream_of_is_the_engines_rule() -> None:
     assert key(uuid.uuid4()) == 0
     # detection's key (candid, oid) is dealt by oid, its foreign key to object: an object's rows meet in a
     # stream
-    assert pc._deal_columns(table_of(Detection)) == ("oid",)
-    dkey = pc._key_function(_checker(table_of(Detection)))
+    assert pcall._deal_columns(table_of(Detection)) == ("oid",)
+    dkey = pcall._key_function(_checker(table_of(Detection)))
     assert dkey is not None and dkey(det(1, "x")) == dkey(det(2, "x")) == hash("x")
 
 
@@ -632,17 +633,17 @@ def test_a_table_without_primary_key_gets_batches_in_turn(db2: SQLConnection) ->
         n: int
 
     db2.execute("CREATE TABLE pcopy_nokey (name varchar NOT NULL, n integer NOT NULL)")
-    rows = [{"name": "a", "n": i} for i in range(3 * pc._BATCH + 5)]
+    rows = [{"name": "a", "n": i} for i in range(3 * pstream._BATCH + 5)]
     assert db2.query(NoKey).bulk_insert(rows, parallel=STREAMS) == len(rows)
     assert db2.execute("SELECT count(*), sum(n), count(DISTINCT xmin::text) FROM pcopy_nokey") == [
         (len(rows), sum(range(len(rows))), STREAMS)
     ]
     with pytest.raises(DbpError, match="needs a primary key"):
         db2.query(NoKey).bulk_insert(rows, on_conflict="update", parallel=STREAMS)
-    rows[pc._BATCH + 7] = {"name": None, "n": 1}
+    rows[pstream._BATCH + 7] = {"name": None, "n": 1}
     with pytest.raises(DbpError) as info:
         db2.query(NoKey).bulk_insert(rows, parallel=STREAMS)
-    assert info.value.row == pc._BATCH + 7 and info.value.column == "name"
+    assert info.value.row == pstream._BATCH + 7 and info.value.column == "name"
 
 
 def test_a_users_model_with_quoted_names_through_staging(db2: SQLConnection) -> None:
@@ -710,7 +711,7 @@ def test_a_stream_waiting_for_a_lock_gives_up_naming_it(
     db2: SQLConnection, dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every wait is bounded: a stream waits at most _STREAM_LOCK_WAIT for a lock, then the call fails."""
-    monkeypatch.setattr(pc, "_STREAM_LOCK_WAIT", "1s")
+    monkeypatch.setattr(pstream, "_STREAM_LOCK_WAIT", "1s")
     with psycopg.connect(dsn) as holder:  # holds o0 uncommitted until the end of the block
         holder.execute("INSERT INTO object (oid) VALUES ('o0')")
         for mode in ("ignore", "update"):

@@ -1,5 +1,5 @@
-"""The row checker of the COPY engine: validation and conversion compiled once per table from its column types,
-cached per row signature, so a row of a known shape costs a tuple build and a type check."""
+"""The row checker of the COPY engine: validation and conversion compiled once per table from its column
+types, cached per row signature, so a row of a known shape costs a tuple build and a type check."""
 
 from __future__ import annotations
 
@@ -35,12 +35,14 @@ _MAX_SIGNATURES = 4096
 
 
 class _RowChecker:
-    """Validation compiled once per table from its column types (``ColumnDef.type``, see dbplugins._types.column).
+    """Validation compiled once per table from its column types (``ColumnDef.type``, see
+    dbplugins._types.column).
 
-    The per-row work is a signature check (the tuple of value types): a signature whose every value is of a type
-    the column's COPY dumper takes as is needs nothing more than the struct range check of the narrow integer
-    columns; any other signature gets a ``fix`` that converts the odd columns with ``ColumnType.convert`` (integral
-    floats into integers, NaN into NULL, tuples into lists...) or raises naming the column and row.
+    The per-row work is a signature check (the tuple of value types): a signature whose every value is of a
+    type the column's COPY dumper takes as is needs nothing more than the struct range check of the narrow
+    integer columns; any other signature gets a ``fix`` that converts the odd columns with
+    ``ColumnType.convert`` (integral floats into integers, NaN into NULL, tuples into lists...) or raises
+    naming the column and row.
     """
 
     def __init__(self, table: Table) -> None:
@@ -65,8 +67,9 @@ class _RowChecker:
             self.attr_getter = lambda row: (getattr(row, only),)
         self.cls = table.cls
         # Values for keys missing from a dict row: the column's SQL default (a constant, evaluated once by its
-        # column type), else the dataclass field default, else None (NULL). A default only the server can compute
-        # (now(), nextval(...)) cannot go through COPY's fixed column list: such rows are refused, naming it.
+        # column type), else the dataclass field default, else None (NULL). A default only the server can
+        # compute (now(), nextval(...)) cannot go through COPY's fixed column list: such rows are refused,
+        # naming it.
         self.defaults: dict[str, Any] = {}
         self.factories: dict[str, Callable[[], Any]] = {}
         self.server_defaults: frozenset[str] = frozenset(t.name for t in self.types if t.server_default)
@@ -101,7 +104,8 @@ class _RowChecker:
     # -- turning a row into a tuple of column values -------------------------------------------------------
 
     def values_slow(self, row: Any, index: int) -> tuple[Any, ...]:
-        """The general path: any Mapping, dicts with missing keys, model instances; raises for anything else."""
+        """The general path: any Mapping, dicts with missing keys, model instances; raises for anything
+        else."""
         if isinstance(row, Mapping):
             if self.unknown != "error":
                 extra = [k for k in row if k not in self.colset]
@@ -120,8 +124,8 @@ class _RowChecker:
                 out.append(self.factories[name]())
             elif name in self.server_defaults:
                 raise DataError(
-                    f"bulk_insert: the row leaves out column {name!r}, whose default is computed by the server "
-                    f"({self.table.columns[name].default}); COPY cannot apply it: give the value"
+                    f"bulk_insert: the row leaves out column {name!r}, whose default is computed by the "
+                    f"server ({self.table.columns[name].default}); COPY cannot apply it: give the value"
                     + context(model=self.table.name, column=name, row=index),
                     model=self.table.name,
                     column=name,
@@ -191,14 +195,16 @@ class _RowChecker:
         return refused_error(self.table.name, self.types[k], value, exc, row=index, action="bulk_insert")
 
     def _nul(self, k: int, index: int) -> DataError:
-        return self._refused(k, "\x00", index, Refused("contains a NUL (0x00) character, which PostgreSQL text "
-                                                       "cannot store"))
+        return self._refused(
+            k, "\x00", index, Refused("contains a NUL (0x00) character, which PostgreSQL text cannot store")
+        )
 
 
 class _SigPlan:
     """What rows of one signature need: the struct range check of the narrow integer columns given as ints
-    (``pack(*getter(values))``, in C: psycopg's binary int2/int4 dumpers wrap out-of-range values silently), and
-    ``fix`` converting the columns whose value type the COPY dumper does not take as is (and checking lengths)."""
+    (``pack(*getter(values))``, in C: psycopg's binary int2/int4 dumpers wrap out-of-range values silently),
+    and ``fix`` converting the columns whose value type the COPY dumper does not take as is (and checking
+    lengths)."""
 
     __slots__ = ("getter", "pack", "fix")
 
@@ -214,7 +220,11 @@ class _SigPlan:
 
     @classmethod
     def build(
-        cls, check: _RowChecker, sig: tuple[type, ...], convert: tuple[int, ...], lengths: tuple[tuple[int, int], ...]
+        cls,
+        check: _RowChecker,
+        sig: tuple[type, ...],
+        convert: tuple[int, ...],
+        lengths: tuple[tuple[int, int], ...],
     ) -> _SigPlan | None:
         idx = [k for k, t in enumerate(check.types) if t.struct_code and sig[k] is int]
         getter = pack = None

@@ -1,5 +1,5 @@
-"""The loaders of the COPY engine: the direct COPY (with its fast-path restart), the staging table and the upsert,
-with the statements each one runs (composed once per table)."""
+"""The loaders of the COPY engine: the direct COPY (with its fast-path restart), the staging table and the
+upsert, with the statements each one runs (composed once per table)."""
 
 from __future__ import annotations
 
@@ -24,19 +24,21 @@ if TYPE_CHECKING:
     pass
 
 
-# Rows between two looks for an early answer of the server during the fast path's COPY (see _Loader.optimistic).
+# Rows between two looks for an early answer of the server during the fast path's COPY (see
+# _Loader.optimistic).
 _PEEK_ROWS = 2048
 
-# The longest the fast path's COPY waits for a lock (lock_timeout, lowered for the COPY only) before it gives up and
-# goes through staging. Such a wait means a concurrent caller holds one of our keys uncommitted; waiting for
-# deadlock detection instead (deadlock_timeout, 1 s by default) made 8 workers racing the same 2,000-row batch take
-# 1-7 s per round (tests/reliability/test_load.py).
+# The longest the fast path's COPY waits for a lock (lock_timeout, lowered for the COPY only) before it gives
+# up and goes through staging. Such a wait means a concurrent caller holds one of our keys uncommitted;
+# waiting for deadlock detection instead (deadlock_timeout, 1 s by default) made 8 workers racing the same
+# 2,000-row batch take 1-7 s per round (tests/reliability/test_load.py).
 _FAST_PATH_LOCK_WAIT = "100ms"
 
 # Tries of a staged INSERT that the server aborted to break a deadlock (see _Loader._insert_from_stage). On
-# Citus the coordinator writes the shards of one INSERT ... SELECT over parallel connections, so key order does
-# not order the locks across shards: racing redeliveries deadlock more often there (tests/test_citus.py races 8
-# workers), and each abort releases the locks, so the other side finishes; 10 tries hold under a loaded machine.
+# Citus the coordinator writes the shards of one INSERT ... SELECT over parallel connections, so key order
+# does not order the locks across shards: racing redeliveries deadlock more often there (tests/test_citus.py
+# races 8 workers), and each abort releases the locks, so the other side finishes; 10 tries hold under a
+# loaded machine.
 _DEADLOCK_RETRIES = 10
 
 _SEGMENT = "_dbp_segment"  # "update" mode's staging column: the run of rows naming the same columns
@@ -75,7 +77,8 @@ class _Statements:
         self.truncate_ustage = sql.SQL("TRUNCATE {}").format(ustage)
         self.copy_ustage = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(ustage, cols)
         self.set_segment = sql.SQL("SELECT set_config('dbplugins.bulk_segment', %s, true)")
-        # Lower lock_timeout for the fast path's COPY (never raise it), returning the setting to restore after.
+        # Lower lock_timeout for the fast path's COPY (never raise it), returning the setting to restore
+        # after.
         self.limit_lock_wait = sql.SQL(
             "SELECT s.prev, set_config('lock_timeout', CASE WHEN s.prev::interval = interval '0' "
             "OR s.prev::interval > {limit}::interval THEN {limit} ELSE s.prev END, true) "
@@ -104,10 +107,10 @@ class _Statements:
     def upsert(self, named: tuple[str, ...], segmented: bool) -> sql.Composed:
         """The staged upsert that sets only the ``named`` non-key columns of an existing row (cached per set).
 
-        ``DISTINCT ON`` keeps one row per key (DO UPDATE may not touch a row twice in one statement): the last one
-        given, as ctid order is input order in a staging table just truncated and filled by COPY. ``ORDER BY``
-        the key makes the statement lock keys in order (see :meth:`_Loader.upsert`). ``segmented``: only the
-        rows of the segment bound as the statement's parameter.
+        ``DISTINCT ON`` keeps one row per key (DO UPDATE may not touch a row twice in one statement): the last
+        one given, as ctid order is input order in a staging table just truncated and filled by COPY. ``ORDER
+        BY`` the key makes the statement lock keys in order (see :meth:`_Loader.upsert`). ``segmented``: only
+        the rows of the segment bound as the statement's parameter.
         """
         cache = (named, segmented)
         found = self._upserts.get(cache)
@@ -186,14 +189,15 @@ class _Loader:
     def optimistic(self, *, in_callers_transaction: bool) -> int:
         """ "ignore" mode: the whole input as one COPY into the table, recorded; on a duplicate, ``_Restart``.
 
-        No savepoint: a duplicate aborts the atomic scope, and the caller (``bulk_insert``) opens a new one and
-        replays the recorded rows through staging. Also when a concurrent caller holds one of our keys
+        No savepoint: a duplicate aborts the atomic scope, and the caller (``bulk_insert``) opens a new one
+        and replays the recorded rows through staging. Also when a concurrent caller holds one of our keys
         uncommitted: the COPY waits at most ``_FAST_PATH_LOCK_WAIT`` for it, then staging (which takes keys in
         order, so callers in it cannot deadlock each other) does the work.
 
-        A server that rejected a row discards the rest of the COPY as fast as it arrives, so the client would send
-        the whole input before reading the error. Every ``_PEEK_ROWS`` rows the socket is checked for an answer (a
-        COPY in progress gets none): when one is there the COPY is ended, and the server's error is raised.
+        A server that rejected a row discards the rest of the COPY as fast as it arrives, so the client would
+        send the whole input before reading the error. Every ``_PEEK_ROWS`` rows the socket is checked for an
+        answer (a COPY in progress gets none): when one is there the COPY is ended, and the server's error is
+        raised.
         """
         start = self.feed.copy_start = self.feed.index
         row = self.cur.execute(self.stmts.limit_lock_wait).fetchone()
@@ -212,15 +216,16 @@ class _Loader:
                         break
                 writer.ending = True
             if not self.feed.done:
-                # The server's message was not an error (a NOTICE from a trigger) and the COPY went through: the
-                # rest of the input is not in it, so start over through staging, which takes all of it.
+                # The server's message was not an error (a NOTICE from a trigger) and the COPY went through:
+                # the rest of the input is not in it, so start over through staging, which takes all of it.
                 raise _Restart(spool, self.feed.index - start)
         except (pge.UniqueViolation, pge.DeadlockDetected, pge.LockNotAvailable):
             # A key exists; or a concurrent caller holds one of ours uncommitted (we waited past the lowered
             # lock_timeout, or deadlocked with it): staging takes keys in order and waits as long as needed.
             raise _Restart(spool, self.feed.index - start) from None
         except pge.InternalError_ as exc:
-            # The same, relayed by Citus from a worker (XX000, "detection_pkey_102119"): dbplugins/citus/relay.py.
+            # The same, relayed by Citus from a worker (XX000, "detection_pkey_102119"):
+            # dbplugins/citus/relay.py.
             if not relayed_conflict(exc, self.check.table):
                 spool.close()
                 raise
@@ -239,8 +244,8 @@ class _Loader:
     def staged(self, chunk: int, mode: str, replay: _Spool | None = None, replay_rows: int = 0) -> int:
         """The rest of the input through the staging table, ``chunk`` rows per flush; rows written.
 
-        ``replay`` (the rows of a failed direct COPY, ``replay_rows`` of them) goes first, in one flush with the
-        rows that fill it up to ``chunk``.
+        ``replay`` (the rows of a failed direct COPY, ``replay_rows`` of them) goes first, in one flush with
+        the rows that fill it up to ``chunk``.
         """
         total = 0
         try:
@@ -257,9 +262,9 @@ class _Loader:
     def upsert(self) -> int:
         """ "update" mode: the whole input into the staging table, then one upsert per segment; rows written.
 
-        A segment is a run of rows naming the same columns: its statement sets exactly those. One statement per
-        call in the usual case, which takes the keys in order: two callers upserting the same keys (in any order,
-        in any number of rows) queue on the first key they share instead of deadlocking across chunks.
+        A segment is a run of rows naming the same columns: its statement sets exactly those. One statement
+        per call in the usual case, which takes the keys in order: two callers upserting the same keys (in any
+        order, in any number of rows) queue on the first key they share instead of deadlocking across chunks.
         """
         stmts = self.stmts
         check = self.check
@@ -313,13 +318,14 @@ class _Loader:
         return self._apply([(insert, ())])
 
     def _apply(self, statements: list[tuple[sql.Composed, tuple[Any, ...]]]) -> int:
-        """Run the staged statements in one savepoint, retried when the server breaks a deadlock by aborting one.
+        """Run the staged statements in one savepoint, retried when the server breaks a deadlock by aborting
+        one.
 
         Ordered inserts cannot deadlock with each other inside one statement, but they can with a concurrent
         direct COPY (input order), across chunks of two multi-chunk "ignore" calls, or across the segments of
-        "update" calls. Rolling back to the savepoint releases every row lock the statements took, so the other
-        side finishes within the back-off. After the last try the DeadlockDetected propagates and the whole call
-        is rolled back.
+        "update" calls. Rolling back to the savepoint releases every row lock the statements took, so the
+        other side finishes within the back-off. After the last try the DeadlockDetected propagates and the
+        whole call is rolled back.
         """
         for attempt in range(_DEADLOCK_RETRIES):
             try:
@@ -327,10 +333,11 @@ class _Loader:
                 with self.conn.transaction():
                     citus = on_citus(self.conn)
                     for stmt, params in statements:
-                        if citus:  # Citus's INSERT ... SELECT reports the rows selected: count what RETURNING gives
-                            stmt = sql.SQL("WITH _dbp_ins AS ({} RETURNING 1) SELECT count(*) FROM _dbp_ins").format(
-                                stmt
-                            )
+                        # Citus's INSERT ... SELECT reports the rows selected: count what RETURNING gives
+                        if citus:
+                            stmt = sql.SQL(
+                                "WITH _dbp_ins AS ({} RETURNING 1) SELECT count(*) FROM _dbp_ins"
+                            ).format(stmt)
                         self.cur.execute(stmt, params or None)
                         counted = self.cur.fetchone() if self.cur.description else None
                         written += int(counted[0]) if counted is not None else max(self.cur.rowcount, 0)
@@ -352,8 +359,8 @@ def _named_columns(check: _RowChecker, row: Any) -> tuple[str, ...]:
 class _Run:
     """The rows of an iterator while they name the same columns as the first of the run ("update" mode).
 
-    Stops (StopIteration) before the first row that names others and keeps it in ``pending``; the caller starts
-    the next run with it. ``pending`` is ``_END`` when the input itself ended.
+    Stops (StopIteration) before the first row that names others and keeps it in ``pending``; the caller
+    starts the next run with it. ``pending`` is ``_END`` when the input itself ended.
     """
 
     __slots__ = ("rows", "keys", "full", "cls", "pending")

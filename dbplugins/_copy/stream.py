@@ -1,5 +1,5 @@
-"""Streaming rows into a binary COPY: the input feed, the row encoder (``write_rows``), and the fast path's record
-of what it sent (the spool), replayed through staging when a key turns out to exist."""
+"""Streaming rows into a binary COPY: the input feed, the row encoder (``write_rows``), and the fast path's
+record of what it sent (the spool), replayed through staging when a key turns out to exist."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 
 
-# The fast path's record of the rows it sent (see _Spool): in memory up to this many bytes (about 50,000 detection
-# rows), then in a temporary file read back in pieces of _SPOOL_READ bytes on a replay.
+# The fast path's record of the rows it sent (see _Spool): in memory up to this many bytes (about 50,000
+# detection rows), then in a temporary file read back in pieces of _SPOOL_READ bytes on a replay.
 _SPOOL_MEMORY = 16 * 1024 * 1024
 _SPOOL_READ = 1024 * 1024
 _BINARY_TRAILER = b"\xff\xff"
@@ -33,7 +33,8 @@ _END: Any = object()
 
 
 class _Feed:
-    """The input stream: one row looked ahead (to know whether another chunk follows) and the running index."""
+    """The input stream: one row looked ahead (to know whether another chunk follows) and the running
+    index."""
 
     __slots__ = ("head", "rest", "index", "copy_start")
 
@@ -51,16 +52,16 @@ class _Feed:
 def _write_rows(copy: psycopg.Copy, check: _RowChecker, feed: _Feed, limit: int | None) -> None:
     """Validate and write up to ``limit`` rows (all if None) of ``feed`` to ``copy``; advance the feed.
 
-    The per-row work is kept to C calls: a tuple from itemgetter/attrgetter, the list of value types compared with
-    the last two signatures seen (else looked up in the table's cache of checked signatures), a struct range
-    check of the narrow integer columns.
+    The per-row work is kept to C calls: a tuple from itemgetter/attrgetter, the list of value types compared
+    with the last two signatures seen (else looked up in the table's cache of checked signatures), a struct
+    range check of the narrow integer columns.
 
-    Why two remembered signatures: rows come in a few shapes (which optional columns are None), often runs of one
-    or alternating between two. Comparing lists of types costs ~85 ns for a 30-column row when equal, and far
-    less when they differ at the first columns, against ~120 ns more to build a tuple and ~220 ns to hash it for
-    the dict (tuple hashes are not cached). Measured with a no-op write_row on the 100k detection rows of
-    bench/bulk_vs_copy.py (4 signatures, randomly mixed): the loop went from 1.51 to 1.27 us/row (bare itemgetter
-    loop: 0.35 us/row).
+    Why two remembered signatures: rows come in a few shapes (which optional columns are None), often runs of
+    one or alternating between two. Comparing lists of types costs ~85 ns for a 30-column row when equal, and
+    far less when they differ at the first columns, against ~120 ns more to build a tuple and ~220 ns to hash
+    it for the dict (tuple hashes are not cached). Measured with a no-op write_row on the 100k detection rows
+    of bench/bulk_vs_copy.py (4 signatures, randomly mixed): the loop went from 1.51 to 1.27 us/row (bare
+    itemgetter loop: 0.35 us/row).
     """
     write = copy.write_row
     ncols = check.ncols
@@ -139,7 +140,8 @@ def _write_rows(copy: psycopg.Copy, check: _RowChecker, feed: _Feed, limit: int 
 
 
 def _encoding_error(check: _RowChecker, values: tuple[Any, ...], index: int, exc: Exception) -> DbpError:
-    """The error for row ``index``, which psycopg's encoder rejected with ``exc``: named as precisely as we can."""
+    """The error for row ``index``, which psycopg's encoder rejected with ``exc``: named as precisely as we
+    can."""
     found = check.diagnose(values, index)
     if found is not None:
         return found
@@ -157,7 +159,8 @@ def _encoding_error(check: _RowChecker, values: tuple[Any, ...], index: int, exc
 
 
 def _unencodable_column(check: _RowChecker, values: tuple[Any, ...]) -> str | None:
-    """The first column whose value psycopg's binary dumper for the column type refuses (a timezone mismatch...)."""
+    """The first column whose value psycopg's binary dumper for the column type refuses (a timezone
+    mismatch...)."""
     for name, pg_type, value in zip(check.names, check.pg_types, values, strict=True):
         if value is None:
             continue
@@ -173,8 +176,8 @@ def _unencodable_column(check: _RowChecker, values: tuple[Any, ...]) -> str | No
 class _Spool:
     """The encoded rows of the fast path's COPY, kept to replay them into staging if a key turns out to exist.
 
-    The first ``_SPOOL_MEMORY`` bytes stay in memory as the formatter's own buffers (no copy); the rest goes to an
-    anonymous temporary file (in ``$TMPDIR``), so the memory of a call stays bounded whatever its size.
+    The first ``_SPOOL_MEMORY`` bytes stay in memory as the formatter's own buffers (no copy); the rest goes
+    to an anonymous temporary file (in ``$TMPDIR``), so the memory of a call stays bounded whatever its size.
     """
 
     def __init__(self, model: str) -> None:
@@ -193,9 +196,9 @@ class _Spool:
                 self.file.write(data)
             except OSError as exc:
                 raise DbpError(
-                    f"bulk_insert into {self.model!r} keeps the rows it sends in a temporary file, to replay them "
-                    f"if a key exists, and could not write it ({exc}); point TMPDIR at a directory with room "
-                    f"(about 0.3 kB per 30-column row), or send smaller batches",
+                    f"bulk_insert into {self.model!r} keeps the rows it sends in a temporary file, to replay "
+                    f"them if a key exists, and could not write it ({exc}); point TMPDIR at a directory with "
+                    "room (about 0.3 kB per 30-column row), or send smaller batches",
                     model=self.model,
                 ) from exc
         self.nbytes += len(data)
@@ -217,8 +220,8 @@ class _Spool:
 class _RecordingWriter(LibpqWriter):
     """Sends COPY data to the server and keeps it in a spool, for a replay into staging after a duplicate.
 
-    The binary trailer written when the COPY ends is left out of the record (``ending`` is set just before), so
-    rows can be appended after a replay.
+    The binary trailer written when the COPY ends is left out of the record (``ending`` is set just before),
+    so rows can be appended after a replay.
     """
 
     def __init__(self, cursor: psycopg.Cursor[Any], spool: _Spool) -> None:

@@ -2,20 +2,20 @@
 
     db.query(Object).bulk_update([{"oid": "ZTF1", "ndet": 5}, {"oid": "ZTF2", "meanra": 10.5}])
 
-Each row names its key (the primary key by default, or ``key=[...]``) and the columns to change; a column a row
-leaves out is never touched for that row (never set to NULL), whatever the other rows name. Rows whose key is not
-stored are never inserted: they are counted and reported (``missing="ignore"``: a warning-free count in
+Each row names its key (the primary key by default, or ``key=[...]``) and the columns to change; a column a
+row leaves out is never touched for that row (never set to NULL), whatever the other rows name. Rows whose key
+is not stored are never inserted: they are counted and reported (``missing="ignore"``: a warning-free count in
 :attr:`BulkUpdateResult.missing`, logged), or with ``missing="error"`` the call raises naming them and writes
 nothing.
 
-How: the rows are checked and COPYed (binary, through the same row encoder and checks as ``bulk_insert``) into a
-temporary table holding the key, the named columns, one "was given" flag per column that not every row names, the
-row number and the occurrence number of its key; then the stored rows are locked in key order (``SELECT ...
-ORDER BY key FOR UPDATE``: concurrent calls on overlapping keys wait for each other instead of deadlocking; on
-Citus, which has no multi-shard FOR UPDATE, a deadlock aborts one call, which runs again) and one
-``UPDATE ... FROM`` sets each given column. A key given several times is applied in input order (one UPDATE
-per occurrence round: later rows win, column by column). All or nothing: inside the session's transaction as a
-savepoint, else in a transaction of its own that commits on return.
+How: the rows are checked and COPYed (binary, through the same row encoder and checks as ``bulk_insert``) into
+a temporary table holding the key, the named columns, one "was given" flag per column that not every row
+names, the row number and the occurrence number of its key; then the stored rows are locked in key order
+(``SELECT ... ORDER BY key FOR UPDATE``: concurrent calls on overlapping keys wait for each other instead of
+deadlocking; on Citus, which has no multi-shard FOR UPDATE, a deadlock aborts one call, which runs again) and
+one ``UPDATE ... FROM`` sets each given column. A key given several times is applied in input order (one
+UPDATE per occurrence round: later rows win, column by column). All or nothing: inside the session's
+transaction as a savepoint, else in a transaction of its own that commits on return.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ _STAGE = "_dbp_update_stage"
 _ROW = "_dbp_row"
 _ROUND = "_dbp_round"
 _MAX_REPORTED = 10
-# Runs of a call whose transaction the server aborted to break a deadlock (Citus only: elsewhere keys are locked in
-# order first).
+# Runs of a call whose transaction the server aborted to break a deadlock (Citus only: elsewhere keys are
+# locked in order first).
 _DEADLOCK_TRIES = 10
 
 # (id(table), stage columns) -> (table, stage table, row checker): bulk's encoder compiled once per shape.
@@ -61,7 +61,8 @@ _CHECKERS: dict[tuple[int, tuple[str, ...], tuple[str, ...]], tuple[Table, Table
 
 
 class UpdateCount(int):
-    """The number of rows updated (an ``int``), with ``missing``: the input row numbers whose key is not stored."""
+    """The number of rows updated (an ``int``), with ``missing``: the input row numbers whose key is not
+    stored."""
 
     missing: list[int]
 
@@ -101,7 +102,9 @@ def _checker(table: Table, key: tuple[str, ...], columns: tuple[str, ...], flagg
     return entry[2]
 
 
-def _rows_of(table: Table, rows: Iterable[Any], key: tuple[str, ...]) -> tuple[list[Mapping[str, Any]], list[str]]:
+def _rows_of(
+    table: Table, rows: Iterable[Any], key: tuple[str, ...]
+) -> tuple[list[Mapping[str, Any]], list[str]]:
     """The rows as mappings, checked (known columns, key present and not None, no None for NOT NULL columns),
     and the union of the columns they update, in table order."""
     out: list[Mapping[str, Any]] = []
@@ -147,11 +150,12 @@ def bulk_update(
 
     ``rows`` are dicts (or model instances, which name every column). ``key`` defaults to the primary key.
     Rows whose key is not stored are not inserted: ``missing="ignore"`` skips them (logged at INFO with their
-    row numbers, and listed in the result's ``missing``), ``missing="error"`` raises :class:`dbplugins.NoResultFound` naming them, and nothing is written.
+    row numbers, and listed in the result's ``missing``), ``missing="error"`` raises
+    :class:`dbplugins.NoResultFound` naming them, and nothing is written.
 
-    Raises ``UnknownColumnError`` (a key that is not a column), ``MissingValueError`` (no key value, or None for a
-    NOT NULL column), ``DataError`` (a value of the wrong type, out of range...), each naming the column and the
-    row; nothing is written when it raises.
+    Raises ``UnknownColumnError`` (a key that is not a column), ``MissingValueError`` (no key value, or None
+    for a NOT NULL column), ``DataError`` (a value of the wrong type, out of range...), each naming the column
+    and the row; nothing is written when it raises.
     """
     from ..errors import NoResultFound
 
@@ -218,16 +222,20 @@ def bulk_update(
     ).format(
         s=s,
         cols=sql.SQL(", ").join(map(sql.Identifier, (*keycols, *columns))),
-        flags=sql.SQL("").join(sql.SQL(", false AS {}").format(sql.Identifier(_flag(table, c))) for c in flagged),
+        flags=sql.SQL("").join(
+            sql.SQL(", false AS {}").format(sql.Identifier(_flag(table, c))) for c in flagged
+        ),
         row=sql.Identifier(_ROW),
         round=sql.Identifier(_ROUND),
         t=t,
     )
     copy_stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(s, stage_cols)
-    match = sql.SQL(" AND ").join(sql.SQL("{t}.{c} = {s}.{c}").format(t=t, s=s, c=sql.Identifier(c)) for c in keycols)
+    match = sql.SQL(" AND ").join(
+        sql.SQL("{t}.{c} = {s}.{c}").format(t=t, s=s, c=sql.Identifier(c)) for c in keycols
+    )
     # The stored keys are read first (a CTE) rather than by a correlated NOT EXISTS against the table: Citus
-    # refuses a direct join of a distributed table with a local (temporary) one, but plans the CTE's IN (...) over
-    # the stage as an intermediate result. One statement for both servers.
+    # refuses a direct join of a distributed table with a local (temporary) one, but plans the CTE's IN (...)
+    # over the stage as an intermediate result. One statement for both servers.
     found = sql.Identifier("_dbp_found")
     find_missing = sql.SQL(
         "WITH {f} AS MATERIALIZED (SELECT {keys} FROM {t} WHERE ({keys}) IN (SELECT {keys} FROM {s})) "
@@ -245,7 +253,10 @@ def bulk_update(
     lock = sql.SQL(
         "SELECT 1 FROM {t} WHERE EXISTS (SELECT 1 FROM {s} WHERE {match}) ORDER BY {order} FOR UPDATE OF {t}"
     ).format(
-        t=t, s=s, match=match, order=sql.SQL(", ").join(sql.SQL("{}.{}").format(t, sql.Identifier(c)) for c in keycols)
+        t=t,
+        s=s,
+        match=match,
+        order=sql.SQL(", ").join(sql.SQL("{}.{}").format(t, sql.Identifier(c)) for c in keycols),
     )
     sets = sql.SQL(", ").join(
         sql.SQL("{c} = CASE WHEN {s}.{f} THEN {s}.{c} ELSE {t}.{c} END").format(
@@ -288,8 +299,9 @@ def bulk_update(
                         row=absent[0][0],
                     )
                 if not on_citus(conn):
-                    # Citus runs no multi-shard SELECT ... FOR UPDATE, and updates the shards in parallel anyway:
-                    # there a deadlock between overlapping calls is broken by the server and the call retried.
+                    # Citus runs no multi-shard SELECT ... FOR UPDATE, and updates the shards in parallel
+                    # anyway: there a deadlock between overlapping calls is broken by the server and the call
+                    # retried.
                     cur.execute(lock)
                 for r in range(1, rounds + 1):
                     cur.execute(update, (r,))
@@ -298,14 +310,15 @@ def bulk_update(
                 cur.execute(drop)
             break
         except pge.DeadlockDetected as exc:
-            # Our own transaction is gone with every lock it held: run the call again (the input is in `staged`).
-            # In the caller's transaction only the caller can decide.
+            # Our own transaction is gone with every lock it held: run the call again (the input is in
+            # `staged`). In the caller's transaction only the caller can decide.
             if joined or attempt == _DEADLOCK_TRIES - 1:
                 raise wrap_db_error(exc, model=table.name, action="bulk_update") from exc
             log.info("bulk_update: deadlock on model %r, running the call again", table.name)
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter, not crypto
         except psycopg.Error as exc:
-            if copying:  # the server refused a value of the COPY: bulk's reading of its context names row, column
+            # the server refused a value of the COPY: bulk's reading of its context names row, column
+            if copying:
                 raise _server_error(exc, check, feed) from exc
             raise wrap_db_error(exc, model=table.name, action="bulk_update") from exc
     if absent:

@@ -3,14 +3,15 @@
     dbp cluster start     # prints the coordinator's DSN; data under ./.dbp/citus
     dbp cluster stop      # also: status, destroy (python -m dbplugins.citus is the same command)
 
-The servers come from a Citus-enabled PostgreSQL (``DBP_CITUS_PG_BIN``, default ``/usr/lib/postgresql/15/bin``).
-Each node listens on 127.0.0.1 only (no Unix socket) and asks every client for a password (scram-sha-256): a
-random one made at initialisation and kept in ``<root>/passfile`` (mode 0600), which the DSN names with libpq's
-``passfile=`` rather than carrying the secret, and which the nodes use to reach each other (``PGPASSFILE``). The
-ports are chosen free at initialisation and kept in ``<root>/cluster.json``, so a restart reuses them.
+The servers come from a Citus-enabled PostgreSQL (``DBP_CITUS_PG_BIN``, default
+``/usr/lib/postgresql/15/bin``). Each node listens on 127.0.0.1 only (no Unix socket) and asks every client
+for a password (scram-sha-256): a random one made at initialisation and kept in ``<root>/passfile`` (mode
+0600), which the DSN names with libpq's ``passfile=`` rather than carrying the secret, and which the nodes use
+to reach each other (``PGPASSFILE``). The ports are chosen free at initialisation and kept in
+``<root>/cluster.json``, so a restart reuses them.
 
-PostgreSQL refuses to run as root; as root the servers run as the unprivileged ``embedded_postgres`` system user,
-as the embedded server does (``dbplugins.embedded``).
+PostgreSQL refuses to run as root; as root the servers run as the unprivileged ``embedded_postgres`` system
+user, as the embedded server does (``dbplugins.embedded``).
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ __all__ = ["LocalCluster", "pg_bin", "unavailable_reason", "default_cluster_dir"
 _SUPERUSER = "postgres"
 _DBNAME = "dbp"
 _SERVER_USER = "embedded_postgres"  # the embedded server's user: one unprivileged account for both
-# Per node. max_prepared_transactions: Citus commits a write that touched several workers with two-phase commit.
-# citus.shard_count 8 (Citus's default is 32): a 2-core development machine creates and scans fewer shards; a
-# production cluster chooses its own (docs/scaling.md).
+# Per node. max_prepared_transactions: Citus commits a write that touched several workers with two-phase
+# commit. citus.shard_count 8 (Citus's default is 32): a 2-core development machine creates and scans fewer
+# shards; a production cluster chooses its own (docs/scaling.md).
 _SETTINGS = {
     "shared_preload_libraries": "'citus'",
     "listen_addresses": "'127.0.0.1'",
@@ -75,7 +76,8 @@ def _pkglibdir(bindir: Path) -> Path:
 
 
 def unavailable_reason(bindir: Path | None = None) -> str | None:
-    """Why a local cluster cannot start here (one line), or ``None`` when PostgreSQL and Citus are installed."""
+    """Why a local cluster cannot start here (one line), or ``None`` when PostgreSQL and Citus are
+    installed."""
     bindir = bindir or pg_bin()
     if not (bindir / "postgres").exists() or not (bindir / "pg_ctl").exists():
         return f"no PostgreSQL server binaries in {bindir} (set DBP_CITUS_PG_BIN)"
@@ -91,13 +93,16 @@ def _server_user() -> str | None:
     try:
         pwd.getpwnam(_SERVER_USER)
     except KeyError:
-        subprocess.run(["useradd", "-s", "/bin/false", _SERVER_USER], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["useradd", "-s", "/bin/false", _SERVER_USER], check=True, capture_output=True, timeout=60
+        )
     return _SERVER_USER
 
 
 def _as_server_user() -> dict[str, Any]:
-    """``subprocess.run`` options that run a command as the server account: its user *and* its groups (with the
-    user alone the process keeps group root, whose permission bits then apply to root-owned directories)."""
+    """``subprocess.run`` options that run a command as the server account: its user *and* its groups (with
+    the user alone the process keeps group root, whose permission bits then apply to root-owned
+    directories)."""
     user = _server_user()
     return {} if user is None else {"user": user, "group": user, "extra_groups": []}
 
@@ -118,7 +123,8 @@ def _traversable(path: Path) -> None:
 
 @dataclass
 class LocalCluster:
-    """A coordinator plus ``workers`` workers under ``root``. ``start()`` initialises the first time; idempotent."""
+    """A coordinator plus ``workers`` workers under ``root``. ``start()`` initialises the first time;
+    idempotent."""
 
     root: Path
     workers: int = 2
@@ -161,7 +167,7 @@ class LocalCluster:
             connect_timeout=10,
         )
 
-    # -- processes --------------------------------------------------------------------------------------------
+    # -- processes -------------------------------------------------------------------------------------------
 
     def _run(self, exe: str, *args: str, timeout: float = 120) -> None:
         # HOME: libpq in the servers (node-to-node connections) must not look for our ~/.postgresql.
@@ -299,7 +305,9 @@ class LocalCluster:
                 return
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
-                    raise ConfigurationError(f"the Citus coordinator did not answer in {timeout:g} s: {exc}") from exc
+                    raise ConfigurationError(
+                        f"the Citus coordinator did not answer in {timeout:g} s: {exc}"
+                    ) from exc
                 time.sleep(0.2)
 
     def _stop_nodes(self, mode: str) -> None:

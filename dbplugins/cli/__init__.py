@@ -1,7 +1,7 @@
-"""The ``dbp`` command line: ``initdb``, ``make_migrations``, ``migrate``, ``load``, ``embedded``, ``cluster``.
+"""The ``dbp`` CLI: ``initdb``, ``make_migrations``, ``migrate``, ``load``, ``embedded``, ``cluster``.
 
     dbp initdb --settings_path .            # create the built-in schema, record its migrations
-    dbp make_migrations                     # diff database vs models, write migrations/<id>.sql + .rollback.sql
+    dbp make_migrations                     # diff db vs models, write migrations/<id>.sql + .rollback.sql
     dbp make_migrations --check             # exit 1 if the models and the database differ; writes nothing
     dbp migrate [--lock-timeout N]          # apply pending migrations (built-in first, then yours)
     dbp migrate --list | --dry-run | break-lock
@@ -17,8 +17,8 @@ without source lines only with ``--verbose``), 2 usage error (including a rollba
 has no terminal to ask on). Passwords are never printed. The reference is docs/cli.md.
 
 The commands only parse, call the Python API and print: the migration commands are in :mod:`.migrate` and
-:mod:`.schema` (calling :mod:`dbplugins.migrations`), the servers' in :mod:`.embedded` and :mod:`.cluster`; what
-they share (options, settings.py, failure handling) in :mod:`._common`.
+:mod:`.schema` (calling :mod:`dbplugins.migrations`), the servers' in :mod:`.embedded` and :mod:`.cluster`;
+what they share (options, settings.py, failure handling) in :mod:`._common`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from .schema import initdb as _initdb
 __all__ = ["cli", "main"]
 
 
-# -- the group --------------------------------------------------------------------------------------------------
+# -- the group -----------------------------------------------------------------------------------------------
 
 
 def _version() -> str:

@@ -24,7 +24,16 @@ from ..config import (
 from ..embedded import embedded_allowed
 from ..errors import ConfigurationError, DbpError
 
-__all__ = ["_Group", "_db_options", "_verbose_option", "_migrations_dir_option", "_Env", "_env", "_warn", "_note"]
+__all__ = [
+    "_Group",
+    "_db_options",
+    "_verbose_option",
+    "_migrations_dir_option",
+    "_Env",
+    "_env",
+    "_warn",
+    "_note",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -151,7 +160,8 @@ class _Env:
 
     @functools.cached_property
     def user_models(self) -> list[type]:
-        """The model classes of the modules named in settings.py's ``MODELS``, importable from its directory."""
+        """The model classes of the modules named in settings.py's ``MODELS``, importable from its
+        directory."""
         names = getattr(self.module, "MODELS", None) if self.module is not None else None
         if not names:
             return []

@@ -16,7 +16,8 @@ def cluster() -> None:
 
     Example: DBP_DSN="$(dbp cluster start)" dbp initdb --distributed
 
-    Needs a Citus-enabled PostgreSQL (DBP_CITUS_PG_BIN, default /usr/lib/postgresql/15/bin); see docs/scaling.md.
+    Needs a Citus-enabled PostgreSQL (DBP_CITUS_PG_BIN, default /usr/lib/postgresql/15/bin); see
+    docs/scaling.md.
     """
 
 

@@ -18,7 +18,7 @@ from ._common import _db_options, _env, _Group, _migrations_dir_option, _note, _
 __all__ = ["make_migrations", "make_migrations_alias", "migrate"]
 
 
-# -- make_migrations --------------------------------------------------------------------------------------------
+# -- make_migrations -----------------------------------------------------------------------------------------
 
 
 @click.command("make_migrations")
@@ -94,7 +94,7 @@ make_migrations_alias.name = "make-migrations"
 make_migrations_alias.hidden = True
 
 
-# -- migrate ----------------------------------------------------------------------------------------------------
+# -- migrate -------------------------------------------------------------------------------------------------
 
 _lock_timeout_option = click.option(
     "--lock-timeout",
@@ -195,8 +195,8 @@ def migrate_rollback(
 
     Example: dbp migrate rollback --to 20261128_01_dbp01-initial-schema
 
-    Prints what it will undo first. Undoing a built-in migration, or a step that drops tables or columns, needs
-    --yes (or an answer at the prompt on a terminal); without a terminal and without --yes it exits 2.
+    Prints what it will undo first. Undoing a built-in migration, or a step that drops tables or columns,
+    needs --yes (or an answer at the prompt on a terminal); without a terminal and without --yes it exits 2.
     """
     if count is not None and to is not None:
         raise click.UsageError("give --count or --to, not both")
@@ -218,7 +218,8 @@ def migrate_rollback(
         click.echo(f"  - {step.describe()}")
     risky = plan.needs_confirmation
     if risky and not yes:
-        what = f"{len(risky)} of them {'is built-in or drops' if len(risky) == 1 else 'are built-in or drop'} data"
+        verb = "is built-in or drops" if len(risky) == 1 else "are built-in or drop"
+        what = f"{len(risky)} of them {verb} data"
         if not (
             sys.stdin.isatty() and sys.stderr.isatty()
         ):  # the prompt goes to stderr, the answer from stdin

@@ -11,7 +11,9 @@ __all__ = ["initdb"]
 
 @click.command()
 @_db_options
-@click.option("--distributed", is_flag=True, help="On a Citus coordinator: distribute the tables (docs/scaling.md).")
+@click.option(
+    "--distributed", is_flag=True, help="On a Citus coordinator: distribute the tables (docs/scaling.md)."
+)
 @click.pass_context
 def initdb(ctx: click.Context, settings_path: str | None, dsn: str | None, distributed: bool) -> None:
     """Create the built-in schema and record its migrations as applied.

@@ -1,8 +1,9 @@
-"""Rolling back migrations, safely: a plan first (what, and whether it is built-in or loses data), then the undo.
+"""Rolling back migrations, safely: a plan first (what, and whether it is built-in or loses data), then the
+undo.
 
-:func:`plan_rollback` says what :func:`rollback` would undo, without changing anything; ``dbp migrate rollback``
-prints it, asks for confirmation of built-in or destructive steps, then calls :func:`rollback` with the plan it
-showed (``expect``), so nothing other than what was confirmed is undone.
+:func:`plan_rollback` says what :func:`rollback` would undo, without changing anything; ``dbp migrate
+rollback`` prints it, asks for confirmation of built-in or destructive steps, then calls :func:`rollback` with
+the plan it showed (``expect``), so nothing other than what was confirmed is undone.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from ._yoyo import (
 __all__ = ["RollbackStep", "RollbackNotConfirmed", "destructive_reasons", "plan_rollback", "rollback", "undo"]
 
 
-# What makes a rollback step destructive: it removes data. Comments are stripped first; the marker render.py puts
-# on data-losing steps counts as well.
-# A name as SQL spells it: bare or double-quoted (generated migrations quote every identifier), maybe qualified.
+# What makes a rollback step destructive: it removes data. Comments are stripped first; the marker render.py
+# puts on data-losing steps counts as well.
+# A name as SQL spells it: bare or double-quoted (generated migrations quote every identifier), maybe
+# qualified.
 _PART = r'(?:"(?:[^"]|"")+"|[\w$]+)'
 _NAME = rf"({_PART}(?:\s*\.\s*{_PART})*)"
 _DESTRUCTIVE = [
@@ -51,8 +53,8 @@ _BARE_DROP = re.compile(
 
 
 def _shown(text: str) -> str:
-    """A name as the reader knows it (``"user"`` -> ``user``, ``public."We""ird"`` -> ``public.We"ird``); other
-    matched words single-spaced."""
+    """A name as the reader knows it (``"user"`` -> ``user``, ``public."We""ird"`` -> ``public.We"ird``);
+    other matched words single-spaced."""
     if not re.fullmatch(_NAME, text):
         return " ".join(text.split())
     parts = re.findall(_PART, text)
@@ -86,7 +88,8 @@ def destructive_reasons(sql_text: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class RollbackStep:
-    """One migration a rollback would undo, with its rollback SQL and why it needs confirmation (if it does)."""
+    """One migration a rollback would undo, with its rollback SQL and why it needs confirmation (if it
+    does)."""
 
     id: str
     path: Path
@@ -188,10 +191,11 @@ def rollback(
     """Roll back migrations with their ``.rollback.sql``, most recent first; return the ids undone.
 
     ``count`` / ``to`` choose them as in :func:`plan_rollback`. ``dry_run`` only returns the ids.
-    ``allow_destructive=False`` raises :class:`RollbackNotConfirmed` (before undoing anything) if one of them is
-    a built-in migration or drops data (``dbp migrate rollback`` without ``--yes``). ``expect`` is the list of
-    ids the caller confirmed (from :func:`plan_rollback`): if another process changed what is applied since,
-    nothing is undone and a ``MigrationError`` says so. Each step waits at most ``lock_timeout`` s per lock.
+    ``allow_destructive=False`` raises :class:`RollbackNotConfirmed` (before undoing anything) if one of them
+    is a built-in migration or drops data (``dbp migrate rollback`` without ``--yes``). ``expect`` is the list
+    of ids the caller confirmed (from :func:`plan_rollback`): if another process changed what is applied
+    since, nothing is undone and a ``MigrationError`` says so. Each step waits at most ``lock_timeout`` s per
+    lock.
     """
     if dry_run:
         return [s.id for s in plan_rollback(settings, user_dir, count=count, to=to)]
@@ -228,7 +232,8 @@ def undo(
             if expect is not None and [m.id for m in candidates] != list(expect):
                 raise MigrationError(
                     "the applied migrations changed since the rollback was planned (another process ran "
-                    f"migrate or rollback); now it would undo: {', '.join(m.id for m in candidates) or 'nothing'}"
+                    "migrate or rollback); now it would undo: "
+                    f"{', '.join(m.id for m in candidates) or 'nothing'}"
                 )
             steps = [_step(m) for m in candidates]
             risky = [s for s in steps if s.needs_confirmation]

@@ -69,9 +69,9 @@ def with_connect_timeout(settings: ConnectionSettings) -> ConnectionSettings:
 
 
 def connect(settings: ConnectionSettings) -> psycopg.Connection[Any]:
-    """An autocommit connection, made within ``connect_timeout``; a failure becomes a ``ConnectionFailedError``
-    whose one line names host, port, database and user and the server's reason (never the password), as
-    ``SQLConnection.connect`` raises."""
+    """An autocommit connection, made within ``connect_timeout``; a failure becomes a
+    ``ConnectionFailedError`` whose one line names host, port, database and user and the server's reason
+    (never the password), as ``SQLConnection.connect`` raises."""
     try:
         return psycopg.connect(with_connect_timeout(settings).conninfo, autocommit=True)
     except psycopg.OperationalError as exc:
@@ -87,7 +87,7 @@ def _applied_hashes(settings: ConnectionSettings) -> set[str]:
         return {r[0] for r in conn.execute("SELECT migration_hash FROM _yoyo_migration").fetchall()}
 
 
-# -- yoyo backend, lock and error reporting ---------------------------------------------------------------------
+# -- yoyo backend, lock and error reporting ------------------------------------------------------------------
 
 
 def _backend(settings: ConnectionSettings) -> Any:
@@ -107,7 +107,8 @@ Notify = Callable[[str], None]
 
 
 def _announce_holder(backend: Any, notify: Notify | None) -> None:
-    """If another process holds the lock, say so before waiting (a stale lock would otherwise look like a hang)."""
+    """If another process holds the lock, say so before waiting (a stale lock would otherwise look like a
+    hang)."""
     if notify is None:
         return
     try:
@@ -123,7 +124,8 @@ def _announce_holder(backend: Any, notify: Notify | None) -> None:
 
 @contextlib.contextmanager
 def _locked(backend: Any, timeout: float, notify: Notify | None = None) -> Iterator[None]:
-    """yoyo's lock, with its LockTimeout turned into a message that names our command to clear a stale lock."""
+    """yoyo's lock, with its LockTimeout turned into a message that names our command to clear a stale
+    lock."""
     from yoyo.exceptions import LockTimeout
 
     _announce_holder(backend, notify)
@@ -163,7 +165,8 @@ def _tracking() -> Iterator[_StatementTracker]:
     old_level = logger.level
     logger.addHandler(tracker)
     logger.setLevel(logging.DEBUG)
-    # yoyo's DEBUG records must not reach the root logger's handlers (a user's logging config would print them).
+    # yoyo's DEBUG records must not reach the root logger's handlers (a user's logging config would print
+    # them).
     old_propagate = logger.propagate
     logger.propagate = False
     try:
@@ -190,7 +193,7 @@ def _statement_head(stmt: str | None) -> str:
     return head if len(head) <= 160 else head[:157] + "..."
 
 
-# -- operations -------------------------------------------------------------------------------------------------
+# -- operations ----------------------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -207,7 +210,8 @@ def _bounded(
 def _failure(
     exc: BaseException, what: str, where: str, tracker: _StatementTracker, watch: LockWatch, timeout: float
 ) -> MigrationError:
-    """The one-line error for a migration (or rollback) whose statement failed; names the blocker on a timeout."""
+    """The one-line error for a migration (or rollback) whose statement failed; names the blocker on a
+    timeout."""
     sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate == LOCK_NOT_AVAILABLE:
         blocker = watch.blocker

@@ -5,9 +5,9 @@ ConnectionSettings`, a connected ``SQLConnection``, or ``None``: ``DBP_DSN`` / `
 ``./settings.py``, then the embedded server, as ``dbp`` finds it), and your migrations directory
 (``migrations_dir``; default ``./migrations``, as ``dbp`` run in the current directory without a settings.py).
 Each returns a small result object saying what it wrote or applied, and raises a
-:class:`~dbplugins.errors.DbpError` subclass with a one-line message: ``MigrationError`` (pending migrations, a
-failed statement, a lock held too long, a refused rollback), ``ConnectionFailedError`` (host, port, database,
-user and the server's reason), ``ConfigurationError`` (bad settings or models)::
+:class:`~dbplugins.errors.DbpError` subclass with a one-line message: ``MigrationError`` (pending migrations,
+a failed statement, a lock held too long, a refused rollback), ``ConnectionFailedError`` (host, port,
+database, user and the server's reason), ``ConfigurationError`` (bad settings or models)::
 
     from dbplugins import migrations
     import mymodels
@@ -133,7 +133,7 @@ def _user_dir(migrations_dir: PathLike | None) -> Path:
     return path
 
 
-# -- status -------------------------------------------------------------------------------------------------------
+# -- status --------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -166,17 +166,17 @@ def status(target: Target = None, *, migrations_dir: PathLike | None = None) -> 
     return Status(tuple(runner.status(settings_of(target), _user_dir(migrations_dir))))
 
 
-# -- make_migrations --------------------------------------------------------------------------------------------
+# -- make_migrations -----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class MakeMigrationsResult:
     """What :func:`make_migrations` found and wrote.
 
-    ``operations``: the changes from the database to the models, in the order they apply (empty: nothing to do).
-    ``path`` / ``rollback_path``: the files written (``None`` when nothing was: no change, or ``dry_run``).
-    ``sql`` / ``rollback_sql``: their text (also for a dry run); ``depends``: the migrations it depends on.
-    ``tables``: how many tables the models declare.
+    ``operations``: the changes from the database to the models, in the order they apply (empty: nothing to
+    do). ``path`` / ``rollback_path``: the files written (``None`` when nothing was: no change, or
+    ``dry_run``). ``sql`` / ``rollback_sql``: their text (also for a dry run); ``depends``: the migrations it
+    depends on. ``tables``: how many tables the models declare.
     """
 
     operations: tuple[Operation, ...]
@@ -222,8 +222,8 @@ def make_migrations(
 ) -> MakeMigrationsResult:
     """Write a migration for the differences between the database and the models (``dbp make_migrations``).
 
-    ``models`` are your model classes, the modules declaring them or their names; the built-in models always count (a
-    database without them would otherwise be told to drop the ZTF tables). Writes ``<id>.sql`` and
+    ``models`` are your model classes, the modules declaring them or their names; the built-in models always
+    count (a database without them would otherwise be told to drop the ZTF tables). Writes ``<id>.sql`` and
     ``<id>.rollback.sql`` into ``migrations_dir`` (created if need be), depending on its current heads, and
     returns them with the operations. ``dry_run``: write nothing, return the same (``--check`` and
     ``--dry-run`` are this). No difference: nothing is written and ``result.changed`` is false.
@@ -244,7 +244,8 @@ def make_migrations(
     if waiting:
         ids = ", ".join(m.id for m in waiting[:3]) + (" ..." if len(waiting) > 3 else "")
         raise MigrationError(
-            f"{len(waiting)} migration(s) not applied yet ({ids}); run `dbp migrate` first, then make_migrations"
+            f"{len(waiting)} migration(s) not applied yet ({ids}); run `dbp migrate` first, then "
+            "make_migrations"
         )
     with connect(settings) as conn:
         current = introspect(conn)
@@ -268,7 +269,7 @@ def make_migrations(
     )
 
 
-# -- migrate, rollback --------------------------------------------------------------------------------------------
+# -- migrate, rollback ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -290,13 +291,15 @@ def migrate(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     notify: Notify | None = None,
 ) -> MigrateResult:
-    """Apply the pending migrations, the built-in ones first, then those of ``migrations_dir`` (``dbp migrate``).
+    """Apply the pending migrations, the built-in ones first, then those of ``migrations_dir`` (``dbp
+    migrate``).
 
     Each migration runs in its own transaction; one that fails is rolled back and stays pending, and the
-    ``MigrationError`` names its file, statement and the server's message. Safe from several processes at once:
-    the pending list is computed under yoyo's lock. ``lock_timeout`` (seconds) bounds every wait: for another
-    migrate's lock and for each table lock a statement takes (the error then names the blocking process).
-    ``notify(text)`` hears that another process holds the lock. ``dry_run``: change nothing, return the SQL.
+    ``MigrationError`` names its file, statement and the server's message. Safe from several processes at
+    once: the pending list is computed under yoyo's lock. ``lock_timeout`` (seconds) bounds every wait: for
+    another migrate's lock and for each table lock a statement takes (the error then names the blocking
+    process). ``notify(text)`` hears that another process holds the lock. ``dry_run``: change nothing, return
+    the SQL.
 
     Example: ``migrations.migrate(dsn).applied`` lists the ids applied.
     """
@@ -347,8 +350,8 @@ def rollback(
     unique id prefix), which stays applied. ``dry_run`` changes nothing and returns the plan. A built-in
     migration (undoing the initial one drops the 17 ZTF tables) or a step that drops data is refused with
     ``RollbackNotConfirmed`` (a ``MigrationError``, before anything is undone) unless ``allow_destructive``.
-    ``expect``: the ids a plan showed (``dry_run`` result's ``ids``); if what is applied changed since, nothing is
-    undone and a ``MigrationError`` says so.
+    ``expect``: the ids a plan showed (``dry_run`` result's ``ids``); if what is applied changed since,
+    nothing is undone and a ``MigrationError`` says so.
 
     Example: ``plan = migrations.rollback(dsn, dry_run=True)``, then
     ``migrations.rollback(dsn, allow_destructive=True, expect=plan.ids)``.
@@ -372,7 +375,7 @@ def rollback(
     return RollbackResult(steps)
 
 
-# -- initdb, break_lock ---------------------------------------------------------------------------------------------
+# -- initdb, break_lock --------------------------------------------------------------------------------------
 
 
 def initdb(
@@ -381,10 +384,10 @@ def initdb(
     """Create the built-in schema and record its migrations as applied (``dbp initdb``); safe to run again.
 
     On an empty database the 17 built-in tables are created in one transaction; on one that db-plugins created
-    nothing is created and only the initial migration is recorded; one with some built-in tables but not all is
-    refused. ``distributed``: on a Citus coordinator, distribute the tables as their models declare
-    (docs/scaling.md). The result says whether it ``created`` them, how many migrations it ``marked`` applied and
-    how many newer built-in ones are ``pending`` (for :func:`migrate`).
+    nothing is created and only the initial migration is recorded; one with some built-in tables but not all
+    is refused. ``distributed``: on a Citus coordinator, distribute the tables as their models declare
+    (docs/scaling.md). The result says whether it ``created`` them, how many migrations it ``marked`` applied
+    and how many newer built-in ones are ``pending`` (for :func:`migrate`).
     """
     from .._types.schema import table_of
     from ..models import ALL_MODELS

@@ -31,7 +31,8 @@ from .introspect import loose_form
 
 __all__ = ["Operation", "OpKind", "diff", "PHASES", "pg_identifier"]
 
-# The order of the kinds is their execution order (migra's: drop dependants first, create in dependency order).
+# The order of the kinds is their execution order (migra's: drop dependants first, create in dependency
+# order).
 OpKind = Literal[
     "drop_fk",
     "drop_index",
@@ -58,8 +59,8 @@ Payload = Table | ColumnDef | Index | ForeignKey | tuple[str, ...] | None
 
 _DESTRUCTIVE: frozenset[str] = frozenset({"drop_table", "drop_column"})
 
-# PostgreSQL truncates identifiers to NAMEDATALEN - 1 = 63 bytes; a longer declared name would otherwise show up
-# as new on every diff (alembic #647).
+# PostgreSQL truncates identifiers to NAMEDATALEN - 1 = 63 bytes; a longer declared name would otherwise show
+# up as new on every diff (alembic #647).
 _MAX_IDENT = 63
 
 
@@ -209,8 +210,8 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
                 if canonical_type(new_cols[a].sql_type) == canonical_type(cur_cols[c].sql_type)
             ]
             note = (
-                f"possible rename of {name}.{c} to {name}.{twins[0]}: this drops the column and its data; to keep "
-                f"them, write {_sql('ALTER TABLE {} RENAME COLUMN {} TO {}', name, c, twins[0])} instead"
+                f"possible rename of {name}.{c} to {name}.{twins[0]}: this drops the column and its data; to "
+                f"keep them, write {_sql('ALTER TABLE {} RENAME COLUMN {} TO {}', name, c, twins[0])} instead"
                 if twins
                 else None
             )
@@ -237,8 +238,8 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
                         c,
                         old=a,
                         new=b,
-                        note=f"converts existing values with USING {_sql('{}', c)}::{b.sql_type}; may fail or lose "
-                        "precision",
+                        note=f"converts existing values with USING {_sql('{}', c)}::{b.sql_type}; may fail "
+                        "or lose precision",
                     )
                 )
             if a.nullable != b.nullable:
@@ -292,8 +293,8 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
             == {(c, canonical_type(d.sql_type)) for c, d in t.columns.items()}
         ]
         note = (
-            f"possible rename of table {t.name} to {twins[0]}: this drops the table and its data; to keep them, "
-            f"write {_sql('ALTER TABLE {} RENAME TO {}', t.name, twins[0])} instead"
+            f"possible rename of table {t.name} to {twins[0]}: this drops the table and its data; to keep "
+            f"them, write {_sql('ALTER TABLE {} RENAME TO {}', t.name, twins[0])} instead"
             if twins
             else None
         )

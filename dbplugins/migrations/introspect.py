@@ -1,8 +1,8 @@
-"""Read a live database's schema from ``pg_catalog`` into the structures :mod:`dbplugins._types.schema` builds from
-dataclasses, so the differ compares like with like.
+"""Read a live database's schema from ``pg_catalog`` into the structures :mod:`dbplugins._types.schema` builds
+from dataclasses, so the differ compares like with like.
 
-Three catalog queries (``sql/columns.sql``, ``sql/constraints.sql``, ``sql/indexes.sql``, loaded as package data
-the way schemainspect does) read every table, whatever their number::
+Three catalog queries (``sql/columns.sql``, ``sql/constraints.sql``, ``sql/indexes.sql``, loaded as package
+data the way schemainspect does) read every table, whatever their number::
 
     >>> with psycopg.connect(dsn) as conn:                       # doctest: +SKIP
     ...     current = introspect(conn)
@@ -13,7 +13,8 @@ Bookkeeping tables of migration tools (yoyo's ``_yoyo_*``, ``yoyo_lock`` and its
 original db-plugins' ``alembic_version``) are never part of the schema.
 
 :func:`canonicalize` asks the server for its own spelling of declared index predicates and column defaults,
-which PostgreSQL rewrites (``ranking=1`` is stored as ``(ranking = 1)``, ``'a'`` as ``'a'::character varying``).
+which PostgreSQL rewrites (``ranking=1`` is stored as ``(ranking = 1)``, ``'a'`` as ``'a'::character
+varying``).
 """
 
 from __future__ import annotations
@@ -83,12 +84,14 @@ def _unquote_ident(text: str) -> str:
 
 
 def introspect(conn: _Executes, *, schema: str = "public") -> Schema:
-    """The tables of ``schema`` in the database behind ``conn``, as a :class:`~dbplugins._types.schema.Schema`.
+    """The tables of ``schema`` in the database behind ``conn``, as a
+    :class:`~dbplugins._types.schema.Schema`.
 
     Runs exactly ``len(CATALOG_QUERIES)`` queries whatever the number of tables. Column types are canonical
-    (``format_type``), predicates normalised (:func:`dbplugins._types.schema.normalize_predicate`), and the names of the
-    primary key and unique constraints kept (``Table.pk_constraint``, ``Table.unique_names``) so that a migration
-    can drop them by their real names. Identity and generated columns are reported with their type only.
+    (``format_type``), predicates normalised (:func:`dbplugins._types.schema.normalize_predicate`), and the
+    names of the primary key and unique constraints kept (``Table.pk_constraint``, ``Table.unique_names``) so
+    that a migration can drop them by their real names. Identity and generated columns are reported with their
+    type only.
     """
     params = _params(schema)
     tables: dict[str, Table] = {}
@@ -137,7 +140,7 @@ def introspect(conn: _Executes, *, schema: str = "public") -> Schema:
     return Schema(tables=dict(sorted(tables.items())))
 
 
-# -- server-side canonical forms -------------------------------------------------------------------------------
+# -- server-side canonical forms -----------------------------------------------------------------------------
 
 _WS_AROUND_OPS = re.compile(r"\s*([=<>!(),+*/-]+)\s*")
 

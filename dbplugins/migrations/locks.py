@@ -1,14 +1,14 @@
 """Bounded lock waits for migration DDL, and naming the session that blocks it.
 
-An ``ALTER TABLE`` waits for an ACCESS EXCLUSIVE lock; behind it, every plain ``SELECT`` on that table queues too.
-So a migration must not wait forever behind another session's open transaction: every connection a migration
-opens carries PostgreSQL's ``lock_timeout`` (set through libpq ``options``, so the connections yoyo opens for
-each migration get it as well), and each one is tagged with an ``application_name`` of its own.
+An ``ALTER TABLE`` waits for an ACCESS EXCLUSIVE lock; behind it, every plain ``SELECT`` on that table queues
+too. So a migration must not wait forever behind another session's open transaction: every connection a
+migration opens carries PostgreSQL's ``lock_timeout`` (set through libpq ``options``, so the connections yoyo
+opens for each migration get it as well), and each one is tagged with an ``application_name`` of its own.
 
-While the migration runs, :class:`LockWatch` polls ``pg_locks`` / ``pg_blocking_pids()`` / ``pg_stat_activity``
-from a separate connection for tagged sessions waiting on a lock, and keeps the last :class:`Blocker` it saw,
-so that when the server cancels the statement (SQLSTATE 55P03) the error can name the table and the blocking
-process: its pid, user, state and statement.
+While the migration runs, :class:`LockWatch` polls ``pg_locks`` / ``pg_blocking_pids()`` /
+``pg_stat_activity`` from a separate connection for tagged sessions waiting on a lock, and keeps the last
+:class:`Blocker` it saw, so that when the server cancels the statement (SQLSTATE 55P03) the error can name the
+table and the blocking process: its pid, user, state and statement.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class Blocker:
 
 
 def with_lock_timeout(settings: ConnectionSettings, seconds: float, tag: str) -> ConnectionSettings:
-    """``settings`` whose every connection has ``lock_timeout`` = ``seconds`` and ``application_name`` = ``tag``."""
+    """``settings`` whose every connection has ``lock_timeout`` = ``seconds`` and ``application_name`` =
+    ``tag``."""
     ms = max(1, round(seconds * 1000))
     params = dict(settings.params)
     options = params.get("options", "")

@@ -42,7 +42,9 @@ def _cols(names: Iterable[str]) -> sql.Composed:
 
 
 def _column_sql(table: str, col: ColumnDef) -> sql.Composed:
-    text = sql.SQL("{} {}").format(sql.Identifier(col.name), type_sql(col.sql_type, model=table, column=col.name))
+    text = sql.SQL("{} {}").format(
+        sql.Identifier(col.name), type_sql(col.sql_type, model=table, column=col.name)
+    )
     if not col.nullable:
         text += sql.SQL(" NOT NULL")
     if col.default is not None:
@@ -68,10 +70,14 @@ def _create_table(t: Table) -> list[sql.Composable]:
     differ adds those as separate operations once every table exists)."""
     parts = [_column_sql(t.name, c) for c in t.columns.values()]
     if t.primary_key:
-        parts.append(sql.SQL("CONSTRAINT {} PRIMARY KEY ({})").format(_ident(t.pk_name), _cols(t.primary_key)))
+        parts.append(
+            sql.SQL("CONSTRAINT {} PRIMARY KEY ({})").format(_ident(t.pk_name), _cols(t.primary_key))
+        )
     for u in t.unique:
         parts.append(sql.SQL("CONSTRAINT {} UNIQUE ({})").format(_ident(t.unique_name(tuple(u))), _cols(u)))
-    create = sql.SQL("CREATE TABLE {} (\n    {}\n)").format(sql.Identifier(t.name), sql.SQL(",\n    ").join(parts))
+    create = sql.SQL("CREATE TABLE {} (\n    {}\n)").format(
+        sql.Identifier(t.name), sql.SQL(",\n    ").join(parts)
+    )
     distribute = distribute_sql(t)  # on a Citus coordinator: distribute it as the model declares (§7)
     return [create, *(_create_index(t.name, ix) for ix in t.indexes), *([distribute] if distribute else [])]
 
@@ -115,7 +121,9 @@ def _statements(op: Operation) -> list[sql.Composable]:
         assert isinstance(op.new, ColumnDef)
         if op.new.default is None:
             return [_alter(t, sql.SQL("ALTER COLUMN {} DROP DEFAULT").format(col))]
-        return [_alter(t, sql.SQL("ALTER COLUMN {} SET DEFAULT {}").format(col, expression_sql(op.new.default)))]
+        return [
+            _alter(t, sql.SQL("ALTER COLUMN {} SET DEFAULT {}").format(col, expression_sql(op.new.default)))
+        ]
     if k == "add_pk":
         assert isinstance(op.new, tuple)
         return [_alter(t, sql.SQL("ADD CONSTRAINT {} PRIMARY KEY ({})").format(col, _cols(op.new)))]
@@ -131,7 +139,9 @@ def _statements(op: Operation) -> list[sql.Composable]:
         return [sql.SQL("DROP INDEX {}").format(col)]
     if k == "rename_index":
         assert isinstance(op.old, Index) and isinstance(op.new, Index)
-        return [sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(op.old.name), _ident(op.new.name))]
+        return [
+            sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(op.old.name), _ident(op.new.name))
+        ]
     if k == "add_fk":
         assert isinstance(op.new, ForeignKey)
         return [_add_fk(t, op.new)]
@@ -171,9 +181,9 @@ def _inverse(op: Operation) -> Operation:
 def backward(op: Operation) -> list[str]:
     """The statements that undo ``op`` (a dropped table or column comes back empty: data is not restored).
 
-    A dropped NOT NULL column without a default comes back NULL-able: its values are gone, and ``ADD COLUMN ...
-    NOT NULL`` would fail on any table with rows (the next ``make_migrations`` offers the SET NOT NULL once the
-    column is filled).
+    A dropped NOT NULL column without a default comes back NULL-able: its values are gone, and ``ADD COLUMN
+    ... NOT NULL`` would fail on any table with rows (the next ``make_migrations`` offers the SET NOT NULL
+    once the column is filled).
     """
     inverse = _inverse(op)
     if inverse.kind == "add_column" and isinstance(inverse.new, ColumnDef):
@@ -202,7 +212,9 @@ def _comment_lines(op: Operation, *, undo: bool = False) -> list[str]:
         and not op.old.nullable
         and op.old.default is None
     ):
-        lines.append("-- NOTE: re-added NULL-able: NOT NULL would fail on the existing rows, which have no value")
+        lines.append(
+            "-- NOTE: re-added NULL-able: NOT NULL would fail on the existing rows, which have no value"
+        )
     if not undo and op.note:
         lines.append(f"-- WARNING: {op.note}")
     return lines

@@ -1,13 +1,13 @@
 """Apply, list and roll back yoyo migrations: the package's built-in ones, then the user's.
 
-The built-in schema's migrations ship with the package (``migrations/`` in a checkout, ``dbplugins/_migrations``
-in the wheel); a user's live beside their ``settings.py``. Both are read together, so a user migration can
-``-- depends:`` on a built-in one.
+The built-in schema's migrations ship with the package (``migrations/`` in a checkout,
+``dbplugins/_migrations`` in the wheel); a user's live beside their ``settings.py``. Both are read together,
+so a user migration can ``-- depends:`` on a built-in one.
 
-Concurrency: :func:`apply` takes yoyo's lock and computes what to apply *inside* it (yoyo's ``apply_one`` does not
-re-check, so computing it before the lock lets two booting workers apply the same migration twice). Several
-``dbp migrate`` processes started together therefore apply each migration exactly once; the others wait for the
-lock, find nothing left to do, and succeed.
+Concurrency: :func:`apply` takes yoyo's lock and computes what to apply *inside* it (yoyo's ``apply_one`` does
+not re-check, so computing it before the lock lets two booting workers apply the same migration twice).
+Several ``dbp migrate`` processes started together therefore apply each migration exactly once; the others
+wait for the lock, find nothing left to do, and succeed.
 
 Reading status (:func:`status`) uses one plain query and creates nothing, so ``make_migrations --check`` and
 ``migrate --list`` leave the database untouched.
@@ -76,11 +76,12 @@ class MigrationInfo:
 
 
 def check_user_dir(directory: Path) -> Path:
-    """``directory``, resolved, if user migrations may be written there; else a ``MigrationError`` saying where.
+    """``directory``, resolved, if user migrations may be written there; else a ``MigrationError`` saying
+    where.
 
     The package's built-in ``migrations/`` (in a checkout, the repository's own; in a wheel, inside
-    site-packages) and anything inside the installed package are refused: a user migration written there would be
-    taken for a built-in one, and would vanish with the next install.
+    site-packages) and anything inside the installed package are refused: a user migration written there would
+    be taken for a built-in one, and would vanish with the next install.
     """
     import dbplugins
 
@@ -89,8 +90,8 @@ def check_user_dir(directory: Path) -> Path:
     package = Path(dbplugins.__file__).resolve().parent
     if target == builtin or target.is_relative_to(builtin) or target.is_relative_to(package):
         raise MigrationError(
-            f"refusing to write into {target}: it holds dbplugins' built-in migrations. Your migrations go in "
-            "migrations/ beside your settings.py: run dbp from your project's directory, or pass "
+            f"refusing to write into {target}: it holds dbplugins' built-in migrations. Your migrations go "
+            "in migrations/ beside your settings.py: run dbp from your project's directory, or pass "
             "--settings_path DIR or --migrations-dir DIR (or set MIGRATIONS_DIR in settings.py)"
         )
     return target
@@ -191,7 +192,8 @@ _BUILTIN_TABLES_QUERY = (
 
 @dataclass(frozen=True)
 class InitResult:
-    """What :func:`initdb` did: created the schema or not, built-in migrations recorded, and those left pending."""
+    """What :func:`initdb` did: created the schema or not, built-in migrations recorded, and those left
+    pending."""
 
     created: bool
     marked: int
@@ -208,15 +210,17 @@ def initdb(
 ) -> InitResult:
     """Create the built-in schema from ``sql/schema`` and record the built-in migrations as applied.
 
-    - An empty database: ``sql/schema`` (the latest built-in schema) is created and every built-in migration is
-      recorded as applied.
-    - A database ``dbp`` initialised before: nothing is done; newer built-in migrations are left to ``migrate``.
+    - An empty database: ``sql/schema`` (the latest built-in schema) is created and every built-in migration
+      is recorded as applied.
+    - A database ``dbp`` initialised before: nothing is done; newer built-in migrations are left to
+      ``migrate``.
     - A database with all the original tables but no record (made by db-plugins): nothing is created and only
       the initial migration is recorded, so ``migrate`` applies whatever came after it.
     - Some built-in tables but not all, and no record: an error; guessing could destroy data.
 
-    Runs under the migration lock, in one transaction: the schema and its bookkeeping land together or not at all.
-    ``distributed``: on a Citus coordinator, distribute the tables as their models declare (docs/scaling.md).
+    Runs under the migration lock, in one transaction: the schema and its bookkeeping land together or not at
+    all. ``distributed``: on a Citus coordinator, distribute the tables as their models declare
+    (docs/scaling.md).
     """
     if distributed:  # checked before any DDL, yoyo's bookkeeping tables included
         from .. import citus
@@ -248,7 +252,8 @@ def initdb(
                     if distributed:
                         citus.create_distributed_schema(conn, citus.builtin_tables(), schema_script())
                     else:
-                        conn.execute(schema_script())  # a parameterless script: psycopg runs all its statements
+                        # a parameterless script: psycopg runs all its statements
+                        conn.execute(schema_script())
                 except psycopg.Error as exc:
                     raise MigrationError(f"creating the built-in schema failed: {_one_line(exc)}") from exc
             for m in mark:
