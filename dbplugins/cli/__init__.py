@@ -66,7 +66,7 @@ for _command in (_initdb, _make_migrations, _make_migrations_alias, _migrate, _e
     cli.add_command(_command)
 
 
-# -- load -------------------------------------------------------------------------------------------------------
+# -- load ----------------------------------------------------------------------------------------------------
 
 
 def _load_delimiter(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -151,9 +151,9 @@ def load(
 
     Example: dbp load detection detections.csv --on-conflict ignore
 
-    FILE may be - for stdin, and may be gzipped (.gz). Rows whose key already exists are skipped by default, so
-    loading the same file twice is harmless. The whole file is one transaction: on any error nothing is loaded.
-    In CSV an unquoted empty field is NULL and a quoted one ("") the empty string.
+    FILE may be - for stdin, and may be gzipped (.gz). Rows whose key already exists are skipped by default,
+    so loading the same file twice is harmless. The whole file is one transaction: on any error nothing is
+    loaded. In CSV an unquoted empty field is NULL and a quoted one ("") the empty string.
     """
     fmt = fmt or loadfile.guess_format(file)
     if fmt is None:
