@@ -357,7 +357,8 @@ def report(
         "include the commit. psycopg COPY and executemany use one connection in a transaction; the COPY "
         "turns each dict into a tuple with `operator.itemgetter`, as a hand-written loader does. `psql "
         "\\copy` is timed around the whole `psql` process (its start-up and connection included); writing "
-        "the CSV file is not timed.",
+        "the CSV file is not timed. The per-key cases (`get_or_create`, `get_or_create_many` and their "
+        "hand-written versions) start after a CHECKPOINT too (untimed), as the original's do.",
         f"- The original db-plugins runs in its own virtualenv (`bench/.venv-original`), one subprocess per "
         f"repetition: `bulk_insert` of the first {sizes.original_rows:,} rows into an empty detection table, "
         f"then `get_or_create` on {sizes.original_keys:,} new object keys and again on the same (now "
