@@ -14,6 +14,7 @@ import pytest
 import dbplugins._query.builder
 import dbplugins._query.conditions
 import dbplugins._query.query
+import dbplugins._query.shapes
 import dbplugins._query.statements
 import dbplugins._upsert.one
 from dbplugins import (
@@ -606,10 +607,10 @@ def test_repr(tdb: SQLConnection) -> None:
 def test_statement_shapes_are_cached(tdb: SQLConnection) -> None:
     q = tdb.query(Star).filter("sid", ">", 1).order_by("-sid").limit(3)
     q.all()
-    before = dbplugins._query.statements.statement.cache_info()
+    before = dbplugins._query.shapes.query_statement.cache_info()
     for i in range(5):
         tdb.query(Star).filter("sid", ">", i).order_by("-sid").limit(3).all()
-    after = dbplugins._query.statements.statement.cache_info()
+    after = dbplugins._query.shapes.query_statement.cache_info()
     assert after.hits - before.hits >= 5 and after.misses == before.misses
 
 

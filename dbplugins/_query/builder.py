@@ -8,11 +8,8 @@ composed once and cached, so a hot loop only binds values.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
-
-from psycopg import sql
 
 from .._types.binding import filter_value
 from .._types.rows import check_columns
@@ -20,14 +17,14 @@ from .._types.schema import Table, table_of
 from ..errors import QueryError
 from .conditions import MISSING, Cond, conditions, make_condition, parse_order
 from .expressions import ColumnExpr, Condition, OrderExpr
-from .shapes import legacy_shape, order_sql, where_sql
-from .statements import OrderSpec, WhereSpec, column_list, render, statement
+from .shapes import legacy_shape, query_statement
+from .statements import OrderSpec, WhereSpec
 
 if TYPE_CHECKING:
     from .._session.session import Session
     from .query import Query
 
-__all__ = ["QueryBuilder", "SessionSource", "expression_statement"]
+__all__ = ["QueryBuilder", "SessionSource"]
 
 T = TypeVar("T")
 
@@ -287,16 +284,14 @@ class QueryBuilder(Generic[T]):
         has_offset: bool,
         keyset: tuple[str, ...] = (),
     ) -> str:
-        """The SQL text for this query's shape: the plain composer,
-        or the expression-aware one when needed."""
+        """The SQL text for this query's shape (one composer for every shape: see
+        :func:`dbplugins._query.shapes.query_statement`)."""
         nulls = self._order_nulls if order else ()
-        if not self._exprs and not self._distinct and not any(nulls):
-            return statement(kind, table.name, columns, where, order, has_limit, has_offset, keyset)
         shapes = tuple(legacy_shape(*w) for w in where) + tuple(c.shape() for c in self._exprs)
         items = tuple(
             (name, desc, nulls[i] if i < len(nulls) else None) for i, (name, desc) in enumerate(order)
         )
-        return expression_statement(
+        return query_statement(
             kind, table.name, columns, shapes, items, self._distinct, has_limit, has_offset, keyset
         )
 
@@ -338,49 +333,3 @@ class QueryBuilder(Generic[T]):
         table = self._table()
         ordered = self._clone(_order=tuple((c, False) for c in table.primary_key))
         return ordered._select(limit=1, keyset=table.primary_key, after=(0,))[0]
-
-
-@functools.lru_cache(maxsize=4096)
-def expression_statement(
-    kind: str,
-    table: str,
-    columns: tuple[str, ...],
-    shapes: tuple[Any, ...],
-    order: tuple[tuple[str, bool, str | None], ...],
-    distinct: bool,
-    limit: bool,
-    offset: bool,
-    keyset: tuple[str, ...] = (),
-) -> str:
-    """The SQL text of one query shape with column expressions, DISTINCT or NULLS FIRST/LAST (cached)."""
-    conds: list[sql.Composable] = [sql.SQL(where_sql(shapes))] if shapes else []
-    if keyset:
-        if len(keyset) == 1:
-            conds.append(sql.SQL("{} > %s").format(sql.Identifier(keyset[0])))
-        else:
-            marks = sql.SQL(", ").join(sql.Placeholder() for _ in keyset)
-            conds.append(sql.SQL("({}) > ({})").format(column_list(keyset), marks))
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
-    order_part = sql.SQL(" ORDER BY ") + order_sql(order) if order else sql.SQL("")
-    tail = (sql.SQL(" LIMIT %s") if limit else sql.SQL("")) + (
-        sql.SQL(" OFFSET %s") if offset else sql.SQL("")
-    )
-    tname = sql.Identifier(table)
-    select = sql.SQL("SELECT DISTINCT " if distinct else "SELECT ")
-    stmt: sql.Composable
-    if kind == "rows":
-        stmt = select + sql.SQL("{} FROM {}").format(column_list(columns), tname) + where + order_part + tail
-    elif kind == "count":
-        if distinct or limit or offset:
-            inner_cols = column_list(columns) if distinct else sql.SQL("1")
-            inner = select + sql.SQL("{} FROM {}").format(inner_cols, tname) + where + order_part + tail
-            stmt = sql.SQL("SELECT count(*) FROM (") + inner + sql.SQL(") AS dbp_count")
-        else:
-            stmt = sql.SQL("SELECT count(*) FROM {}").format(tname) + where
-    elif kind == "exists":
-        stmt = sql.SQL("SELECT EXISTS (SELECT 1 FROM {}").format(tname) + where + sql.SQL(")")
-    elif kind == "delete":
-        stmt = sql.SQL("DELETE FROM {}").format(tname) + where
-    else:  # pragma: no cover - internal
-        raise ValueError(kind)
-    return render(stmt)

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from .statements import cast_type, render
+from .statements import cast_type, column_list, render
 
 if TYPE_CHECKING:
     from .expressions import Condition
 
-__all__ = ["Shape", "where_sql", "order_sql", "sql_of", "params_of", "legacy_shape"]
+__all__ = ["Shape", "where_sql", "order_sql", "sql_of", "params_of", "legacy_shape", "query_statement"]
 
 # Operator of a binary comparison -> its SQL.
 _BINARY = {
@@ -93,3 +93,58 @@ def legacy_shape(column: str, op: str, sql_type: str) -> Shape:
     if op == "between":
         return ("between", column)
     return ("cmp", column, op)
+
+
+@functools.lru_cache(maxsize=4096)
+def query_statement(
+    kind: str,
+    table: str,
+    columns: tuple[str, ...],
+    shapes: tuple[Any, ...],
+    order: tuple[tuple[str, bool, str | None], ...],
+    distinct: bool,
+    limit: bool,
+    offset: bool,
+    keyset: tuple[str, ...] = (),
+) -> str:
+    """The SQL text of one query shape (cached: a repeated shape costs a dict lookup).
+
+    ``shapes`` are the conditions (:func:`legacy_shape` for ``filter(column, op, value)``,
+    ``Condition.shape()`` for expressions), ``order`` (column, descending, nulls) items, ``keyset`` the key
+    a keyset page starts after. Every query of :class:`dbplugins.Query` is composed here.
+
+        >>> query_statement("rows", "object", ("oid", "ndet"), (legacy_shape("ndet", ">=", ""),),
+        ...                 (("oid", False, None),), False, True, False)
+        'SELECT "oid", "ndet" FROM "object" WHERE "ndet" >= %s ORDER BY "oid" LIMIT %s'
+    """
+    conds: list[sql.Composable] = [sql.SQL(where_sql(shapes))] if shapes else []
+    if keyset:
+        if len(keyset) == 1:
+            conds.append(sql.SQL("{} > %s").format(sql.Identifier(keyset[0])))
+        else:
+            marks = sql.SQL(", ").join(sql.Placeholder() for _ in keyset)
+            conds.append(sql.SQL("({}) > ({})").format(column_list(keyset), marks))
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds) if conds else sql.SQL("")
+    order_part = sql.SQL(" ORDER BY ") + order_sql(order) if order else sql.SQL("")
+    tail = (sql.SQL(" LIMIT %s") if limit else sql.SQL("")) + (
+        sql.SQL(" OFFSET %s") if offset else sql.SQL("")
+    )
+    tname = sql.Identifier(table)
+    select = sql.SQL("SELECT DISTINCT " if distinct else "SELECT ")
+    stmt: sql.Composable
+    if kind == "rows":
+        stmt = select + sql.SQL("{} FROM {}").format(column_list(columns), tname) + where + order_part + tail
+    elif kind == "count":
+        if distinct or limit or offset:
+            inner_cols = column_list(columns) if distinct else sql.SQL("1")
+            inner = select + sql.SQL("{} FROM {}").format(inner_cols, tname) + where + order_part + tail
+            stmt = sql.SQL("SELECT count(*) FROM (") + inner + sql.SQL(") AS dbp_count")
+        else:
+            stmt = sql.SQL("SELECT count(*) FROM {}").format(tname) + where
+    elif kind == "exists":
+        stmt = sql.SQL("SELECT EXISTS (SELECT 1 FROM {}").format(tname) + where + sql.SQL(")")
+    elif kind == "delete":
+        stmt = sql.SQL("DELETE FROM {}").format(tname) + where
+    else:  # pragma: no cover - internal
+        raise ValueError(kind)
+    return render(stmt)

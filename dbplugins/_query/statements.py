@@ -1,8 +1,9 @@
-"""Composing the SQL text of queries: quoted identifiers, ``%s`` placeholders, one cached text per shape.
+"""The pieces queries are composed from: quoted column lists, checked ``::type`` casts, rendering, the
+UPDATE of one row, row factories. The SELECT / count / exists / delete texts are composed in one place,
+:func:`dbplugins._query.shapes.query_statement`.
 
-    >>> statement("rows", "object", ("oid", "ndet"), (("ndet", ">=", "integer"),), (("oid", False),),
-    ...           True, False)
-    'SELECT "oid", "ndet" FROM "object" WHERE "ndet" >= %s ORDER BY "oid" LIMIT %s'
+    >>> render(sql.SQL("SELECT {} FROM {}").format(column_list(["oid", "ndet"]), sql.Identifier("object")))
+    'SELECT "oid", "ndet" FROM "object"'
 
 Identifiers always go through ``psycopg.sql.Identifier``; the only raw SQL spliced in is operators from a
 fixed table and type names from model declarations, checked by :func:`cast_type`.
@@ -26,23 +27,11 @@ __all__ = [
     "cast_type",
     "column_list",
     "render",
-    "statement",
     "update_statement",
     "class_row_for",
 ]
 
 # Canonical operator -> SQL of a binary comparison.
-_BINARY_SQL = {
-    "=": "=",
-    "!=": "<>",
-    "<": "<",
-    "<=": "<=",
-    ">": ">",
-    ">=": ">=",
-    "like": "LIKE",
-    "ilike": "ILIKE",
-}
-
 # A type name as the model declares it (format_type spelling): what may follow "::" in a cast.
 _TYPE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]*(\(\s*\d+\s*(,\s*\d+\s*)?\))?(\[\])*$")
 
@@ -70,78 +59,6 @@ def column_list(names: Iterable[str], qualifier: str | None = None) -> sql.Compo
 def render(statement: sql.Composable) -> str:
     """The text of a composed statement (identifiers quoted, ``%s`` placeholders kept)."""
     return statement.as_string(None)
-
-
-def _where_sql(where: WhereSpec) -> sql.Composable:
-    parts: list[sql.Composable] = []
-    for column, op, sql_type in where:
-        ident = sql.Identifier(column)
-        if op == "is null":
-            parts.append(sql.SQL("{} IS NULL").format(ident))
-        elif op == "is not null":
-            parts.append(sql.SQL("{} IS NOT NULL").format(ident))
-        elif op == "in":
-            parts.append(sql.SQL("{} = ANY(%s::{}[])").format(ident, cast_type(sql_type)))
-        elif op == "not in":
-            parts.append(sql.SQL("{} <> ALL(%s::{}[])").format(ident, cast_type(sql_type)))
-        elif op == "between":
-            parts.append(sql.SQL("{} BETWEEN %s AND %s").format(ident))
-        else:
-            parts.append(sql.SQL("{} {} %s").format(ident, sql.SQL(_BINARY_SQL[op])))
-    if not parts:
-        return sql.SQL("")
-    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts)
-
-
-def _order_sql(order: OrderSpec) -> sql.Composable:
-    if not order:
-        return sql.SQL("")
-    items = [sql.SQL("{} DESC").format(sql.Identifier(c)) if desc else sql.Identifier(c) for c, desc in order]
-    return sql.SQL(" ORDER BY ") + sql.SQL(", ").join(items)
-
-
-@functools.lru_cache(maxsize=4096)
-def statement(
-    kind: str,
-    table: str,
-    columns: tuple[str, ...],
-    where: WhereSpec,
-    order: OrderSpec,
-    limit: bool,
-    offset: bool,
-    keyset: tuple[str, ...] = (),
-) -> str:
-    """The SQL text of one query shape; cached, so repeated shapes cost a dict lookup."""
-    tail: sql.Composable = sql.SQL("")
-    if keyset:
-        # Row comparison (a, b) > (x, y) walks the primary key index from the last key seen.
-        if len(keyset) == 1:
-            cond = sql.SQL("{} > %s").format(sql.Identifier(keyset[0]))
-        else:
-            marks = sql.SQL(", ").join(sql.Placeholder() for _ in keyset)
-            cond = sql.SQL("({}) > ({})").format(column_list(keyset), marks)
-        tail = (sql.SQL(" AND ") if where else sql.SQL(" WHERE ")) + cond
-    where_sql = _where_sql(where) + tail
-    limit_sql = sql.SQL(" LIMIT %s") if limit else sql.SQL("")
-    offset_sql = sql.SQL(" OFFSET %s") if offset else sql.SQL("")
-    tname = sql.Identifier(table)
-    stmt: sql.Composable
-    if kind == "rows":
-        stmt = sql.SQL("SELECT {} FROM {}").format(column_list(columns), tname)
-        stmt = stmt + where_sql + _order_sql(order) + limit_sql + offset_sql
-    elif kind == "count":
-        if limit or offset:
-            inner = sql.SQL("SELECT 1 FROM {}").format(tname) + where_sql + _order_sql(order) + limit_sql
-            stmt = sql.SQL("SELECT count(*) FROM (") + inner + offset_sql + sql.SQL(") AS dbp_count")
-        else:
-            stmt = sql.SQL("SELECT count(*) FROM {}").format(tname) + where_sql
-    elif kind == "exists":
-        stmt = sql.SQL("SELECT EXISTS (SELECT 1 FROM {}").format(tname) + where_sql + sql.SQL(")")
-    elif kind == "delete":
-        stmt = sql.SQL("DELETE FROM {}").format(tname) + where_sql
-    else:  # pragma: no cover - internal
-        raise ValueError(kind)
-    return render(stmt)
 
 
 @functools.lru_cache(maxsize=1024)
