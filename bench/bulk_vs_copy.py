@@ -18,7 +18,6 @@ import os
 import random
 import statistics
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -30,11 +29,22 @@ from dbplugins._copy import bulk as B
 from dbplugins._copy import checker as CH
 from dbplugins._copy import stage as ST
 from dbplugins._copy import stream as SM
-from dbplugins._sqlfiles import schema_script
-from dbplugins.embedded import ensure_server
 from dbplugins.models import Detection, Object
 
+from .harness import drop_database, scratch_database
+
 COLUMNS = list(table_of(Detection).columns)
+
+
+def bench_rows(night: bool, n: int, n_objects: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows to load and the oids of their objects: the synthetic night's (``--night``), else
+    :func:`make_rows`'."""
+    if night:
+        from .run import bench_data
+
+        rows, objects = bench_data(n)
+        return rows, [o["oid"] for o in objects]
+    return make_rows(n, n_objects), [f"ZTF20obj{i:06d}" for i in range(n_objects)]
 
 
 def make_rows(n: int, n_objects: int, seed: int = 1) -> list[dict[str, Any]]:
@@ -144,24 +154,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    server = ensure_server(announce=False)
-    server.wait_ready()
-    base = server.dsn()
-    name = f"dbp_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = psycopg.conninfo.make_conninfo(base, dbname=name)
+    base, name, dsn = scratch_database("dbp_bench")
     try:
-        with psycopg.connect(dsn) as conn:
-            conn.execute(schema_script())
-        if args.night:
-            from .run import bench_data
-
-            rows, objects = bench_data(args.rows)
-            oids = [o["oid"] for o in objects]
-        else:
-            rows = make_rows(args.rows, args.objects)
-            oids = [f"ZTF20obj{i:06d}" for i in range(args.objects)]
+        rows, oids = bench_rows(args.night, args.rows, args.objects)
         signatures = {tuple(type(r.get(c)) for c in COLUMNS) for r in rows}
         print(f"{len(signatures)} value-type signatures in {len(rows):,} rows", flush=True)
         db = SQLConnection()
@@ -229,8 +224,7 @@ def main() -> None:
                 + "/".join(str(round(statistics.median(c[g] for c in collections[label]))) for g in range(3))
             )
     finally:
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_database(base, name)
 
 
 if __name__ == "__main__":

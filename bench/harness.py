@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,22 @@ def recreate_database(server: str, name: str) -> str:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
     return make_conninfo(server, dbname=name)
+
+
+def scratch_database(prefix: str) -> tuple[str, str, str]:
+    """A new database ``<prefix>_<random>`` with the built-in schema on the embedded server (started if need
+    be), for the measurement scripts: ``(server DSN, name, its DSN)``; drop it with :func:`drop_database`."""
+    from dbplugins._sqlfiles import schema_script
+    from dbplugins.embedded import ensure_server
+
+    server = ensure_server(announce=False)
+    server.wait_ready()
+    base = server.dsn()
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    dsn = recreate_database(base, name)
+    with psycopg.connect(dsn) as conn:
+        conn.execute(schema_script())
+    return base, name, dsn
 
 
 def drop_database(server: str, name: str) -> None:

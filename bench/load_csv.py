@@ -30,21 +30,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from dbplugins import SQLConnection, table_of
 from dbplugins._copy import bulk as B
-from dbplugins._sqlfiles import schema_script
-from dbplugins.embedded import _bin_dir, ensure_server
+from dbplugins.embedded import _bin_dir
 from dbplugins.models import Detection, Object
 
 from .bulk_vs_copy import make_rows
+from .harness import drop_database, scratch_database
 
 _RSS_CHILD = """
 import json, resource, sys
@@ -102,18 +100,10 @@ def main() -> None:
     parser.add_argument("--no-python-path", action="store_true", help="skip the Python path (slow)")
     args = parser.parse_args()
 
-    server = ensure_server(announce=False)
-    server.wait_ready()
-    base = server.dsn()
-    name = f"dbp_bench_load_{uuid.uuid4().hex[:8]}"
+    base, name, dsn = scratch_database("dbp_bench_load")
     psql = str(_bin_dir() / "psql")
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = psycopg.conninfo.make_conninfo(base, dbname=name)
     tmp = Path(tempfile.mkdtemp(prefix="dbp_bench_load_"))
     try:
-        with psycopg.connect(dsn) as conn:
-            conn.execute(schema_script())
         db = SQLConnection()
         db.connect(dsn=dsn, min_size=1, max_size=1)
         objects = ({"oid": f"ZTF20obj{i:06d}"} for i in range(args.objects))
@@ -223,8 +213,7 @@ def main() -> None:
         for f in tmp.iterdir():
             f.unlink()
         tmp.rmdir()
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_database(base, name)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import pickle
 import statistics
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -27,11 +26,10 @@ import psycopg
 from psycopg import sql
 
 from dbplugins import SQLConnection, table_of
-from dbplugins._sqlfiles import schema_script
-from dbplugins.embedded import ensure_server
 from dbplugins.models import Detection, Object
 
-from .bulk_vs_copy import COLUMNS, make_rows, raw_copy
+from .bulk_vs_copy import COLUMNS, bench_rows, raw_copy
+from .harness import drop_database, scratch_database
 
 
 def raw_copy_streams(dsn: str, rows: list[dict[str, Any]], streams: int) -> int:
@@ -84,24 +82,9 @@ def main() -> None:
     args = parser.parse_args()
     streams = [int(s) for s in args.streams.split(",")]
 
-    server = ensure_server(announce=False)
-    server.wait_ready()
-    base = server.dsn()
-    name = f"dbp_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = psycopg.conninfo.make_conninfo(base, dbname=name)
+    base, name, dsn = scratch_database("dbp_bench")
     try:
-        with psycopg.connect(dsn) as conn:
-            conn.execute(schema_script())
-        if args.night:
-            from .run import bench_data
-
-            rows, objects = bench_data(args.rows)
-            oids = [o["oid"] for o in objects]
-        else:
-            rows = make_rows(args.rows, args.objects)
-            oids = [f"ZTF20obj{i:06d}" for i in range(args.objects)]
+        rows, oids = bench_rows(args.night, args.rows, args.objects)
         db = SQLConnection()
         db.connect(dsn=dsn, min_size=1, max_size=max(streams) + 1)
         prepared = int(db.execute("SHOW max_prepared_transactions")[0][0])
@@ -153,8 +136,7 @@ def main() -> None:
         print(f"  pickling + unpickling the rows in batches (a process engine's hand-over): "
               f"{pickle_cost(rows) * 1e6:.1f} us/row of client CPU")
     finally:
-        with psycopg.connect(base, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_database(base, name)
 
 
 if __name__ == "__main__":
