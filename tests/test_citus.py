@@ -449,10 +449,12 @@ def test_a_distributed_user_model_migrates_converges_and_rolls_back(citus_dsn: s
         conn.execute("INSERT INTO watch (oid, wid, name, note) VALUES ('W1', 1, 'a', 'n')")
     # Rolled back: the column goes, then the table with its shards.
     # (the Python API: the CLI's rollback asks for confirmation of destructive steps)
-    from dbplugins.config import resolve
-    from dbplugins.migrations import runner
+    from dbplugins import migrations
 
-    assert len(runner.rollback(resolve(dsn=citus_dsn), tmp_path / "migrations", count=2)) == 2
+    undone = migrations.rollback(
+        citus_dsn, migrations_dir=tmp_path / "migrations", count=2, allow_destructive=True
+    )
+    assert len(undone.ids) == 2
     assert rows(citus_dsn, "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text = 'watch'") == [
         (0,)
     ]

@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+import dbplugins.migrations
 from dbplugins.config import from_dsn
 from dbplugins.migrations import runner
 
@@ -122,8 +123,10 @@ def test_rollback_to_a_revision(empty_dsn: str, tmp_path: Path) -> None:
     (step,) = runner.plan_rollback(cs, tmp_path / "migrations")
     assert step.id == names[0] and step.reasons == ("drops table t",) and not step.builtin
     with pytest.raises(runner.RollbackNotConfirmed, match="drops table t"):
-        runner.rollback(cs, tmp_path / "migrations", allow_destructive=False)
-    assert runner.rollback(cs, tmp_path / "migrations", dry_run=True) == [names[0]]
+        dbplugins.migrations.rollback(cs, migrations_dir=tmp_path / "migrations")
+    assert dbplugins.migrations.rollback(cs, migrations_dir=tmp_path / "migrations", dry_run=True).ids == [
+        names[0]
+    ]
     assert "t" in _tables(empty_dsn)
 
 
@@ -377,5 +380,5 @@ def test_a_python_migration_needs_confirmation(empty_dsn: str, tmp_path: Path) -
     (step,) = runner.plan_rollback(cs, migrations)
     assert step.needs_confirmation and step.reasons == ("runs Python rollback code",)
     with pytest.raises(runner.RollbackNotConfirmed):
-        runner.rollback(cs, migrations, allow_destructive=False)
+        dbplugins.migrations.rollback(cs, migrations_dir=migrations)
     assert "p" in _tables(empty_dsn)

@@ -17,13 +17,14 @@ import psycopg
 import pytest
 from yoyo.migrations import read_sql_migration
 
+import dbplugins.migrations
 from dbplugins._types.schema import Column, ColumnDef, ForeignKey, Index, Schema, Table, model, table_of
 from dbplugins.config import from_dsn
 from dbplugins.errors import ConfigurationError
 from dbplugins.migrations import canonicalize, diff, introspect
 from dbplugins.migrations.diff import PHASES, Operation, pg_identifier
 from dbplugins.migrations.render import backward, forward, migration_id, render, write_migration
-from dbplugins.migrations.runner import apply, destructive_reasons, heads, rollback
+from dbplugins.migrations.runner import apply, destructive_reasons, heads
 from dbplugins.models import ALL_MODELS
 
 # -- two versions of a small user schema ---------------------------------------------------------------------
@@ -318,7 +319,9 @@ def test_generated_migrations_converge_and_roll_back(
     assert ops
     assert _remaining(empty_dsn, after) == []  # no further statements to apply (migra's check)
     # the rollback file takes the database back to where it was
-    rollback(from_dsn(empty_dsn), migrations, count=1)
+    dbplugins.migrations.rollback(
+        from_dsn(empty_dsn), migrations_dir=migrations, count=1, allow_destructive=True
+    )
     assert _remaining(empty_dsn, before) == []
 
 
@@ -412,7 +415,9 @@ def test_rollback_of_a_dropped_not_null_column_works_on_a_table_with_rows(
     _migrate_to(empty_dsn, _with_builtin(Schema.from_models([DropAfter])), migrations, "drop")
     rollback_file = next(migrations.glob("*drop.rollback.sql"))
     assert "NULL-able" in rollback_file.read_text()
-    rollback(from_dsn(empty_dsn), migrations, count=1)
+    dbplugins.migrations.rollback(
+        from_dsn(empty_dsn), migrations_dir=migrations, count=1, allow_destructive=True
+    )
     with psycopg.connect(empty_dsn) as conn:
         assert conn.execute("SELECT id, label FROM w_drop ORDER BY id").fetchall() == [(1, None), (2, None)]
 
@@ -441,7 +446,9 @@ def test_dropped_table_with_odd_names_and_catalog_types_rolls_back(empty_dsn: st
     assert [(op.kind, op.table) for op in ops] == [("drop_table", 'Odd "t" x')]
     rb = next(migrations.glob("*drop-odd.rollback.sql")).read_text()
     assert 'extra."Mood"[]' in rb and "interval day to second(3)" in rb
-    rollback(from_dsn(empty_dsn), migrations, count=1)
+    dbplugins.migrations.rollback(
+        from_dsn(empty_dsn), migrations_dir=migrations, count=1, allow_destructive=True
+    )
     with psycopg.connect(empty_dsn) as conn:
         assert diff(introspect(conn), before) == []
 

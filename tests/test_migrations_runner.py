@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 from yoyo.connections import parse_uri
 
+import dbplugins.migrations
 from dbplugins.config import ConnectionSettings, from_dsn
 from dbplugins.migrations import runner
 
@@ -36,12 +38,13 @@ def odd_dsn(server_dsn: str) -> Iterator[str]:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def test_migrate_a_database_whose_name_needs_quoting(odd_dsn: str) -> None:
+def test_migrate_a_database_whose_name_needs_quoting(odd_dsn: str, tmp_path: Path) -> None:
     cs = from_dsn(odd_dsn)
     assert [m.applied for m in runner.status(cs, None)] == [False]
     applied = runner.apply(cs, None)
     assert applied and all(m.applied for m in runner.status(cs, None))
-    assert runner.rollback(cs, None, count=5) == applied[::-1]
+    undone = dbplugins.migrations.rollback(cs, migrations_dir=tmp_path, count=5, allow_destructive=True)
+    assert undone.ids == applied[::-1]
     with psycopg.connect(odd_dsn) as conn:
         assert conn.execute("SELECT to_regclass('object')").fetchone() == (None,)
 

@@ -29,7 +29,7 @@ from ._yoyo import (
     load,
 )
 
-__all__ = ["RollbackStep", "RollbackNotConfirmed", "destructive_reasons", "plan_rollback", "rollback", "undo"]
+__all__ = ["RollbackStep", "RollbackNotConfirmed", "destructive_reasons", "plan_rollback", "undo"]
 
 
 # What makes a rollback step destructive: it removes data. Comments are stripped first; the marker render.py
@@ -174,42 +174,6 @@ def plan_rollback(
     applied = _applied_hashes(settings)
     candidates = list(reversed(list(topological_sort(m for m in migrations if m.hash in applied))))
     return [_step(m) for m in _select(candidates, count, to)]
-
-
-def rollback(
-    settings: ConnectionSettings,
-    user_dir: Path | None,
-    *,
-    count: int | None = None,
-    to: str | None = None,
-    dry_run: bool = False,
-    allow_destructive: bool = True,
-    expect: Sequence[str] | None = None,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-    notify: Notify | None = None,
-) -> list[str]:
-    """Roll back migrations with their ``.rollback.sql``, most recent first; return the ids undone.
-
-    ``count`` / ``to`` choose them as in :func:`plan_rollback`. ``dry_run`` only returns the ids.
-    ``allow_destructive=False`` raises :class:`RollbackNotConfirmed` (before undoing anything) if one of them
-    is a built-in migration or drops data (``dbp migrate rollback`` without ``--yes``). ``expect`` is the list
-    of ids the caller confirmed (from :func:`plan_rollback`): if another process changed what is applied
-    since, nothing is undone and a ``MigrationError`` says so. Each step waits at most ``lock_timeout`` s per
-    lock.
-    """
-    if dry_run:
-        return [s.id for s in plan_rollback(settings, user_dir, count=count, to=to)]
-    steps = undo(
-        settings,
-        user_dir,
-        count=count,
-        to=to,
-        allow_destructive=allow_destructive,
-        expect=expect,
-        lock_timeout=lock_timeout,
-        notify=notify,
-    )
-    return [s.id for s in steps]
 
 
 def undo(

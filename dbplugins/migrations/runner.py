@@ -24,7 +24,7 @@ import psycopg
 from .._sqlfiles import package_migrations_dir, schema_script
 from ..config import ConnectionSettings
 from ..errors import MigrationError
-from ._rollback import RollbackNotConfirmed, RollbackStep, destructive_reasons, plan_rollback, rollback
+from ._rollback import RollbackNotConfirmed, RollbackStep, destructive_reasons, plan_rollback
 from ._yoyo import (
     DEFAULT_LOCK_TIMEOUT,
     Notify,
@@ -50,7 +50,6 @@ __all__ = [
     "pending",
     "heads",
     "apply",
-    "rollback",
     "plan_rollback",
     "RollbackStep",
     "RollbackNotConfirmed",
