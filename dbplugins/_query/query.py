@@ -118,7 +118,8 @@ class Query(QueryBuilder[T]):
         session = self._session()
         try:
             with session.connection() as conn:
-                row = statement_cursor(conn).execute(stmt, params).fetchone()
+                cur = statement_cursor(conn)
+                row = cur.execute(stmt, params, prepare=results.prepare_flag(params)).fetchone()
         except (psycopg.Error, UnicodeEncodeError) as exc:
             raise translate_error(exc, table, [self._values()], action=action) from exc
         return row[0] if row else None
@@ -223,7 +224,7 @@ class Query(QueryBuilder[T]):
         session = self._session()
         conn = session.begin()
         try:
-            cur = conn.execute(stmt, params)
+            cur = conn.execute(stmt, params, prepare=results.prepare_flag(params))
         except (psycopg.Error, UnicodeEncodeError) as exc:
             raise translate_error(exc, table, [self._values()], action="delete") from exc
         return cur.rowcount
