@@ -248,19 +248,29 @@ class QueryBuilder(Generic[T]):
         return tuple(spec), params
 
     def _select(
-        self, *, limit: int | None = MISSING, keyset: tuple[str, ...] = (), after: Sequence[Any] = ()
+        self,
+        *,
+        limit: int | None = MISSING,
+        keyset: tuple[str, ...] = (),
+        after: Sequence[Any] = (),
+        packed: tuple[tuple[str, str], ...] = (),
     ) -> tuple[str, list[Any]]:
+        """The SELECT of this query and its parameters; ``packed`` columns are selected first, in one
+        ``bytea`` (:mod:`dbplugins._query.frames`), and left out of the plain column list."""
         table = self._table()
         columns = self._columns if self._columns is not None else tuple(table.columns)
         check_columns(table, columns, what="column")
+        if packed:
+            gone = {name for name, _ in packed}
+            columns = tuple(c for c in columns if c not in gone)
         check_columns(table, (c for c, _ in self._order), what="order_by column")
         where, params = self._where(table)
         self._expr_params(table, params)
         lim = self._limit if limit is MISSING else limit
         params.extend(after)
-        stmt = self._statement(
-            "rows", table, columns, where, self._order, lim is not None, self._offset is not None, keyset
-        )
+        has_limit, has_offset = lim is not None, self._offset is not None
+        order = self._order
+        stmt = self._statement("rows", table, columns, where, order, has_limit, has_offset, keyset, packed)
         if lim is not None:
             params.append(lim)
         if self._offset is not None:
@@ -283,6 +293,7 @@ class QueryBuilder(Generic[T]):
         has_limit: bool,
         has_offset: bool,
         keyset: tuple[str, ...] = (),
+        packed: tuple[tuple[str, str], ...] = (),
     ) -> str:
         """The SQL text for this query's shape (one composer for every shape: see
         :func:`dbplugins._query.shapes.query_statement`)."""
@@ -292,7 +303,7 @@ class QueryBuilder(Generic[T]):
             (name, desc, nulls[i] if i < len(nulls) else None) for i, (name, desc) in enumerate(order)
         )
         return query_statement(
-            kind, table.name, columns, shapes, items, self._distinct, has_limit, has_offset, keyset
+            kind, table.name, columns, shapes, items, self._distinct, has_limit, has_offset, keyset, packed
         )
 
     def as_sql(self) -> str:

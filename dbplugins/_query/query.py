@@ -47,7 +47,7 @@ from ..errors import (
     NoResultFound,
     QueryError,
 )
-from . import results, writes
+from . import frames, results, writes
 from .builder import QueryBuilder, SessionSource
 from .conditions import OPERATORS, conditions, key_values
 from .expressions import ColumnExpr
@@ -146,15 +146,19 @@ class Query(QueryBuilder[T]):
             ) from None
         table = self._table()
         columns = self._columns if self._columns is not None else tuple(table.columns)
-        stmt, params = self._select()
+        packed = frames.frame_layout(table, columns, self._distinct)
+        stmt, params = self._select(packed=packed)
+        plain = [c for c in columns if c not in dict(packed)]
         session = self._session()
         with results.gc_paused():
             try:
                 with session.connection() as conn:
-                    rows = results.fetch_tuples(conn, stmt, params, binary=results.binary_ok(table, columns))
+                    rows = results.fetch_tuples(conn, stmt, params, binary=results.binary_ok(table, plain))
             except (psycopg.Error, UnicodeEncodeError) as exc:
                 raise translate_error(exc, table, [self._values()], action="to_dataframe") from exc
-            return results.dataframe(pd, table, columns, rows)
+            if packed:
+                return frames.packed_frame(pd, table, columns, packed, rows)
+            return frames.plain_frame(pd, table, columns, rows)
 
     def first(self) -> T | None:
         """The first matching row, or None (``LIMIT 1``)."""

@@ -95,6 +95,26 @@ def legacy_shape(column: str, op: str, sql_type: str) -> Shape:
     return ("cmp", column, op)
 
 
+# How each packed column becomes fixed-width bytes (see dbplugins._query.frames): the binary send functions
+# give the exact IEEE / two's-complement values, big-endian.
+_PACK = {
+    "f8": "float8send(coalesce({}, 'NaN'))",  # NULL is NaN in a float column of a DataFrame
+    "f4": "float4send(coalesce({}, 'NaN'))",
+    "i8": "int8send(coalesce({}::int8, 0)) || int2send(({} IS NULL)::int::int2)",  # value, then NULL flag
+    "b": "int2send(coalesce({}::int, 2)::int2)",  # 0 false, 1 true, 2 NULL
+}
+
+
+def packed_sql(packed: tuple[tuple[str, str], ...]) -> sql.Composable:
+    """One ``bytea`` expression holding the ``(column, code)`` values of a row, in order."""
+    parts = []
+    for name, code in packed:
+        ident = sql.Identifier(name)
+        template = _PACK[code]
+        parts.append(sql.SQL(template).format(*([ident] * template.count("{}"))))
+    return sql.SQL("({}) AS dbp_packed").format(sql.SQL(" || ").join(parts))
+
+
 @functools.lru_cache(maxsize=4096)
 def query_statement(
     kind: str,
@@ -106,12 +126,15 @@ def query_statement(
     limit: bool,
     offset: bool,
     keyset: tuple[str, ...] = (),
+    packed: tuple[tuple[str, str], ...] = (),
 ) -> str:
     """The SQL text of one query shape (cached: a repeated shape costs a dict lookup).
 
     ``shapes`` are the conditions (:func:`legacy_shape` for ``filter(column, op, value)``,
     ``Condition.shape()`` for expressions), ``order`` (column, descending, nulls) items, ``keyset`` the key
-    a keyset page starts after. Every query of :class:`dbplugins.Query` is composed here.
+    a keyset page starts after, ``packed`` the ``(column, code)`` pairs that a ``"rows"`` query selects first,
+    packed into one ``bytea`` (:mod:`dbplugins._query.frames`). Every query of :class:`dbplugins.Query` is
+    composed here.
 
         >>> query_statement("rows", "object", ("oid", "ndet"), (legacy_shape("ndet", ">=", ""),),
         ...                 (("oid", False, None),), False, True, False)
@@ -133,7 +156,10 @@ def query_statement(
     select = sql.SQL("SELECT DISTINCT " if distinct else "SELECT ")
     stmt: sql.Composable
     if kind == "rows":
-        stmt = select + sql.SQL("{} FROM {}").format(column_list(columns), tname) + where + order_part + tail
+        chosen = column_list(columns)
+        if packed:
+            chosen = sql.SQL(", ").join([packed_sql(packed), *([chosen] if columns else [])])
+        stmt = select + sql.SQL("{} FROM {}").format(chosen, tname) + where + order_part + tail
     elif kind == "count":
         if distinct or limit or offset:
             inner_cols = column_list(columns) if distinct else sql.SQL("1")
