@@ -4,6 +4,7 @@ must be exactly the one built from the plain values (the same dtypes, the same v
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +39,18 @@ class Row:
     tags: Annotated[list[int] | None, Column("integer[]")] = None
 
 
+@model("tf_text", primary_key=["tid"])
+@dataclass
+class TextRow:
+    """A column psycopg reads only as text (``timetz``): the whole result, packed part included, is text."""
+
+    tid: int
+    at: Annotated[datetime.time | None, Column("timetz")] = None
+    val: Annotated[float | None, Column("double precision")] = None
+
+
 DDL = """
+CREATE TABLE tf_text (tid integer PRIMARY KEY, at timetz, val double precision);
 CREATE TABLE tf_row (rid bigint PRIMARY KEY, dbl double precision, rl real, small smallint, num integer,
                      big bigint, flag boolean, label varchar, amount numeric(10,2), tags integer[]);
 """
@@ -161,3 +173,11 @@ def test_projections_order_limit_and_distinct(fdb: SQLConnection) -> None:
 def test_an_empty_result_keeps_the_columns(fdb: SQLConnection) -> None:
     df = fdb.query(R.dbl, R.label).filter(R.rid > 100).to_dataframe()
     assert list(df.columns) == ["dbl", "label"] and len(df) == 0
+
+
+def test_a_result_fetched_as_text_unpacks_the_same(fdb: SQLConnection) -> None:
+    at = datetime.time(1, 2, 3, tzinfo=datetime.timezone.utc)
+    fdb.query(TextRow).bulk_insert([{"tid": 1, "at": at, "val": -0.0}, {"tid": 2, "val": None}])
+    df = fdb.query(TextRow).order_by(cols(TextRow).tid).to_dataframe()
+    assert df["tid"].tolist() == [1, 2] and df["at"].tolist()[0] == at and df["at"].tolist()[1] is None
+    assert np.signbit(df["val"][0]) and math.isnan(df["val"][1])
