@@ -118,6 +118,18 @@ def _system_user() -> str | None:
     return name
 
 
+def pg_ctl_start(pgdata: Path) -> tuple[str, ...]:
+    """The ``pg_ctl`` command that starts the server of ``pgdata`` (the embedded one, a Citus node) and waits
+    up to 60 s for it, logging into ``server.log`` there. A server killed with ``-m immediate`` or SIGKILL
+    leaves a stale postmaster.pid; pg_ctl copes."""
+    return ("pg_ctl", "start", "-w", "-t", "60", "-D", str(pgdata), "-l", str(pgdata / "server.log"))
+
+
+def pg_ctl_stop(pgdata: Path, mode: str) -> tuple[str, ...]:
+    """The ``pg_ctl`` command that stops the server of ``pgdata`` (``mode``: smart, fast, immediate)."""
+    return ("pg_ctl", "stop", "-w", "-D", str(pgdata), "-m", mode)
+
+
 @dataclass
 class EmbeddedServer:
     """A handle on the embedded server's data directory. Cheap to create; ``start()`` is idempotent."""
@@ -255,19 +267,7 @@ class EmbeddedServer:
                 self._initdb()
             self._write_settings()
             if not self.is_running():
-                # A server killed with -m immediate or SIGKILL leaves a stale postmaster.pid; pg_ctl copes.
-                self._run(
-                    "pg_ctl",
-                    "start",
-                    "-w",
-                    "-t",
-                    "60",
-                    "-D",
-                    str(self.pgdata),
-                    "-l",
-                    str(self.pgdata / "server.log"),
-                    timeout=90,
-                )
+                self._run(*pg_ctl_start(self.pgdata), timeout=90)
                 log.info("embedded PostgreSQL started (%s)", self.pgdata)
         return self
 
@@ -275,7 +275,7 @@ class EmbeddedServer:
         """Stop the server (``mode`` as pg_ctl: smart, fast, immediate). No-op if it is not running."""
         with self._lock():
             if self.is_running():
-                self._run("pg_ctl", "stop", "-w", "-D", str(self.pgdata), "-m", mode, timeout=90)
+                self._run(*pg_ctl_stop(self.pgdata, mode), timeout=90)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until the server accepts connections."""

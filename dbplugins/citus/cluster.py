@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from ..embedded import directory_lock
+from ..embedded import directory_lock, pg_ctl_start, pg_ctl_stop
 from ..errors import ConfigurationError
 
 __all__ = ["LocalCluster", "pg_bin", "unavailable_reason", "default_cluster_dir"]
@@ -274,18 +274,7 @@ class LocalCluster:
             try:
                 for n in range(self.workers + 1):
                     if not self._running(n):
-                        self._run(
-                            "pg_ctl",
-                            "start",
-                            "-w",
-                            "-t",
-                            "60",
-                            "-D",
-                            str(self._pgdata(n)),
-                            "-l",
-                            str(self._pgdata(n) / "server.log"),
-                            timeout=90,
-                        )
+                        self._run(*pg_ctl_start(self._pgdata(n)), timeout=90)
                 if fresh:
                     self._setup_citus()
             except BaseException:
@@ -313,7 +302,7 @@ class LocalCluster:
     def _stop_nodes(self, mode: str) -> None:
         for n in range(self.workers + 1):
             if self._pgdata(n).exists() and self._running(n):
-                self._run("pg_ctl", "stop", "-w", "-D", str(self._pgdata(n)), "-m", mode, timeout=90)
+                self._run(*pg_ctl_stop(self._pgdata(n), mode), timeout=90)
 
     def stop(self, mode: str = "fast") -> None:
         """Stop every node that runs (``mode`` as pg_ctl's). The data stays for the next ``start()``."""
