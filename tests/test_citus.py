@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from sample_rows import detection_row as det
 
 from dbplugins import ConfigurationError, ConstraintError, DbpError, NoResultFound, SQLConnection, cols, model
 from dbplugins._copy.update import UpdateCount
@@ -36,27 +37,6 @@ REFERENCE = {"step", "pipeline", "taxonomy", "feature_version", "allwise"}
 def rows(dsn: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         return conn.execute(query, params).fetchall()
-
-
-def det(candid: int, oid: str, **extra: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "candid": candid,
-        "oid": oid,
-        "mjd": 59000.0 + candid / 1e6,
-        "fid": 1 + candid % 2,
-        "pid": float(candid),
-        "isdiffpos": 1,
-        "ra": 10.0,
-        "dec": -5.0,
-        "magpsf": 18.0,
-        "sigmapsf": 0.1,
-        "corrected": False,
-        "dubious": False,
-        "has_stamp": True,
-        "step_id_corr": "citus",
-    }
-    row.update(extra)
-    return row
 
 
 def dbp(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
+from sample_rows import detection_row, object_row
 
 from dbplugins import ConnectionError, DbpError, PoolTimeoutError, SQLConnection
 from dbplugins.models import Detection, Object
@@ -30,9 +31,7 @@ from .conftest import (
     admin,
     assert_pool_healthy,
     count,
-    detection_row,
     exc_chain,
-    object_row,
     other_backends,
     sizes,
     wait_until,
@@ -117,7 +116,7 @@ _CHILD = r"""
 import sys, time
 from dbplugins import SQLConnection
 from dbplugins.models import Detection
-from reliability.conftest import detection_row
+from sample_rows import detection_row
 
 dsn, pause_at = sys.argv[1], int(sys.argv[2])
 db = SQLConnection()

@@ -31,12 +31,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
+from sample_rows import detection_row, object_row
 
 from dbplugins import ConstraintError, DataError, SQLConnection, UnknownColumnError
 from dbplugins._types.schema import Column, model, table_of
 from dbplugins.models import Detection, Object
 
-from .conftest import admin, count, detection_row, object_row, sizes
+from .conftest import admin, count, sizes
 
 # Examples per hypothesis test: the short version, and the long one of `make soak`.
 EXAMPLES = sizes(60, 1000)

@@ -21,8 +21,9 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
+from sample_rows import detection_row, object_row
 
-from .conftest import admin, detection_row, object_row, sizes
+from .conftest import admin, sizes
 
 WORKERS = 8
 KEYS = 120  # small: every key is fought over

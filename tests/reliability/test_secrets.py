@@ -25,11 +25,12 @@ from urllib.parse import quote
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from sample_rows import detection_row, object_row
 
 from dbplugins import DbpError, SQLConnection
 from dbplugins.models import Detection, Object
 
-from .conftest import admin, detection_row, ensure_running, exc_chain, object_row
+from .conftest import admin, ensure_running, exc_chain
 
 FRAGMENT = "Xq7S3cr3t"  # alphanumeric: it survives any escaping, so finding it anywhere is a leak
 PASSWORD = f"{FRAGMENT}@:/#%x'y\\z w"

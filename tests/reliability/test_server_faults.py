@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from sample_rows import detection_row, object_row
 
 from dbplugins import ConnectionError, DbpError, SQLConnection
 from dbplugins.models import Detection, Object
@@ -29,9 +30,7 @@ from .conftest import (
     assert_pool_healthy,
     count,
     dbname_of,
-    detection_row,
     ensure_running,
-    object_row,
     other_backends,
     scalar,
     sizes,
