@@ -1,5 +1,6 @@
 """One ``bulk_insert(..., parallel=N)`` call (see :mod:`dbplugins._copy.parallel`): the dealing of the input
-to its streams, by key, and how the call ends (commit, roll back, resolve the prepared transactions)."""
+to its streams, by key, and how the call ends (commit, roll back, resolve the prepared transactions), which
+``dbp load --jobs N`` shares (:class:`_Coordinator`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import itertools
 import logging
 import operator
+import re
 import threading
 import time
 import uuid
@@ -18,7 +20,7 @@ from psycopg import sql
 
 from ..errors import ConnectionError, DbpError, wrap_db_error
 from .checker import _RowChecker
-from .parallel_stream import _BATCH, _DONE, _POLL, _Aborted, _Stream
+from .parallel_stream import _BATCH, _DONE, _POLL, _Aborted, _Stream, _StreamBase
 from .stage import _Statements
 
 if TYPE_CHECKING:
@@ -30,29 +32,47 @@ log = logging.getLogger("dbplugins.bulk")
 _STOP_WAIT = 30.0
 # Tries (each bounded by the pool's timeout) to reach the server to resolve the prepared transactions.
 _RESOLVE_TRIES = 3
+# "[model 'object', column 'ndet', row 12]": the row index of an error's context.
+_ROW = re.compile(r"\brow (\d+)\]")
 
 
-class _Call:
-    """One ``bulk_insert(..., parallel=N)`` call: the streams, the dealing, and how it ends."""
+class _Coordinator:
+    """One parallel call's streams and how it ends: the failure that stops them, the wait, the commit (every
+    stream prepared then COMMIT PREPARED, or stream after stream) or the roll back. ``bulk_insert(...,
+    parallel=N)`` (:class:`_Call`) and ``dbp load --jobs N`` (:mod:`dbplugins._load.loadjobs`) deal their
+    input differently and end the same way.
+
+    ``label`` names the call in messages (``bulk_insert(parallel=3)``); ``table`` is the model's table;
+    ``action`` prefixes a server error's message; ``rerun`` is what the user runs again to complete a call
+    that failed between its commits.
+    """
 
     def __init__(
-        self, check: _RowChecker, stmts: _Statements, mode: str, chunk: int, twophase: bool, parallel: int
+        self,
+        table: str,
+        mode: str,
+        twophase: bool,
+        parallel: int,
+        label: str,
+        *,
+        action: str = "bulk_insert",
+        rerun: str = "call",
     ) -> None:
-        self.check = check
+        self.table = table
+        self.action = action  # the prefix of a wrapped server error's message
+        self.rerun = rerun  # what the user runs again to complete a partial call: "call", "load"
         self.mode = mode
-        self.chunk = chunk
         self.twophase = twophase
         self.parallel = parallel
+        self.label = label
         self.gid_prefix = f"dbp-copy-{uuid.uuid4().hex}"
         self.abort = threading.Event()
         self.lock = threading.Lock()
         self.error: BaseException | None = None
-        self.failed_stream: _Stream | None = None
-        self.streams: list[_Stream] = []
-        self.dealt = bytearray()  # the stream of each row of the input, in input order (see deal)
-        self.stmts = stmts
+        self.failed_stream: _StreamBase | None = None
+        self.streams: list[_StreamBase] = []
 
-    def failed(self, stream: _Stream | None, exc: BaseException) -> None:
+    def failed(self, stream: _StreamBase | None, exc: BaseException) -> None:
         """Record the first real failure of the call (an _Aborted is the echo of another) and stop
         everything."""
         with self.lock:
@@ -60,62 +80,6 @@ class _Call:
                 self.error = exc
                 self.failed_stream = stream
         self.abort.set()
-
-    # -- dealing -------------------------------------------------------------------------------------------
-
-    def deal(self, head: Any, rest: Iterator[Any]) -> None:
-        """Read the input once, in the caller's thread, and hand it to the streams in batches.
-
-        ``self.dealt`` gets one byte per row, its stream: the k-th row a stream received is the k-th
-        occurrence of its number there (see :meth:`input_index`), which costs less per row than keeping every
-        index.
-        """
-        streams = self.streams
-        n = len(streams)
-        pending: list[list[Any]] = [[] for _ in range(n)]
-        dealt = self.dealt
-        abort = self.abort
-        rows = itertools.chain((head,), rest)
-        key = _key_function(self.check)
-        if key is None:  # no key: whole batches in turn
-            turn = 0
-            while batch := list(itertools.islice(rows, _BATCH)):
-                if abort.is_set():
-                    raise _Aborted
-                dealt.extend(bytes((turn,)) * len(batch))
-                streams[turn].put(batch)
-                turn = (turn + 1) % n
-        else:
-            items = operator.itemgetter(*_deal_columns(self.check.table))
-            mark = dealt.append
-            for row in rows:
-                try:  # the common case inline (a dict with a hashable key); else the key function
-                    s = hash(items(row)) % n if type(row) is dict else key(row) % n
-                except (KeyError, TypeError):
-                    s = key(row) % n
-                bucket = pending[s]
-                bucket.append(row)
-                mark(s)
-                if len(bucket) >= _BATCH:
-                    if abort.is_set():
-                        raise _Aborted
-                    streams[s].put(bucket)
-                    pending[s] = []
-            for s, bucket in enumerate(pending):
-                if bucket:
-                    streams[s].put(bucket)
-        for stream in streams:
-            stream.put(_DONE)
-
-    def input_index(self, stream: int, position: int) -> int | None:
-        """The index in the caller's input of the row at ``position`` in what ``stream`` received."""
-        found = -1
-        try:
-            for _ in range(position + 1):
-                found = self.dealt.index(stream, found + 1)
-        except ValueError:
-            return None
-        return found
 
     def wait(self) -> None:
         """Wait for every stream; after a failure, cancel the statements of those still running.
@@ -132,15 +96,15 @@ class _Call:
                     deadline = time.monotonic() + _STOP_WAIT
                 if deadline is not None and time.monotonic() > deadline and stream.thread.is_alive():
                     log.warning(
-                        "bulk_insert: COPY stream %d did not stop after its cancel", stream.number + 1
+                        "%s: COPY stream %d did not stop after its cancel", self.label, stream.number + 1
                     )
                     stream.stuck = True
                     self.failed(
                         stream,
                         ConnectionError(
-                            f"bulk_insert(parallel={self.parallel}): stream {stream.number + 1} did not stop "
+                            f"{self.label}: stream {stream.number + 1} did not stop "
                             f"within {_STOP_WAIT:g} s of its cancel",
-                            model=self.check.table.name,
+                            model=self.table,
                         ),
                     )
                     break
@@ -155,25 +119,25 @@ class _Call:
 
     def commit(self, session: Session) -> int:
         """All streams did their work: make it durable, all of it (2PC) or stream after stream."""
-        active = [s for s in self.streams if s.feed is not None]
-        done: list[_Stream] = []
+        active = [s for s in self.streams if s.began]
+        done: list[_StreamBase] = []
         if self.twophase:
             pending = [s.gid for s in active if s.gid is not None]
             try:
                 self._resolve(session, "COMMIT PREPARED", pending)
             except DbpError as exc:
                 raise type(exc)(
-                    f"{exc.message}; every stream of this bulk_insert(parallel={self.parallel}) was "
+                    f"{exc.message}; every stream of this {self.label} was "
                     "prepared, so the call is decided and its rows will land: COMMIT PREPARED the "
                     f"transactions still listed in pg_prepared_xacts with gid LIKE '{self.gid_prefix}-%'",
-                    model=self.check.table.name,
+                    model=self.table,
                 ) from exc
             return sum(s.count for s in self.streams)
         for stream in active:
             try:
                 stream.conn.execute("COMMIT")
             except psycopg.Error as exc:
-                err = wrap_db_error(exc, model=self.check.table.name, action="bulk_insert")
+                err = wrap_db_error(exc, model=self.table, action=self.action)
                 self.roll_back(session)  # the streams after this one
                 raise self._partial(err, done) from exc
             done.append(stream)
@@ -226,7 +190,7 @@ class _Call:
         assert last is not None
         if isinstance(last, DbpError):
             raise last
-        raise wrap_db_error(last, model=self.check.table.name, action=command) from last
+        raise wrap_db_error(last, model=self.table, action=command) from last
 
     def release_broken(self, session: Session) -> None:
         """Give the pool back the streams' dead connections now (it replaces them), so a fresh one can be
@@ -235,15 +199,48 @@ class _Call:
             if not stream.released and not stream.stuck and (stream.conn.closed or stream.conn.broken):
                 stream.release(session)
 
-    def _partial(self, err: DbpError, committed: list[_Stream]) -> DbpError:
+    #: Errors of a stream given back as they are (the caller of the call handles them).
+    passthrough: tuple[type[BaseException], ...] = ()
+
+    def final_error(self, outcome: str) -> BaseException:
+        """The error the call raises, after its streams were rolled back (``outcome`` says how that went)."""
+        error = self.error
+        assert error is not None
+        stream = self.failed_stream
+        if stream is None or isinstance(error, self.passthrough):  # the caller's own input raised
+            return error
+        if isinstance(error, psycopg.Error):
+            error = wrap_db_error(error, model=self.table, action=self.action)
+        if isinstance(error, DbpError):
+            return self.located(error, stream, outcome)
+        if isinstance(error, Exception):
+            return DbpError(
+                f"{self.label}: stream {stream.number + 1} failed: {type(error).__name__}: {error} "
+                f"({outcome})",
+                model=self.table,
+            )
+        return error
+
+    def located(self, err: DbpError, stream: _StreamBase, outcome: str) -> DbpError:
+        """``err`` of ``stream``, its message completed with the stream and the outcome."""
+        return type(err)(
+            f"{err.message} ({self.label}, stream {stream.number + 1} failed; {outcome})",
+            model=err.model,
+            column=err.column,
+            row=err.row,
+            sqlstate=err.sqlstate,
+            constraint=err.constraint,
+        )
+
+    def _partial(self, err: DbpError, committed: list[_StreamBase]) -> DbpError:
         """``err`` saying which streams committed (without prepared transactions) and that a re-run
         completes."""
         rows = sum(s.count for s in committed)
         note = (
-            f'; bulk_insert(parallel={self.parallel}) ran without prepared transactions (the server has '
+            f'; {self.label} ran without prepared transactions (the server has '
             f'max_prepared_transactions = 0): {len(committed)} of its streams had committed ({rows} rows) '
-            'when this happened, the others rolled back; running the same call again completes it, each row '
-            f'exactly once (on_conflict="{self.mode}" skips or updates what is there)'
+            f'when this happened, the others rolled back; running the same {self.rerun} again completes it, '
+            f'each row exactly once (on_conflict="{self.mode}" skips or updates what is there)'
         )
         return type(err)(
             err.message + note,
@@ -253,6 +250,99 @@ class _Call:
             sqlstate=err.sqlstate,
             constraint=err.constraint,
         )
+
+
+class _Call(_Coordinator):
+    """One ``bulk_insert(..., parallel=N)`` call: the dealing of rows to its streams, by key."""
+
+    streams: list[_Stream]  # type: ignore[assignment]  # the same list, of this call's stream class
+
+    def __init__(
+        self, check: _RowChecker, stmts: _Statements, mode: str, chunk: int, twophase: bool, parallel: int
+    ) -> None:
+        super().__init__(check.table.name, mode, twophase, parallel, f"bulk_insert(parallel={parallel})")
+        self.check = check
+        self.chunk = chunk
+        self.dealt = bytearray()  # the stream of each row of the input, in input order (see deal)
+        self.stmts = stmts
+
+    # -- dealing -------------------------------------------------------------------------------------------
+
+    def deal(self, head: Any, rest: Iterator[Any]) -> None:
+        """Read the input once, in the caller's thread, and hand it to the streams in batches.
+
+        ``self.dealt`` gets one byte per row, its stream: the k-th row a stream received is the k-th
+        occurrence of its number there (see :meth:`input_index`), which costs less per row than keeping every
+        index.
+        """
+        streams = self.streams
+        n = len(streams)
+        pending: list[list[Any]] = [[] for _ in range(n)]
+        dealt = self.dealt
+        abort = self.abort
+        rows = itertools.chain((head,), rest)
+        key = _key_function(self.check)
+        if key is None:  # no key: whole batches in turn
+            turn = 0
+            while batch := list(itertools.islice(rows, _BATCH)):
+                if abort.is_set():
+                    raise _Aborted
+                dealt.extend(bytes((turn,)) * len(batch))
+                streams[turn].put(batch)
+                turn = (turn + 1) % n
+        else:
+            items = operator.itemgetter(*_deal_columns(self.check.table))
+            mark = dealt.append
+            for row in rows:
+                try:  # the common case inline (a dict with a hashable key); else the key function
+                    s = hash(items(row)) % n if type(row) is dict else key(row) % n
+                except (KeyError, TypeError):
+                    s = key(row) % n
+                bucket = pending[s]
+                bucket.append(row)
+                mark(s)
+                if len(bucket) >= _BATCH:
+                    if abort.is_set():
+                        raise _Aborted
+                    streams[s].put(bucket)
+                    pending[s] = []
+            for s, bucket in enumerate(pending):
+                if bucket:
+                    streams[s].put(bucket)
+        for stream in streams:
+            stream.put(_DONE)
+
+    def located(self, err: DbpError, stream: _StreamBase, outcome: str) -> DbpError:
+        """``err`` of a stream, its row index turned into the index in the caller's input, its message
+        completed."""
+        row = err.row
+        message = err.message
+        found_row = self.input_index(stream.number, row) if row is not None and row >= 0 else None
+        if row is not None and found_row is not None:
+            row = found_row
+            found = list(_ROW.finditer(message))
+            if found and int(found[-1].group(1)) == err.row:
+                last = found[-1]
+                message = message[: last.start(1)] + str(row) + message[last.end(1):]
+        message += f" ({self.label}, stream {stream.number + 1} failed; {outcome})"
+        return type(err)(
+            message,
+            model=err.model,
+            column=err.column,
+            row=row,
+            sqlstate=err.sqlstate,
+            constraint=err.constraint,
+        )
+
+    def input_index(self, stream: int, position: int) -> int | None:
+        """The index in the caller's input of the row at ``position`` in what ``stream`` received."""
+        found = -1
+        try:
+            for _ in range(position + 1):
+                found = self.dealt.index(stream, found + 1)
+        except ValueError:
+            return None
+        return found
 
 
 _Resolution = Literal["COMMIT PREPARED", "ROLLBACK PREPARED"]
