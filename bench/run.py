@@ -71,6 +71,7 @@ from .alerts import alert_to_rows, synthetic_night
 from .citus import CitusBench
 from .citus import skip_reason as citus_skip_reason
 from .harness import Case, Row, Timing, chunks, drop_database, log, object_keys, recreate_database, timed
+from .load_csv import LoadCsvBench
 from .reads import Reads
 from .report import METRICS, report
 
@@ -78,6 +79,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 BENCH_DB = "dbp_bench"
 CSV_NULL = "\\N"  # the NULL marker of the CSV file for psql \copy
+# Repetitions of the dbp load section: each of its loads moves the 1,000,000-row file (about 8 s), so 3 keep
+# the section near 2 minutes of make bench's budget.
+LOAD_REPS = 3
 
 
 @dataclass(frozen=True)
@@ -700,6 +704,19 @@ def citus_section(bench: Bench, *, skip: bool) -> dict[str, Any]:
     return {"version": bench.citus.version, "workers": bench.citus.cluster.workers, "cores": os.cpu_count()}
 
 
+def load_section(rows: int, workdir: Path, reps: int, rates: dict[str, list[float]]) -> dict[str, Any]:
+    """``dbp load`` of a ``rows``-row detection CSV against ``psql \\copy`` of the same file, one job and two
+    (:class:`bench.load_csv.LoadCsvBench`): adds its rates to ``rates``, returns its peak RSS figures."""
+    section = LoadCsvBench(rows, workdir)
+    try:
+        section.open()
+        rates.update(run_cases(section.cases(), reps, warm_up=False))
+        log(f"peak RSS of dbp load --jobs 2 of the {rows:,}-row CSV ...")
+        return section.rss(2)
+    finally:
+        section.close()
+
+
 # -- main ----------------------------------------------------------------------------------------------------
 
 
@@ -749,12 +766,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.reset_detections()
             log("make_migrations ...")
             migrations = measure_migrations(server, dsn, args.reps)
+            load = load_section(sizes.rss_rows, Path(tmp), min(args.reps, LOAD_REPS), rates)
         finally:
             bench.close()
     drop_database(server, BENCH_DB)
     text = report(
         env, sizes, args.reps, rates, trips, rss, migrations, time.perf_counter() - started,
-        bench.original_versions, database=BENCH_DB, citus=citus,
+        bench.original_versions, database=BENCH_DB, citus=citus, load=load,
     )  # fmt: skip
     if out is not None:
         out.write_text(text)
