@@ -265,7 +265,8 @@ def test_a_foreign_key_violation_loads_nothing(
 ) -> None:
     monkeypatch.setenv(ENV, "auto")
     db2.execute("INSERT INTO object (oid) SELECT 'o' || g FROM generate_series(0, 99) g")
-    header = "candid,oid,mjd,fid,pid,isdiffpos,ra,dec,magpsf,sigmapsf,corrected,dubious,has_stamp,step_id_corr"
+    header = "candid,oid,mjd,fid,pid,isdiffpos,ra,dec,magpsf,sigmapsf,corrected,dubious,has_stamp,"
+    header += "step_id_corr"
     lines = [f"{i},o{i % 100},59000.5,1,1.0,1,10.0,-5.0,18.0,0.1,f,f,t,c" for i in range(20_000)]
     lines[15_000] = lines[15_000].replace(",o0,", ",nobody,")
     text = header + "\n" + "\n".join(lines) + "\n"
@@ -414,3 +415,21 @@ def test_the_dealer_reads_records_not_lines() -> None:
     assert loadjobs._fields(b"x,y\r", pattern, b",", 5) == [b"x", b"y"]
     assert loadjobs._fields(b'x,"y"\r', pattern, b",", 5) == [b"x", b"y"]
 
+
+
+@pytest.mark.parametrize(
+    "one, two, growth_mb, passed",
+    [(95, 130, 149, [True, True, True]), (94, 129, 150, [False, False, False])],
+)
+def test_the_bench_targets_sit_on_the_issue_thresholds(
+    one: float, two: float, growth_mb: int, passed: list[bool]
+) -> None:
+    """make bench's lines for dbp load: >= 0.95x and >= 1.3x psql \\copy of the same file, RSS growth below
+    150 MB."""
+    from bench.report import load_targets
+
+    rates = {"load.psql": [100.0, 100.0, 100.0], "load.jobs1": [one] * 3, "load.jobs2": [two] * 3}
+    load = {"rows": 1_000_000, "jobs": 2, "growth_kib": growth_mb * 1024, "bytes": 300 * 2**20}
+    found = load_targets(rates, load)
+    assert [t.passed for t in found] == passed
+    assert "1,000,000-row detection CSV" in found[0].text and "--jobs 2" in found[1].text

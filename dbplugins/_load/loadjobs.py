@@ -119,6 +119,7 @@ def _attempt(
 ) -> tuple[int, int]:
     call = _LoadCall(the_plan, on_conflict, twophase, jobs, header, staged)
     scanner = _Scanner(the_plan.delimiter, the_plan.bounded, eof_marker)
+    scanner.check(header, False)  # the streams send it apart from the pieces: checked as one stream checks it
     read_more = getattr(stream, "read1", stream.read)
 
     def deal() -> None:
