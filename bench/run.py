@@ -1,7 +1,7 @@
 """``make bench``: dbplugins side by side with hand-written psycopg, ``psql \\copy`` and the original
 db-plugins.
 
-    python -m bench.run                 # full sizes, 9 repetitions, writes bench/RESULTS.md (about 8 minutes)
+    python -m bench.run                 # full sizes, 9 repetitions, writes bench/RESULTS.md (about 9 minutes)
     python -m bench.run --quick         # small sizes, to check the harness (writes nothing unless --out)
 
 Everything runs against one fresh database (``dbp_bench``) on the embedded server (or the server of ``--dsn``
@@ -32,10 +32,13 @@ Cases (sizes are the defaults):
   5,000 keys into a local coordinator + 2 workers, beside the single server's rates;
 - once: server round trips of one ``get_or_create`` (libpq protocol trace), peak RSS growth of a 1,000,000-row
   generator ``bulk_insert`` (:mod:`bench.rss`, its own process), and ``make_migrations`` time and catalog
-  queries.
+  queries;
+- ``dbp load`` (:class:`bench.load_csv.LoadCsvBench`, a database of its own): a 1,000,000-row detection CSV
+  (the ``rss_rows`` size) loaded by ``psql \\copy``, ``dbp load`` and ``dbp load --jobs 2``, ``LOAD_REPS``
+  repetitions (about 2 minutes), then the peak RSS growth of ``dbp load --jobs 2`` of the same file.
 
-The full run takes about 7-8 minutes on 2 quiet cores (reads about 13 s and the Citus cases about 5 s of each
-of the 10 repetitions, the cluster's start about 15 s).
+The full run takes about 8-9 minutes on 2 quiet cores (reads about 13 s and the Citus cases about 5 s of each
+of the 10 repetitions, the cluster's start about 15 s, the dbp load section about 2 minutes).
 """
 
 from __future__ import annotations
