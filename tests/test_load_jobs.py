@@ -9,6 +9,9 @@ with prepared transactions, ``no2pc`` a throwaway server with ``max_prepared_tra
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import re
 import subprocess
 import sys
@@ -18,6 +21,8 @@ from typing import Any
 import psycopg
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_parallel_copy import cluster, db2, dsn, no2pc, poison, prepared, scalar
 
 from dbplugins import ConstraintError, DataError, DbpError, SQLConnection
@@ -433,3 +438,36 @@ def test_the_bench_targets_sit_on_the_issue_thresholds(
     found = load_targets(rates, load)
     assert [t.passed for t in found] == passed
     assert "1,000,000-row detection CSV" in found[0].text and "--jobs 2" in found[1].text
+
+
+_TEXT = st.lists(st.sampled_from(["a", "é", ",", '"', "\n", "\r\n", " ", "x"]), max_size=12).map("".join)
+_KEYS = st.sampled_from([f"p{i}" for i in range(8)] + ['p"q', "p,r", "p\ns"])
+_ROWS = st.lists(st.tuples(_KEYS, st.integers(-5, 5), _TEXT), max_size=40)
+
+
+@pytest.mark.parametrize("mode", ["ignore", "update"])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=_ROWS, crlf=st.booleans())
+def test_property_jobs_give_the_table_of_one_stream(
+    db2: SQLConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, rows: Any, crlf: bool
+) -> None:
+    """Any CSV (quotes, delimiters and line ends inside fields, duplicate keys, CRLF): --jobs 3 stores what
+    one stream stores, and says the same."""
+    monkeypatch.setenv(ENV, "auto")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n" if crlf else "\n")
+    writer.writerow(["oid", "ndet", "step_id_corr"])
+    writer.writerows(rows)
+    path = tmp_path / "p.csv"
+    path.write_bytes(out.getvalue().encode("utf-8"))
+
+    def outcome(jobs: int) -> Any:
+        db2.execute("TRUNCATE object CASCADE")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                counts: Any = load(db2, path, mode, jobs=jobs)
+        except DbpError as exc:
+            counts = (type(exc).__name__, exc.column, exc.row)
+        return counts, db2.execute("SELECT oid, ndet, step_id_corr FROM object ORDER BY oid")
+
+    assert outcome(JOBS) == outcome(1)
