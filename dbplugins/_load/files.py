@@ -321,7 +321,7 @@ def load_into(
 ) -> tuple[int, int]:
     """:func:`load_file` on a connected ``SQLConnection`` ``db``: loads, prints the summary, and returns
     ``(rows read, rows written)``. ``jobs > 1`` needs a pool of at least ``jobs`` connections."""
-    twophase = _check_jobs(db, table, on_conflict, jobs)
+    twophase = loadjobs.check_jobs(db, table, on_conflict, jobs)
     source_name = "stdin" if file == "-" else os.path.basename(file)
     source = loadsource.Source(file)
     seen = _Seen()
@@ -376,20 +376,6 @@ def load_into(
         source.close()
     _summary(table, source_name, on_conflict, progress, written, seen)
     return progress.done, written
-
-
-def _check_jobs(db: Any, table: Table, on_conflict: Any, jobs: Any) -> bool:
-    """Refuse a ``jobs`` that cannot run (see :func:`dbplugins._copy.parallel.check_parallel`); whether the
-    streams use prepared transactions."""
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise DbpError(f"jobs must be an integer >= 1 (the number of COPY streams), got {jobs!r}")
-    if jobs == 1:
-        return False
-    if on_conflict == "bulk_update":
-        raise DbpError("--jobs applies to loads that insert; --update runs on one connection (use --jobs 1)")
-    from .._copy.parallel import check_parallel
-
-    return check_parallel(db.current_session(), table.name, on_conflict, jobs, cli=True)
 
 
 def _summary(

@@ -38,12 +38,12 @@ import psycopg
 from psycopg import errors as pge
 from psycopg import sql
 
-from .._copy.parallel import run_streams
+from .._copy.parallel import check_parallel, run_streams
 from .._copy.parallel_call import _Coordinator, _deal_columns
 from .._copy.parallel_stream import _DONE, _Aborted, _StreamBase
 from .._session.session import Session, readable
 from .._types.schema import Table
-from ..errors import wrap_db_error
+from ..errors import DbpError, wrap_db_error
 from .loadcopy import (
     _LOCK_WAIT,
     _MAX_CARRY,
@@ -58,7 +58,19 @@ from .loadcopy import (
 )
 from .loadsource import Source
 
-__all__ = ["copy_load_jobs"]
+__all__ = ["check_jobs", "copy_load_jobs"]
+
+
+def check_jobs(db: Any, table: Table, on_conflict: Any, jobs: Any) -> bool:
+    """Refuse a ``jobs`` that cannot run (see :func:`dbplugins._copy.parallel.check_parallel`); whether the
+    streams use prepared transactions."""
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise DbpError(f"jobs must be an integer >= 1 (the number of COPY streams), got {jobs!r}")
+    if jobs == 1:
+        return False
+    if on_conflict == "bulk_update":
+        raise DbpError("--jobs applies to loads that insert; --update runs on one connection (use --jobs 1)")
+    return check_parallel(db.current_session(), table.name, on_conflict, jobs, cli=True)
 
 
 def copy_load_jobs(
