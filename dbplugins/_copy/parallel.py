@@ -44,7 +44,8 @@ import psycopg
 from ..citus.relay import on_citus
 from ..errors import DbpError, wrap_db_error
 from .checker import _RowChecker
-from .parallel_call import _Call, _Coordinator
+from .parallel_call import _Call
+from .parallel_end import _Coordinator
 from .parallel_stream import _Stream, _StreamBase
 from .stage import _Statements
 

@@ -21,7 +21,8 @@ from .stream import _END, _Feed
 
 if TYPE_CHECKING:
     from .._session.session import Session
-    from .parallel_call import _Call, _Coordinator
+    from .parallel_call import _Call
+    from .parallel_end import _Coordinator
 
 # Rows per batch handed to a stream, and batches a stream's queue holds: memory stays at about
 # N * (_QUEUE_BATCHES + 1) * _BATCH rows whatever the input size.
@@ -45,7 +46,7 @@ class _Aborted(Exception):
 class _StreamBase:
     """One stream of a parallel call: a thread, its connection, its queue and its transaction.
 
-    The coordinator (:class:`dbplugins._copy.parallel_call._Coordinator`) sees only this face; what the thread
+    The coordinator (:class:`dbplugins._copy.parallel_end._Coordinator`) sees only this face; what the thread
     writes is the subclass's :meth:`_work` (:class:`_Stream`: rows through the COPY engine; ``dbp load
     --jobs``: the file's CSV bytes, :mod:`dbplugins._load.loadjobs`).
     """

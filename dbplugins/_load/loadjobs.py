@@ -39,7 +39,8 @@ from psycopg import errors as pge
 from psycopg import sql
 
 from .._copy.parallel import check_parallel, run_streams
-from .._copy.parallel_call import _Coordinator, _deal_columns
+from .._copy.parallel_call import _deal_columns
+from .._copy.parallel_end import _Coordinator
 from .._copy.parallel_stream import _DONE, _Aborted, _StreamBase
 from .._session.session import Session, readable
 from .._types.schema import Table
