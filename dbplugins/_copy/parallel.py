@@ -6,7 +6,9 @@ primary key (all rows of one key go to one stream, in input order, so "first occ
 and "last occurrence wins" for ``"update"`` keep holding; of a key whose part is a foreign key, that part: see
 ``_deal_columns``); a table without a primary key gets its batches in turn. Each stream is a thread that runs
 the COPY engine of :mod:`dbplugins._copy` (``_Loader``: the same row checks, typing, staging and conflict
-handling as ``parallel=1``) on its own connection, in its own transaction.
+handling as ``parallel=1``) on its own connection, in its own transaction. ``dbp load --jobs N``
+(:mod:`dbplugins._load.loadjobs`) deals the records of a CSV file instead and shares the rest:
+:func:`check_parallel`, :func:`run_streams` and the ending of :mod:`dbplugins._copy.parallel_end`.
 
 Threads, not processes: the rows are Python objects in the caller's process, and handing them to another
 process costs a pickle per row, about what checking and encoding it costs; psycopg's COPY writes run in C and
