@@ -408,6 +408,33 @@ def test_the_command(dsn: str, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--jobs applies to loads that insert" in result.output
 
 
+def test_stdin_goes_over_the_streams_and_is_read_again_for_staging(dsn: str) -> None:
+    text = "oid,ndet\n" + "".join(f"o{i},{i}\n" for i in range(20_000))
+    runner = CliRunner()
+    args = ["load", "object", "-", "--format", "csv", "--jobs", "2", "--silent", "--dsn", dsn]
+    result = runner.invoke(cli, args, input=text)
+    assert result.exit_code == 0, result.output
+    assert "20,000 rows loaded" in result.output
+    # again: every key exists, the streams' direct COPY gives way to staging, which reads stdin's copy again
+    result = runner.invoke(cli, [*args, "--on-conflict", "update"], input=text.replace(",1\n", ",-1\n"))
+    assert result.exit_code == 0, result.output
+    assert "1 row inserted or changed" in result.output
+    assert scalar(dsn, "SELECT count(*) || '/' || min(ndet) FROM object") == "20000/-1"
+
+
+def test_error_mode_duplicate_keys_in_the_file_load_nothing(
+    db2: SQLConnection, dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV, "auto")
+    rows = [(f"o{i}", i) for i in range(10_000)] + [("o5", 1)]
+    path = objects_csv(tmp_path, rows)
+    with pytest.raises(ConstraintError, match="object_pkey") as info:
+        load(db2, path, "error")
+    assert info.value.row == 10_000
+    assert db2.execute("SELECT count(*) FROM object") == [(0,)]
+    assert prepared(dsn) == []
+
+
 def test_the_dealer_reads_records_not_lines() -> None:
     lines = b'1,"a\nb\nc",x\n2,y,z\n3,"""q""\n",w'.split(b"\n")
     records, rest = loadjobs._records(lines)
