@@ -22,6 +22,8 @@ parent's high-water mark into it across fork + exec).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import resource
@@ -42,19 +44,19 @@ from dbplugins.embedded import _bin_dir
 from dbplugins.models import Detection, Object
 
 from .bulk_vs_copy import make_rows
-from .harness import drop_database, scratch_database
+from .harness import Case, Timing, drop_database, log, scratch_database, timed
 
 _RSS_CHILD = """
 import json, resource, sys
 from bench.rss import max_rss_kib, rss_kib
 from dbplugins import SQLConnection
 from dbplugins._load.files import find_table, load_into
-dsn, path = sys.argv[1], sys.argv[2]
+dsn, path, jobs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 db = SQLConnection()
-db.connect(dsn=dsn, min_size=1, max_size=1)
+db.connect(dsn=dsn, min_size=1, max_size=jobs)
 table = find_table("detection", [])
 before = rss_kib()
-read, written = load_into(db, table, path, "csv", "ignore", silent=True)
+read, written = load_into(db, table, path, "csv", "ignore", silent=True, jobs=jobs)
 db.close()
 print(json.dumps({"rows": read, "before_kib": before, "peak_kib": max_rss_kib(),
                   "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
@@ -89,6 +91,119 @@ def fill(db: SQLConnection, n: int, n_objects: int) -> None:
     B.bulk_insert(db.current_session(), table_of(Detection), detection_rows(n, n_objects))
 
 
+def peak_rss_growth(dsn: str, path: Path, jobs: int) -> dict[str, Any]:
+    """``dbp load --jobs`` of ``path`` into an empty detection table, in a process of its own: ``{"rows",
+    "before_kib", "peak_kib", "ru_maxrss_kib"}`` (peak: VmHWM, see bench/rss.py)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD, dsn, str(path), str(jobs)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def psql_copy_argv(dsn: str, path: Path) -> list[str]:
+    """The embedded server's psql running ``\\copy detection FROM path (FORMAT csv, HEADER)``."""
+    command = f"\\copy detection FROM '{path}' (FORMAT csv, HEADER)"
+    return [str(_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn, "-c", command]
+
+
+class LoadCsvBench:
+    """``make bench``'s ``dbp load`` section: one detection CSV of ``rows`` rows (exported by the server, as
+    ``\\copy ... to`` writes it) loaded by ``psql \\copy``, by ``dbp load`` and by ``dbp load --jobs 2``
+    into an empty table, in a scratch database of its own; then the peak RSS growth of ``dbp load --jobs 2``
+    of the same file in a process of its own.
+
+    ``dbp load`` runs in-process (:func:`dbplugins._load.files.load_into`, what the command runs once its
+    arguments are parsed): the Python start-up of the command (about 0.4 s here) is left out; psql's own
+    start-up (a few ms) is in.
+    """
+
+    def __init__(self, rows: int, workdir: Path, objects: int = 20_000) -> None:
+        self.rows = rows
+        self.objects = objects
+        self.path = workdir / "load_detections.csv"
+        self.db = SQLConnection()
+        self.base = self.name = self.dsn = ""
+
+    def open(self) -> None:
+        self.base, self.name, self.dsn = scratch_database("dbp_bench_load")
+        self.db.connect(dsn=self.dsn, min_size=1, max_size=2)
+        objects = ({"oid": f"ZTF20obj{i:06d}"} for i in range(self.objects))
+        B.bulk_insert(self.db.current_session(), table_of(Object), objects)
+        self.db.execute("VACUUM ANALYZE object")
+        log(f"dbp load: {self.rows:,} detection rows to a CSV file ...")
+        fill(self.db, self.rows, self.objects)
+        export(self.dsn, self.path)
+        self.reset()
+
+    def close(self) -> None:
+        self.db.close()
+        self.path.unlink(missing_ok=True)
+        if self.name:
+            drop_database(self.base, self.name)
+
+    def reset(self, _rep: int = 0) -> None:
+        """Empty the detection table and flush the dirty buffers (untimed)."""
+        self.db.execute("TRUNCATE detection CASCADE")
+        self.db.execute("CHECKPOINT")
+
+    def _check(self, label: str) -> None:
+        count = self.db.execute("SELECT count(*) FROM detection")[0][0]
+        if count != self.rows:
+            raise RuntimeError(f"{label} stored {count:,} rows of {self.rows:,}")
+
+    def psql(self, _rep: int) -> dict[str, Timing]:
+        argv = psql_copy_argv(self.dsn, self.path)
+        proc, secs = timed(lambda: subprocess.run(argv, capture_output=True, text=True))
+        if proc.returncode != 0:
+            raise RuntimeError(f"psql \\copy failed: {proc.stderr.strip()}")
+        self._check("psql \\copy")
+        return {"load.psql": (self.rows, secs)}
+
+    def dbp(self, jobs: int) -> Callable[[int], dict[str, Timing]]:
+        from dbplugins._load.files import load_into
+
+        table = table_of(Detection)
+
+        def load() -> tuple[int, int]:
+            with contextlib.redirect_stdout(io.StringIO()):  # the command's summary line: not the report's
+                return load_into(self.db, table, str(self.path), "csv", "ignore", silent=True, jobs=jobs)
+
+        def run(_rep: int) -> dict[str, Timing]:
+            (read, written), secs = timed(load)
+            if (read, written) != (self.rows, self.rows):
+                raise RuntimeError(f"dbp load --jobs {jobs}: {read:,} read, {written:,} written")
+            self._check(f"dbp load --jobs {jobs}")
+            return {f"load.jobs{jobs}": (self.rows, secs)}
+
+        return run
+
+    def cases(self) -> list[Case]:
+        """psql, then one job, then two; no warm-up (each load reads the whole file: nothing stays cold)."""
+        return [
+            Case("psql \\copy of the CSV", self.psql, self.reset, warm_up=False),
+            Case("dbp load", self.dbp(1), self.reset, warm_up=False),
+            Case("dbp load --jobs 2", self.dbp(2), self.reset, warm_up=False),
+        ]
+
+    def rss(self, jobs: int = 2) -> dict[str, Any]:
+        """Peak RSS growth of ``dbp load --jobs`` of the same file: ``{"rows", "jobs", "growth_kib",
+        "bytes"}``."""
+        self.reset()
+        figures = peak_rss_growth(self.dsn, self.path, jobs)
+        self.reset()
+        return {
+            "rows": figures["rows"],
+            "jobs": jobs,
+            "growth_kib": figures["peak_kib"] - figures["before_kib"],
+            "bytes": self.path.stat().st_size,
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=300_000)
@@ -105,7 +220,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="dbp_bench_load_"))
     try:
         db = SQLConnection()
-        db.connect(dsn=dsn, min_size=1, max_size=1)
+        db.connect(dsn=dsn, min_size=1, max_size=2)
         objects = ({"oid": f"ZTF20obj{i:06d}"} for i in range(args.objects))
         B.bulk_insert(db.current_session(), table_of(Object), objects)
         db.execute("VACUUM ANALYZE object")
@@ -135,12 +250,16 @@ def main() -> None:
                 del os.environ["DBP_LOAD_FAST"]
 
         def psql_copy() -> int:
-            subprocess.run(
-                [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn, "-c",
-                 f"\\copy detection FROM '{path}' (FORMAT csv, HEADER)"],
-                check=True,
-            )
+            subprocess.run(psql_copy_argv(dsn, path), check=True)
             return args.rows
+
+        def jobs(n: int) -> Callable[[], int]:
+            def run() -> int:
+                read, written = load_into(db, table, str(path), "csv", "ignore", silent=True, jobs=n)
+                assert written == args.rows, (read, written)
+                return int(written)
+
+            return run
 
         def cli() -> int:
             subprocess.run(
@@ -155,6 +274,7 @@ def main() -> None:
             "psql \\copy": psql_copy,
             "dbp load (in-process, ignore)": ours("ignore"),
             "dbp load (in-process, error)": ours("error"),
+            "dbp load --jobs 2 (in-process)": jobs(2),
             "dbp load (CLI, ignore)": cli,
         }
         if not args.no_python_path:
@@ -194,14 +314,7 @@ def main() -> None:
             fill(db, args.rss_rows, args.objects)
             export(dsn, big)
             db.execute("TRUNCATE detection CASCADE")
-            out = subprocess.run(
-                [sys.executable, "-c", _RSS_CHILD, dsn, str(big)],
-                check=True,
-                capture_output=True,
-                text=True,
-                cwd=Path(__file__).resolve().parents[1],
-            )
-            figures = json.loads(out.stdout.strip().splitlines()[-1])
+            figures = peak_rss_growth(dsn, big, 1)
             growth = (figures["peak_kib"] - figures["before_kib"]) / 1024
             print(
                 f"  peak RSS growth of dbp load, {figures['rows']:,} rows "

@@ -60,6 +60,9 @@ METRICS: dict[str, tuple[str, str]] = {
         "rows/s",
     ),
     "read.proj.tuples": ("psycopg binary tuples of the same 4 columns, hand-written", "rows/s"),
+    "load.psql": ("`psql \\copy` of the CSV file", "rows/s"),
+    "load.jobs1": ("`dbp load` (in-process), one COPY stream", "rows/s"),
+    "load.jobs2": ("`dbp load --jobs 2` (in-process), two COPY streams", "rows/s"),
     "citus.bulk": ('`bulk_insert(on_conflict="ignore")`, new rows', "rows/s"),
     "citus.redelivered": ('`bulk_insert(on_conflict="ignore")`, every row already stored', "rows/s"),
     "citus.many.new": ("`get_or_create_many` (batches of 1,000), new keys", "keys/s"),
@@ -114,8 +117,10 @@ def targets(
     trips: dict[str, tuple[int, int]],
     rss: dict[str, Any],
     migrations: dict[str, Any],
+    load: dict[str, Any] | None = None,
 ) -> list[Target]:
-    """The PASS/FAIL lines of the performance targets."""
+    """The PASS/FAIL lines of the performance targets (``dbp load``'s when ``load``, its peak RSS figures,
+    says the section ran)."""
     growth_mb = rss["growth_kib"] / 1024
     mig = migrations
     slowest = max(mig[k]["seconds"] for k in ("full", "extra", "empty"))
@@ -165,7 +170,29 @@ def targets(
             "`bulk_insert(parallel=2)` ≥ 1.3× hand-written single-stream psycopg binary COPY",
             rates, "bulk.parallel2", "bulk.copy", 1.3, "rows/s",
         ),
+        *(load_targets(rates, load) if load else []),
         *read_targets(rates),
+    ]  # fmt: skip
+
+
+def load_targets(rates: dict[str, list[float]], load: dict[str, Any]) -> list[Target]:
+    """Issue 16's ``dbp load`` targets: against ``psql \\copy`` of the same file, and its peak RSS growth."""
+    rows = load["rows"]
+    growth_mb = load["growth_kib"] / 1024
+    return [
+        ratio_target(
+            f"`dbp load` of a {rows:,}-row detection CSV ≥ 0.95× `psql \\copy` of the same file (one job)",
+            rates, "load.jobs1", "load.psql", 0.95, "rows/s",
+        ),
+        ratio_target(
+            f"`dbp load --jobs 2` of the same {rows:,}-row CSV ≥ 1.3× `psql \\copy`",
+            rates, "load.jobs2", "load.psql", 1.3, "rows/s",
+        ),
+        Target(
+            f"`dbp load --jobs {load['jobs']}` of the {rows:,}-row CSV: peak RSS grows by < 150 MB",
+            growth_mb < 150,
+            f"{growth_mb:.1f} MB ({load['bytes'] / 2**20:.0f} MiB file)",
+        ),
     ]  # fmt: skip
 
 
@@ -279,11 +306,12 @@ def report(
     *,
     database: str,
     citus: dict[str, Any] | None = None,
+    load: dict[str, Any] | None = None,
 ) -> str:
     """RESULTS.md. ``citus``: ``{"skipped": reason}``, or the local cluster's ``version``, ``workers`` and
-    ``cores`` when its section ran."""
+    ``cores`` when its section ran; ``load``: the ``dbp load`` section's peak RSS figures when it ran."""
     citus = citus or {"skipped": "not run"}
-    results = targets(rates, trips, rss, migrations)
+    results = targets(rates, trips, rss, migrations, load)
     passed = sum(t.passed for t in results)
     r = lambda key, base: ratio(rates, key, base)  # noqa: E731
     out = [
@@ -324,6 +352,16 @@ def report(
         + (f"`to_dataframe()` {r('read.df', 'read.tuples'):.2f}×, " if "read.df" in rates else "")
         + f"projection {r('read.proj', 'read.proj.tuples'):.2f}× psycopg binary tuples.",
         citus_headline(rates, citus),
+        *(
+            [
+                f"- `dbp load` of a {load['rows']:,}-row detection CSV: {r('load.jobs1', 'load.psql'):.2f}× "
+                f"`psql \\copy` of the same file with one job, {r('load.jobs2', 'load.psql'):.2f}× with "
+                f"`--jobs 2` ({r('load.jobs2', 'load.jobs1'):.2f}× one job); peak RSS growth "
+                f"{load['growth_kib'] / 1024:.1f} MB."
+            ]
+            if load
+            else []
+        ),
         "",
         "## Environment",
         "",
@@ -381,6 +419,23 @@ def report(
         "virtualenv, one subprocess per repetition, each pass from an empty identity map, timed inside the "
         "subprocess.",
         citus_method(sizes, citus),
+        *(
+            [
+                f"- `dbp load` (`bench/load_csv.py`, a database of its own, `{database}_load_*`): "
+                f"{load['rows']:,} synthetic detection rows exported by the server as CSV "
+                f"(`COPY detection TO STDOUT (FORMAT csv, HEADER)`, what `\\copy ... to` writes, "
+                f"{load['bytes'] / 2**20:.0f} MiB), loaded into an empty detection table (TRUNCATE + "
+                "CHECKPOINT before each, untimed; the commit included) by `psql \\copy detection FROM "
+                "file (FORMAT csv, HEADER)` (timed around the psql process), by `dbp load` and by `dbp load "
+                "--jobs 2` (timed in-process around `load_into`, what the command runs once its arguments "
+                "are parsed: the command's Python start-up, about 0.4 s here, is not in the figure). "
+                f"{len(rates.get('load.psql', []))} repetitions, no warm-up, alternating order. Peak RSS: "
+                f"`dbp load --jobs {load['jobs']}` of the same file in a process of its own (VmHWM minus the "
+                "resident set before the load)."
+            ]
+            if load
+            else []
+        ),
         "- Round trips: a libpq protocol trace (`PQtrace`) on a pool of one connection, after a warm-up "
         "call; a round trip is a flight of client messages followed by the server's answer.",
         f"- Memory: `python -m bench.rss` in its own process loads {rss['rows']:,} rows from a generator "
@@ -447,6 +502,16 @@ def report(
         *rate_table(rates, ["read.proj", "read.proj.tuples"], "read.proj.tuples"),
         "",
         *citus_table(rates, citus),
+        *(
+            [
+                f"### `dbp load` of a {load['rows']:,}-row detection CSV (ratio to `psql \\copy`)",
+                "",
+                *rate_table(rates, ["load.jobs1", "load.jobs2", "load.psql"], "load.psql"),
+                "",
+            ]
+            if load
+            else []
+        ),
         "### Measured once",
         "",
         f"- Round trips (statements): `get_or_create` new key {trips['new'][0]} ({trips['new'][1]}), "

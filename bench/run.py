@@ -1,7 +1,7 @@
 """``make bench``: dbplugins side by side with hand-written psycopg, ``psql \\copy`` and the original
 db-plugins.
 
-    python -m bench.run                 # full sizes, 9 repetitions, writes bench/RESULTS.md (about 8 minutes)
+    python -m bench.run                 # full sizes, 9 repetitions, writes bench/RESULTS.md (about 9 minutes)
     python -m bench.run --quick         # small sizes, to check the harness (writes nothing unless --out)
 
 Everything runs against one fresh database (``dbp_bench``) on the embedded server (or the server of ``--dsn``
@@ -32,10 +32,13 @@ Cases (sizes are the defaults):
   5,000 keys into a local coordinator + 2 workers, beside the single server's rates;
 - once: server round trips of one ``get_or_create`` (libpq protocol trace), peak RSS growth of a 1,000,000-row
   generator ``bulk_insert`` (:mod:`bench.rss`, its own process), and ``make_migrations`` time and catalog
-  queries.
+  queries;
+- ``dbp load`` (:class:`bench.load_csv.LoadCsvBench`, a database of its own): a 1,000,000-row detection CSV
+  (the ``rss_rows`` size) loaded by ``psql \\copy``, ``dbp load`` and ``dbp load --jobs 2``, ``LOAD_REPS``
+  repetitions (about 2 minutes), then the peak RSS growth of ``dbp load --jobs 2`` of the same file.
 
-The full run takes about 7-8 minutes on 2 quiet cores (reads about 13 s and the Citus cases about 5 s of each
-of the 10 repetitions, the cluster's start about 15 s).
+The full run takes about 8-9 minutes on 2 quiet cores (reads about 13 s and the Citus cases about 5 s of each
+of the 10 repetitions, the cluster's start about 15 s, the dbp load section about 2 minutes).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ from .alerts import alert_to_rows, synthetic_night
 from .citus import CitusBench
 from .citus import skip_reason as citus_skip_reason
 from .harness import Case, Row, Timing, chunks, drop_database, log, object_keys, recreate_database, timed
+from .load_csv import LoadCsvBench
 from .reads import Reads
 from .report import METRICS, report
 
@@ -78,6 +82,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 BENCH_DB = "dbp_bench"
 CSV_NULL = "\\N"  # the NULL marker of the CSV file for psql \copy
+# Repetitions of the dbp load section: each of its loads moves the 1,000,000-row file (about 8 s), so 3 keep
+# the section near 2 minutes of make bench's budget.
+LOAD_REPS = 3
 
 
 @dataclass(frozen=True)
@@ -700,6 +707,19 @@ def citus_section(bench: Bench, *, skip: bool) -> dict[str, Any]:
     return {"version": bench.citus.version, "workers": bench.citus.cluster.workers, "cores": os.cpu_count()}
 
 
+def load_section(rows: int, workdir: Path, reps: int, rates: dict[str, list[float]]) -> dict[str, Any]:
+    """``dbp load`` of a ``rows``-row detection CSV against ``psql \\copy`` of the same file, one job and two
+    (:class:`bench.load_csv.LoadCsvBench`): adds its rates to ``rates``, returns its peak RSS figures."""
+    section = LoadCsvBench(rows, workdir)
+    try:
+        section.open()
+        rates.update(run_cases(section.cases(), reps, warm_up=False))
+        log(f"peak RSS of dbp load --jobs 2 of the {rows:,}-row CSV ...")
+        return section.rss(2)
+    finally:
+        section.close()
+
+
 # -- main ----------------------------------------------------------------------------------------------------
 
 
@@ -749,12 +769,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.reset_detections()
             log("make_migrations ...")
             migrations = measure_migrations(server, dsn, args.reps)
+            load = load_section(sizes.rss_rows, Path(tmp), min(args.reps, LOAD_REPS), rates)
         finally:
             bench.close()
     drop_database(server, BENCH_DB)
     text = report(
         env, sizes, args.reps, rates, trips, rss, migrations, time.perf_counter() - started,
-        bench.original_versions, database=BENCH_DB, citus=citus,
+        bench.original_versions, database=BENCH_DB, citus=citus, load=load,
     )  # fmt: skip
     if out is not None:
         out.write_text(text)

@@ -22,6 +22,7 @@ from .stream import _END, _Feed
 if TYPE_CHECKING:
     from .._session.session import Session
     from .parallel_call import _Call
+    from .parallel_end import _Coordinator
 
 # Rows per batch handed to a stream, and batches a stream's queue holds: memory stays at about
 # N * (_QUEUE_BATCHES + 1) * _BATCH rows whatever the input size.
@@ -42,10 +43,15 @@ class _Aborted(Exception):
     """Another part of the call failed: this stream stops and rolls back."""
 
 
-class _Stream:
-    """One COPY stream: a thread, its connection, its queue of batches and its transaction."""
+class _StreamBase:
+    """One stream of a parallel call: a thread, its connection, its queue and its transaction.
 
-    def __init__(self, call: _Call, number: int, conn: psycopg.Connection[Any]) -> None:
+    The coordinator (:class:`dbplugins._copy.parallel_end._Coordinator`) sees only this face; what the thread
+    writes is the subclass's :meth:`_work` (:class:`_Stream`: rows through the COPY engine; ``dbp load
+    --jobs``: the file's CSV bytes, :mod:`dbplugins._load.loadjobs`).
+    """
+
+    def __init__(self, call: _Coordinator, number: int, conn: psycopg.Connection[Any]) -> None:
         self.call = call
         self.number = number
         self.conn = conn
@@ -54,15 +60,10 @@ class _Stream:
         # set once PREPARE TRANSACTION was sent (it may or may not have succeeded)
         self.gid: str | None = None
         self.prepared = False
+        self.began = False  # it opened a transaction (a stream dealt nothing opens none)
         self.busy = False  # running a statement the coordinator may cancel
         self.stuck = False  # did not stop after a cancel: its connection is abandoned
         self.released = False  # its connection went back to the pool
-        self.feed: _Feed | None = None
-        # Its statements: bulk.py's, or with staging tables of its own under prepared transactions.
-        self.stmts = call.stmts
-        self.drop_staging: sql.Composed | None = None
-        if call.twophase:
-            self.stmts, self.drop_staging = _unlogged_staging(call.stmts, uuid.uuid4().hex[:16])
         self.thread = threading.Thread(target=self._run, name=f"dbp-copy-{number}", daemon=True)
 
     # -- the coordinator's side --------------------------------------------------------------------------
@@ -122,6 +123,31 @@ class _Stream:
         cur.execute("BEGIN")
         cur.execute(_LIMIT_LOCK_WAIT, (_STREAM_LOCK_WAIT, _STREAM_LOCK_WAIT))
 
+    def _prepare(self, cur: psycopg.Cursor[Any]) -> None:
+        """End the stream's work with PREPARE TRANSACTION (the coordinator commits or rolls it back)."""
+        self.gid = f"{self.call.gid_prefix}-{self.number}"
+        cur.execute(sql.SQL("PREPARE TRANSACTION {}").format(sql.Literal(self.gid)))
+        self.prepared = True
+
+    def _work(self) -> int:
+        """The stream's work, in its thread: the rows written (raises on failure)."""
+        raise NotImplementedError
+
+
+class _Stream(_StreamBase):
+    """A stream of ``bulk_insert(..., parallel=N)``: its batches of rows through the COPY engine."""
+
+    call: _Call
+
+    def __init__(self, call: _Call, number: int, conn: psycopg.Connection[Any]) -> None:
+        super().__init__(call, number, conn)
+        self.feed: _Feed | None = None
+        # Its statements: bulk.py's, or with staging tables of its own under prepared transactions.
+        self.stmts = call.stmts
+        self.drop_staging: sql.Composed | None = None
+        if call.twophase:
+            self.stmts, self.drop_staging = _unlogged_staging(call.stmts, uuid.uuid4().hex[:16])
+
     def _work(self) -> int:
         rows = self._rows()
         head = next(rows, _END)
@@ -129,6 +155,7 @@ class _Stream:
             return 0  # no row was dealt to this stream: no transaction
         call = self.call
         feed = self.feed = _Feed(head, rows)
+        self.began = True
         conn = self.conn
         cur = conn.cursor()
         try:
@@ -149,9 +176,7 @@ class _Stream:
                     count = loader.staged(call.chunk, "ignore", restart.spool, restart.rows)
             if self.drop_staging is not None:
                 cur.execute(self.drop_staging)
-                self.gid = f"{call.gid_prefix}-{self.number}"
-                cur.execute(sql.SQL("PREPARE TRANSACTION {}").format(sql.Literal(self.gid)))
-                self.prepared = True
+                self._prepare(cur)
             return count
         except psycopg.Error as exc:
             raise _server_error(exc, call.check, feed) from exc

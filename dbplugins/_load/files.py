@@ -30,7 +30,7 @@ import click
 
 from .._types.schema import ColumnDef, Table, table_of
 from ..errors import DataError, DbpError, UnknownColumnError, context
-from . import loadcopy, loadsource, textformats
+from . import loadcopy, loadjobs, loadsource, textformats
 from .progress import DEFAULT_INTERVAL, Progress
 
 __all__ = [
@@ -260,6 +260,7 @@ def load_file(
     delimiter: str | None = None,
     encoding: str = "utf-8",
     progress_interval: float | None = None,
+    jobs: int = 1,
 ) -> None:
     """Stream ``file`` (``-`` for stdin) in format ``fmt`` (one of :data:`FORMATS`) into ``table`` in one
     transaction.
@@ -271,7 +272,8 @@ def load_file(
     ``delimiter`` separates CSV fields (default ``,``; a tab for "tsv"); ``encoding`` decodes the bytes (a
     byte not valid in it is a DataError naming the line). Progress goes to stderr unless ``silent``: a bar on
     a terminal, else a line every ``progress_interval`` seconds (default :data:`PROGRESS_INTERVAL`). A
-    one-line summary goes to stdout, its rate the bar's final one.
+    one-line summary goes to stdout, its rate the bar's final one. ``jobs``: COPY streams on as many
+    connections (:mod:`dbplugins._load.loadjobs`; docs/parallel.md).
     """
     from .._session.connection import SQLConnection
 
@@ -285,7 +287,7 @@ def load_file(
         raise DbpError(str(exc)) from None
     db = SQLConnection()
     try:
-        db.connect(dsn=conninfo, min_size=1, max_size=1)
+        db.connect(dsn=conninfo, min_size=1, max_size=max(1, jobs))
         load_into(
             db,
             table,
@@ -297,6 +299,7 @@ def load_file(
             delimiter=delimiter,
             encoding=encoding,
             progress_interval=progress_interval,
+            jobs=jobs,
         )
     finally:
         db.close()
@@ -314,9 +317,11 @@ def load_into(
     delimiter: str | None = None,
     encoding: str = "utf-8",
     progress_interval: float | None = None,
+    jobs: int = 1,
 ) -> tuple[int, int]:
     """:func:`load_file` on a connected ``SQLConnection`` ``db``: loads, prints the summary, and returns
-    ``(rows read, rows written)``."""
+    ``(rows read, rows written)``. ``jobs > 1`` needs a pool of at least ``jobs`` connections."""
+    twophase = loadjobs.check_jobs(db, table, on_conflict, jobs)
     source_name = "stdin" if file == "-" else os.path.basename(file)
     source = loadsource.Source(file)
     seen = _Seen()
@@ -338,15 +343,16 @@ def load_into(
             raise loadcopy.Fallback(f"{fmt} is read in Python")
         if fmt in ("csv", "tsv") and how != "off" and on_conflict != "bulk_update":
             try:
-                result = loadcopy.copy_load(
-                    db.session.atomic,
-                    source,
-                    table,
-                    delimiter or ("\t" if fmt == "tsv" else ","),
-                    encoding,
-                    on_conflict,
-                    progress.advance,
-                )
+                sep = delimiter or ("\t" if fmt == "tsv" else ",")
+                if jobs > 1:
+                    result = loadjobs.copy_load_jobs(
+                        db.current_session(), source, table, sep, encoding, on_conflict, progress.advance,
+                        jobs=jobs, twophase=twophase,
+                    )
+                else:
+                    result = loadcopy.copy_load(
+                        db.session.atomic, source, table, sep, encoding, on_conflict, progress.advance
+                    )
             except loadcopy.Fallback:
                 if how == "require":
                     raise
@@ -363,7 +369,7 @@ def load_into(
                 written = db.query(table.cls).bulk_update(rows)
             else:
                 written = db.query(table.cls).bulk_insert(
-                    rows, on_conflict=on_conflict, chunk_size=chunk_size
+                    rows, on_conflict=on_conflict, chunk_size=chunk_size, parallel=jobs
                 )
     finally:
         progress.close()

@@ -130,6 +130,15 @@ def _load_encoding(_ctx: click.Context, _param: click.Parameter, value: str) -> 
     is_flag=True,
     help="Update the columns the file names in the rows whose key is stored (bulk_update); insert nothing.",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="COPY streams on as many connections, the file read once and its rows dealt by key; all or nothing "
+    "where the server allows prepared transactions (see docs/parallel.md).",
+)
 @click.option("--silent", is_flag=True, help="No progress on stderr.")
 @_db_options
 @click.pass_context
@@ -143,6 +152,7 @@ def load(
     on_conflict: str,
     chunk_size: int | None,
     update: bool,
+    jobs: int,
     silent: bool,
     dsn: str | None,
     settings_path: str | None,
@@ -152,8 +162,9 @@ def load(
     Example: dbp load detection detections.csv --on-conflict ignore
 
     FILE may be - for stdin, and may be gzipped (.gz). Rows whose key already exists are skipped by default,
-    so loading the same file twice is harmless. The whole file is one transaction: on any error nothing is
-    loaded. In CSV an unquoted empty field is NULL and a quoted one ("") the empty string.
+    so loading the same file twice is harmless. The whole file is one transaction (with --jobs N, N that
+    commit together where the server allows prepared transactions): on any error nothing is loaded. In CSV
+    an unquoted empty field is NULL and a quoted one ("") the empty string.
     """
     fmt = fmt or loadfile.guess_format(file)
     if fmt is None:
@@ -162,6 +173,8 @@ def load(
         )
     if delimiter is not None and fmt not in ("csv", "tsv"):
         raise click.UsageError(f"--delimiter applies to csv and tsv files, not {fmt}")
+    if jobs > 1 and update:
+        raise click.UsageError("--jobs applies to loads that insert; --update runs on one connection")
     env = _env(ctx, settings_path, dsn)
     target = loadfile.find_table(table, env.models())
     mode = "bulk_update" if update else on_conflict  # --update: see dbplugins._copy.update
@@ -175,6 +188,7 @@ def load(
         env.settings.conninfo,
         delimiter=delimiter,
         encoding=encoding,
+        jobs=jobs,
     )
 
 
