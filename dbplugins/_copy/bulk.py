@@ -197,7 +197,8 @@ def bulk_insert(
     # The first row is checked before any connection is borrowed, so input that is wrong from the start
     # (an unknown or hostile key, a missing column, a wrong type) runs no SQL at all. Later rows are checked
     # as they stream, inside the transaction that their error rolls back.
-    error = check.diagnose(check.values_slow(head, 0), 0)
+    first = check.layout(check.layout_of(head))
+    error = first.diagnose(first.values_slow(head, 0), 0)
     if error is not None:
         raise error
     if parallel > 1:
@@ -219,10 +220,10 @@ def bulk_insert(
                     return loader.plain()
                 if on_conflict == "update":
                     return loader.upsert()
-                return loader.optimistic(in_callers_transaction=joined)
+                return loader.optimistic(in_callers_transaction=joined, chunk=chunk)
         except _Restart as restart:
             with session.atomic() as conn, session.streaming(busy):
                 loader = _Loader(conn, check, stmts, feed)
-                return loader.staged(chunk, "ignore", restart.spool, restart.rows)
+                return loader.staged(chunk, "ignore", restart.spool, restart.rows, restart.layout)
     except psycopg.Error as exc:
         raise _server_error(exc, check, feed) from exc

@@ -3,11 +3,12 @@ upsert, with the statements each one runs (composed once per table)."""
 
 from __future__ import annotations
 
+import copy as copymod
 import hashlib
 import random
 import time
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import errors as pge
@@ -18,11 +19,6 @@ from .._types.schema import Table
 from ..citus.relay import on_citus, relayed_conflict
 from .checker import _MAX_SIGNATURES, _RowChecker
 from .stream import _BINARY_TRAILER, _END, _Feed, _RecordingWriter, _Spool, _write_rows
-
-if TYPE_CHECKING:
-
-    pass
-
 
 # Rows between two looks for an early answer of the server during the fast path's COPY (see
 # _Loader.optimistic).
@@ -62,7 +58,12 @@ class _Statements:
         # A temporary table per connection, reused: created once (it lives as long as the pooled connection,
         # or until a rollback undoes its creation) and emptied before each flush. TRUNCATE rather than
         # CREATE ... ON COMMIT DROP per call, which would write ~35 catalog rows per call.
+        # Columns whose default the server computes may be left out of a COPY into staging: the default is
+        # applied once, by the INSERT into the table that leaves them out too, so the staging copy of such a
+        # column holds NULL and must allow it (LIKE copies NOT NULL, not defaults).
+        generated = [n for n, c in table.columns.items() if c.type.server_default and not c.nullable]
         self.create_stage = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {})").format(stage, t)
+        self.create_stage += _allow_null(stage, generated)
         self.truncate_stage = sql.SQL("TRUNCATE {}").format(stage)
         # "update" mode's staging table: the table's columns plus the segment (run of rows naming the same
         # columns) of each row, filled by the column default from a setting changed between the runs' COPYs.
@@ -70,7 +71,7 @@ class _Statements:
         self.create_ustage = sql.SQL(
             "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {}, {} integer NOT NULL "
             "DEFAULT current_setting('dbplugins.bulk_segment')::integer)"
-        ).format(ustage, t, sql.Identifier(_SEGMENT))
+        ).format(ustage, t, sql.Identifier(_SEGMENT)) + _allow_null(ustage, generated)
         self.index_ustage = sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
             sql.Identifier(f"_dbp_ustage_{digest}_seg"), ustage, sql.Identifier(_SEGMENT)
         )
@@ -102,7 +103,48 @@ class _Statements:
         self.table = table
         self.names = check.names
         self.has_key = bool(pk)
+        # The server-default columns these statements leave out (see for_layout), and whether that
+        # includes a key column (the server makes the key: no conflict to look for, every row is new).
+        self.omitted: frozenset[str] = frozenset()
+        self.keyless = False
         self._upserts: dict[tuple[tuple[str, ...], bool], sql.Composed] = {}
+        self._layouts: dict[frozenset[str], _Statements] = {}
+
+    def for_layout(self, omitted: frozenset[str]) -> _Statements:
+        """The statements of rows that leave out the server-default columns ``omitted``: their COPYs and
+        INSERTs do not name them, so the server fills them in the table (once per row inserted)."""
+        if omitted == self.omitted:
+            return self
+        found = self._layouts.get(omitted)
+        if found is not None:
+            return found
+        out = copymod.copy(self)
+        out._upserts = {}
+        out._layouts = self._layouts
+        out.omitted = omitted
+        out.names = tuple(n for n in self.table.columns if n not in omitted)
+        pk = self.table.primary_key
+        out.keyless = bool(set(pk) & omitted)
+        t = sql.Identifier(self.table.name)
+        cols = sql.SQL(", ").join(map(sql.Identifier, out.names))
+        copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)")
+        out.copy_target = copy.format(t, cols)
+        out.copy_stage = copy.format(self.stage, cols)
+        out.copy_ustage = copy.format(self.ustage, cols)
+        if out.keyless:
+            # No key given: nothing to skip, and a key the server makes that collides with a stored one is an
+            # error (as in "error" mode), never a row silently skipped.
+            out.insert_ignore = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY ctid").format(
+                t, cols, cols, self.stage
+            )
+        else:
+            out.insert_ignore = sql.SQL(
+                "INSERT INTO {t} ({c}) SELECT {c} FROM {s} ORDER BY {k}, ctid ON CONFLICT ({k}) DO NOTHING"
+            ).format(t=t, c=cols, s=self.stage, k=sql.SQL(", ").join(map(sql.Identifier, pk)))
+        if len(self._layouts) >= _MAX_SIGNATURES:
+            self._layouts.clear()
+        self._layouts[omitted] = out
+        return out
 
     def upsert(self, named: tuple[str, ...], segmented: bool) -> sql.Composed:
         """The staged upsert that sets only the ``named`` non-key columns of an existing row (cached per set).
@@ -133,6 +175,12 @@ class _Statements:
         else:
             action = sql.SQL("DO NOTHING")
         where = sql.SQL(" WHERE {} = %s").format(sql.Identifier(_SEGMENT)) if segmented else sql.SQL("")
+        if self.keyless:  # the server makes the key: every row is new (see for_layout)
+            stmt = sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {s}{w} ORDER BY ctid").format(
+                t=t, c=cols, s=self.ustage, w=where
+            )
+            self._upserts[cache] = stmt
+            return stmt
         stmt = sql.SQL(
             "INSERT INTO {t} ({c}) SELECT DISTINCT ON ({k}) {c} FROM {s}{w} ORDER BY {k}, ctid DESC "
             "ON CONFLICT ({k}) {a}"
@@ -141,6 +189,18 @@ class _Statements:
             self._upserts.clear()
         self._upserts[cache] = stmt
         return stmt
+
+
+def _allow_null(stage: sql.Identifier, columns: list[str]) -> sql.Composable:
+    """``; ALTER TABLE stage ALTER COLUMN c DROP NOT NULL, ...`` for ``columns`` (nothing without any)."""
+    if not columns:
+        return sql.SQL("")
+    return sql.SQL("; ALTER TABLE {} {}").format(
+        stage,
+        sql.SQL(", ").join(
+            sql.SQL("ALTER COLUMN {} DROP NOT NULL").format(sql.Identifier(n)) for n in columns
+        ),
+    )
 
 
 _STATEMENTS: dict[int, tuple[Table, _Statements]] = {}
@@ -163,6 +223,13 @@ class _Restart(Exception):
         super().__init__("restart through staging")
         self.spool = spool
         self.rows = rows
+        self.layout: frozenset[str] = frozenset()  # the server-default columns the recorded rows leave out
+
+
+def _restart(spool: _Spool, rows: int, layout: frozenset[str]) -> _Restart:
+    restart = _Restart(spool, rows)
+    restart.layout = layout
+    return restart
 
 
 class _Loader:
@@ -178,15 +245,28 @@ class _Loader:
         self.cur = conn.cursor()
         self.stage_ready = False
 
+    def _next_layout(self) -> frozenset[str]:
+        """The server-default columns the next row leaves out (its COPY's layout)."""
+        feed = self.feed
+        if feed.layout is not None:
+            omitted, feed.layout = feed.layout, None
+            return omitted
+        return self.check.layout_of(feed.head)
+
     def plain(self) -> int:
-        """ "error" mode: the whole input as one COPY into the table."""
-        start = self.feed.copy_start = self.feed.index
-        with self.cur.copy(self.stmts.copy_target) as copy:
-            copy.set_types(self.check.pg_types)
-            _write_rows(copy, self.check, self.feed, None)
+        """ "error" mode: the whole input as one COPY into the table (one per run of rows leaving out other
+        server-default columns: see _write_rows)."""
+        start = self.feed.index
+        while not self.feed.done:
+            omitted = self._next_layout()
+            check = self.check.layout(omitted)
+            self.feed.copy_start = self.feed.index
+            with self.cur.copy(self.stmts.for_layout(omitted).copy_target) as copy:
+                copy.set_types(check.pg_types)
+                _write_rows(copy, check, self.feed, None)
         return self.feed.index - start
 
-    def optimistic(self, *, in_callers_transaction: bool) -> int:
+    def optimistic(self, *, in_callers_transaction: bool, chunk: int) -> int:
         """ "ignore" mode: the whole input as one COPY into the table, recorded; on a duplicate, ``_Restart``.
 
         No savepoint: a duplicate aborts the atomic scope, and the caller (``bulk_insert``) opens a new one
@@ -198,8 +278,15 @@ class _Loader:
         send the whole input before reading the error. Every ``_PEEK_ROWS`` rows the socket is checked for an
         answer (a COPY in progress gets none): when one is there the COPY is ended, and the server's error is
         raised.
+
+        At a row that leaves out other server-default columns than the first (see _write_rows), the COPY ends
+        there and the rest goes through staging (``chunk`` rows per flush), which skips the keys this COPY
+        wrote.
         """
-        start = self.feed.copy_start = self.feed.index
+        feed = self.feed
+        start = feed.copy_start = feed.index
+        omitted = self._next_layout()
+        check = self.check.layout(omitted)
         row = self.cur.execute(self.stmts.limit_lock_wait).fetchone()
         assert row is not None
         lock_timeout = row[0]
@@ -208,49 +295,64 @@ class _Loader:
         fileno = self.conn.fileno()
         answered = _answered
         try:
-            with self.cur.copy(self.stmts.copy_target, writer=writer) as copy:
-                copy.set_types(self.check.pg_types)
-                while not self.feed.done:
-                    _write_rows(copy, self.check, self.feed, _PEEK_ROWS)
+            with self.cur.copy(self.stmts.for_layout(omitted).copy_target, writer=writer) as copy:
+                copy.set_types(check.pg_types)
+                while not feed.done and feed.layout is None:
+                    _write_rows(copy, check, feed, _PEEK_ROWS)
                     if answered(fileno):
                         break
                 writer.ending = True
-            if not self.feed.done:
+            if not feed.done and feed.layout is None:
                 # The server's message was not an error (a NOTICE from a trigger) and the COPY went through:
                 # the rest of the input is not in it, so start over through staging, which takes all of it.
-                raise _Restart(spool, self.feed.index - start)
+                raise _restart(spool, feed.index - start, omitted)
         except (pge.UniqueViolation, pge.DeadlockDetected, pge.LockNotAvailable):
             # A key exists; or a concurrent caller holds one of ours uncommitted (we waited past the lowered
             # lock_timeout, or deadlocked with it): staging takes keys in order and waits as long as needed.
-            raise _Restart(spool, self.feed.index - start) from None
+            raise _restart(spool, feed.index - start, omitted) from None
         except pge.InternalError_ as exc:
             # The same, relayed by Citus from a worker (XX000, "detection_pkey_102119"):
             # dbplugins/citus/relay.py.
             if not relayed_conflict(exc, self.check.table):
                 spool.close()
                 raise
-            raise _Restart(spool, self.feed.index - start) from None
+            raise _restart(spool, feed.index - start, omitted) from None
         except BaseException as exc:
             if not isinstance(exc, _Restart):
                 spool.close()
             raise
         spool.close()
+        written = feed.index - start
+        if not feed.done:
+            # Rows leaving out other columns follow: through staging, without the lowered lock wait (staging
+            # takes keys in order and may wait for them).
+            self.cur.execute(self.stmts.restore_lock_wait, (lock_timeout,))
+            return written + self.staged(chunk, "ignore")
         if in_callers_transaction:
             # The lowered setting would outlive this call (our own transaction ends it at COMMIT; a restart's
             # rollback undoes it).
             self.cur.execute(self.stmts.restore_lock_wait, (lock_timeout,))
-        return self.feed.index - start
+        return written
 
-    def staged(self, chunk: int, mode: str, replay: _Spool | None = None, replay_rows: int = 0) -> int:
+    def staged(
+        self,
+        chunk: int,
+        mode: str,
+        replay: _Spool | None = None,
+        replay_rows: int = 0,
+        replay_layout: frozenset[str] = frozenset(),
+    ) -> int:
         """The rest of the input through the staging table, ``chunk`` rows per flush; rows written.
 
-        ``replay`` (the rows of a failed direct COPY, ``replay_rows`` of them) goes first, in one flush with
-        the rows that fill it up to ``chunk``.
+        ``replay`` (the rows of a failed direct COPY, ``replay_rows`` of them, leaving out the server-default
+        columns ``replay_layout``) goes first, in one flush with the rows that fill it up to ``chunk``. A
+        flush holds rows of one layout (the server-default columns they leave out).
         """
         total = 0
         try:
             while not self.feed.done or replay is not None:
-                total += self._stage_chunk(chunk, mode, replay, replay_rows)
+                omitted = replay_layout if replay is not None else self._next_layout()
+                total += self._stage_chunk(chunk, omitted, replay, replay_rows)
                 if replay is not None:
                     replay.close()
                 replay, replay_rows = None, 0
@@ -273,44 +375,55 @@ class _Loader:
             self.cur.execute(stmts.create_ustage)
             self.stage_ready = True
         self.cur.execute(stmts.truncate_ustage)
-        segments: list[tuple[str, ...]] = []
+        # A segment's rows name the same columns, so they leave out the same server-default columns: its
+        # COPY and its INSERT leave them out, and the server fills them for the rows inserted (an existing
+        # row keeps its value: only the named columns are set).
+        segments: list[tuple[tuple[str, ...], _Statements]] = []
         while not feed.done:
             named = _named_columns(check, feed.head)
+            omitted = check.layout_of(feed.head)
+            layout = check.layout(omitted)
             self.cur.execute(stmts.set_segment, (str(len(segments)),))
             if len(segments) == 1:
                 self.cur.execute(stmts.index_ustage)  # each later segment's statement reads only its rows
-            segments.append(named)
+            segments.append((named, stmts.for_layout(omitted)))
             run = _Run(check, named, feed.rest)
             part = _Feed(feed.head, run)
             part.index = feed.index
             feed.copy_start = feed.index
             try:
-                with self.cur.copy(stmts.copy_ustage) as copy:
-                    copy.set_types(check.pg_types)
-                    _write_rows(copy, check, part, None)
+                with self.cur.copy(segments[-1][1].copy_ustage) as copy:
+                    copy.set_types(layout.pg_types)
+                    _write_rows(copy, layout, part, None)
             finally:
                 feed.index = part.index
                 feed.head = run.pending if part.done else part.head
         if len(segments) == 1:
-            return self._apply([(stmts.upsert(segments[0], False), ())])
-        return self._apply([(stmts.upsert(named, True), (n,)) for n, named in enumerate(segments)])
+            named, seg = segments[0]
+            return self._apply([(seg.upsert(named, False), ())])
+        return self._apply([(seg.upsert(named, True), (n,)) for n, (named, seg) in enumerate(segments)])
 
-    def _stage_chunk(self, limit: int, mode: str, replay: _Spool | None, replay_rows: int) -> int:
-        stmts = self.stmts
+    def _stage_chunk(
+        self, limit: int, omitted: frozenset[str], replay: _Spool | None, replay_rows: int
+    ) -> int:
+        stmts = self.stmts.for_layout(omitted)
+        check = self.check.layout(omitted)
+        feed = self.feed
         if not self.stage_ready:
-            self.cur.execute(stmts.create_stage)
+            self.cur.execute(self.stmts.create_stage)
             self.stage_ready = True
         self.cur.execute(stmts.truncate_stage)
-        self.feed.copy_start = self.feed.index - replay_rows
+        feed.copy_start = feed.index - replay_rows
         with self.cur.copy(stmts.copy_stage) as copy:
-            copy.set_types(self.check.pg_types)
+            copy.set_types(check.pg_types)
             if replay is not None:
                 for block in replay.replay():
                     copy.write(block)
             remaining = limit - replay_rows
-            if remaining > 0 and not self.feed.done:
-                _write_rows(copy, self.check, self.feed, remaining)
-            elif replay is not None:
+            before = feed.index
+            if remaining > 0 and not feed.done and feed.layout is None:
+                _write_rows(copy, check, feed, remaining)
+            if replay is not None and feed.index == before:
                 copy.write(_BINARY_TRAILER)  # replayed rows lost theirs and no written row follows to add it
         return self._insert_from_stage(stmts.insert_ignore)
 

@@ -183,7 +183,7 @@ def get_or_create_many(
     pydefaults = field_defaults(table)
     # Check every row before anything is written. A column a row leaves out is NULL, unless the column has a
     # server default: rows are grouped by the defaulted columns they give (one group, without such columns).
-    defaulted = frozenset(c for c, col in table.columns.items() if col.default is not None)
+    defaulted = frozenset(c for c, col in table.columns.items() if col.type.has_default)
     groups: dict[tuple[str, ...], list[int]] = {}
     given: dict[tuple[str, ...], set[str]] = {}
     maps: list[Mapping[str, Any]] = []
