@@ -75,6 +75,14 @@ class _RowChecker:
         )
         # The server-default columns this layout names: a dict row must give each of them to belong to it.
         self.named_defaults: frozenset[str] | None = (self.server_defaults - omitted) or None
+        # Where a model instance's values hold the server-default columns (values[k] for k in them), when this
+        # layout names them all: an instance with None in one of them belongs to another layout.
+        positions = [k for k, n in enumerate(self.names) if n in self.server_defaults]
+        self.defaults_getter: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None
+        if positions and not omitted:
+            self.defaults_getter = (
+                operator.itemgetter(*positions) if len(positions) > 1 else lambda v, k=positions[0]: (v[k],)
+            )
         # The checkers of the other layouts, shared by all of them (compiled on first use).
         self.layouts: dict[frozenset[str], _RowChecker] = {omitted: self}
         fields = {f.name: f for f in dataclasses.fields(table.cls)} if table.cls is not None else {}
@@ -120,9 +128,14 @@ class _RowChecker:
         return found.for_call(self.unknown, self.dropped)
 
     def layout_of(self, row: Any) -> frozenset[str]:
-        """The server-default columns ``row`` leaves out (a model instance names every column)."""
-        if self.server_defaults and isinstance(row, Mapping):
+        """The server-default columns ``row`` leaves out: those a mapping has no key for; those a model
+        instance (which cannot leave a field out) holds None in."""
+        if not self.server_defaults:
+            return frozenset()
+        if isinstance(row, Mapping):
             return self.server_defaults.difference(row.keys())
+        if dataclasses.is_dataclass(row) and not isinstance(row, type):
+            return frozenset(n for n in self.server_defaults if getattr(row, n, None) is None)
         return frozenset()
 
     # -- turning a row into a tuple of column values -------------------------------------------------------
@@ -145,8 +158,10 @@ class _RowChecker:
                     raise _Layout(omitted)
         else:
             mapping = as_mapping(self.table, row, index=index)
-            if self.omitted:
-                raise _Layout(frozenset())
+            if self.server_defaults:
+                omitted = frozenset(n for n in self.server_defaults if mapping[n] is None)
+                if omitted != self.omitted:
+                    raise _Layout(omitted)
         out = []
         for name in self.names:
             if name in mapping:

@@ -301,6 +301,10 @@ def _key_function(check: _RowChecker) -> Callable[[Any], int] | None:
     items = operator.itemgetter(*columns)
     attrs = operator.attrgetter(*columns)
     cls = check.cls
+    # A row that leaves a key column to the server (serial, identity) has no key to keep together: its rows
+    # go to the streams in turn.
+    generated = frozenset(columns) & check.server_defaults
+    turn = itertools.count()
 
     def key(row: Any) -> int:
         try:
@@ -308,9 +312,13 @@ def _key_function(check: _RowChecker) -> Callable[[Any], int] | None:
                 value = items(row)
             elif type(row) is cls:
                 value = attrs(row)
+                if generated and check.layout_of(row) & generated:
+                    return next(turn)
             else:
                 value = items(row)
         except (KeyError, TypeError, AttributeError):
+            if generated and check.layout_of(row) & generated:
+                return next(turn)
             return 0
         try:
             return hash(value)

@@ -463,9 +463,13 @@ class _Loader:
 
 
 def _named_columns(check: _RowChecker, row: Any) -> tuple[str, ...]:
-    """The columns a row names, in table order: a mapping's keys, or every column (a model instance)."""
+    """The columns a row names, in table order: a mapping's keys, or every column (a model instance) but the
+    server-default ones it holds None in."""
     if isinstance(row, Mapping):
         return tuple(n for n in check.names if n in row)
+    if check.server_defaults:
+        omitted = check.layout_of(row)
+        return tuple(n for n in check.names if n not in omitted)
     return check.names
 
 
@@ -476,9 +480,10 @@ class _Run:
     starts the next run with it. ``pending`` is ``_END`` when the input itself ended.
     """
 
-    __slots__ = ("rows", "keys", "full", "cls", "pending")
+    __slots__ = ("rows", "keys", "full", "cls", "pending", "check")
 
     def __init__(self, check: _RowChecker, named: tuple[str, ...], rows: Iterator[Any]) -> None:
+        self.check = check
         self.rows = rows
         self.keys = frozenset(named)
         self.full = len(named) == check.ncols
@@ -496,8 +501,12 @@ class _Run:
             same = row.keys() == self.keys
         elif isinstance(row, Mapping):
             same = frozenset(row.keys()) == self.keys
-        else:  # a model instance names every column (anything else: the writer names the error)
-            same = self.full or type(row) is not self.cls
+        elif type(row) is not self.cls:
+            same = True  # not a row: the writer names the error
+        elif self.check.server_defaults:  # an instance names the columns but the server-default ones at None
+            same = frozenset(_named_columns(self.check, row)) == self.keys
+        else:  # a model instance names every column
+            same = self.full
         if same:
             return row
         self.pending = row

@@ -80,6 +80,7 @@ def _write_rows(copy: psycopg.Copy, check: _RowChecker, feed: _Feed, limit: int 
     signatures = check.signatures
     base = None if check.factories else check.defaults
     need = check.named_defaults  # a row with fewer keys must name these to belong to this layout
+    instance_defaults = check.defaults_getter
     rows = itertools.chain(
         (feed.head,), feed.rest if limit is None else itertools.islice(feed.rest, limit - 1)
     )
@@ -108,6 +109,8 @@ def _write_rows(copy: psycopg.Copy, check: _RowChecker, feed: _Feed, limit: int 
                     values = check.values_slow(row, i)
             elif type(row) is cls:
                 values = attrs(row)
+                if instance_defaults is not None and None in instance_defaults(values):
+                    values = check.values_slow(row, i)  # a None left for the server: another layout
             else:
                 values = check.values_slow(row, i)
             sig = [*map(type, values)]  # a list: built faster than a tuple, and compared, not hashed, here
