@@ -343,6 +343,22 @@ def test_update_mode_with_an_instance_keeps_the_stored_value_of_its_none_fields(
     assert notes(sdb)["new"] == (7, _STAMP)
 
 
+@pytest.mark.parametrize(("mode", "parallel"), [("ignore", 1), ("update", 1), ("update", 2)])
+def test_staging_when_the_table_is_stricter_than_the_model(sdb: Any, mode: str, parallel: int) -> None:
+    """The model calls ``created`` nullable, the table NOT NULL DEFAULT now(): the staging table, made LIKE
+    the table, must still take the rows that leave it to the server."""
+    sdb.execute("ALTER TABLE t_sd_note ALTER COLUMN created SET NOT NULL")
+    try:
+        rows = [{"text": "a"}, {"text": "b", "created": _STAMP}, Note("c", id=50), Note("d")]
+        before = now(sdb)
+        # "ignore": the second row ends the direct COPY and the rest goes through staging
+        assert sdb.query(Note).bulk_insert(rows, on_conflict=mode, parallel=parallel) == 4
+        got = notes(sdb)
+        assert got["b"][1] == _STAMP and all(got[k][1] >= before for k in "acd")
+    finally:
+        sdb.execute("ALTER TABLE t_sd_note ALTER COLUMN created DROP NOT NULL")
+
+
 def test_a_dict_naming_the_column_with_none_stores_null(sdb: Any) -> None:
     sdb.query(Note).bulk_insert([{"text": "a", "created": None}, {"text": "b"}])
     got = notes(sdb)

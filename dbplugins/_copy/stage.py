@@ -60,8 +60,9 @@ class _Statements:
         # CREATE ... ON COMMIT DROP per call, which would write ~35 catalog rows per call.
         # Columns whose default the server computes may be left out of a COPY into staging: the default is
         # applied once, by the INSERT into the table that leaves them out too, so the staging copy of such a
-        # column holds NULL and must allow it (LIKE copies NOT NULL, not defaults).
-        generated = [n for n, c in table.columns.items() if c.type.server_default and not c.nullable]
+        # column holds NULL and must allow it (LIKE copies the table's NOT NULL, not its defaults; the model
+        # may call the column nullable where the table does not).
+        generated = [n for n, c in table.columns.items() if c.type.server_default]
         self.create_stage = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {})").format(stage, t)
         self.create_stage += _allow_null(stage, generated)
         self.truncate_stage = sql.SQL("TRUNCATE {}").format(stage)
