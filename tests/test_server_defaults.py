@@ -400,3 +400,14 @@ def test_load_update_with_the_defaulted_column_left_out_keeps_the_stored_value(
     got = {r[0]: r[1:] for r in sdb.execute("SELECT code, seq, created, note FROM t_sd_item")}
     assert got["a"] == (*stored, "new")
     assert got["b"][0] is not None and got["b"][0] != stored[0]
+
+
+@pytest.mark.parametrize("mode", ["error", "ignore", "update"])
+def test_json_lines_whose_rows_differ_in_the_keys_they_give(sdb: Any, tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        '{"name": "a"}\n{"name": "b", "created": "2020-05-17T12:00:00+00:00"}\n{"name": "c", "n": 3}\n'
+    )
+    before = now(sdb)
+    assert load_into(sdb, table_of(Event), str(path), "jsonl", mode) == (3, 3)
+    landed(sdb, [{"name": "a"}, {"name": "b", "created": _STAMP}, {"name": "c", "n": 3}], before)

@@ -147,6 +147,11 @@ def bulk_insert(
     ``"update"`` touches only the columns the rows name: each row sets its own keys on an existing row, a new
     row gets defaults or NULL for the rest; of several rows with one key, the last to name a column wins.
 
+    A column whose default only the server computes (``now()``, ``nextval(...)``, ``serial``, identity) and
+    that a row leaves out (a dict without the key; None in a model instance's field) is left out of the COPY,
+    so the server fills it, once per row inserted; rows leaving out different such columns go in successive
+    COPYs of the same call.
+
     ``chunk_size`` (default :data:`DEFAULT_CHUNK_SIZE`) is the number of rows per staging flush in
     ``"ignore"`` mode after a key turned out to exist (``"update"`` stages the whole input, then applies it).
     Without duplicates, ``"ignore"`` and ``"error"`` send everything in one COPY. Memory use stays bounded
