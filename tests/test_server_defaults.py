@@ -224,6 +224,29 @@ def test_ignore_mode_after_a_duplicate_goes_through_staging_and_still_applies_th
     assert sdb.execute("SELECT count(*) FROM t_sd_event WHERE token IS NULL") == [(0,)]
 
 
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_ignore_mode_replays_a_run_then_takes_the_next_layout(sdb: Any, chunk_size: int | None) -> None:
+    """A key that exists in the first run: the direct COPY is replayed through staging with its own columns,
+    and the rows after it (leaving out other columns) follow in flushes of their own."""
+    sdb.query(Event).bulk_insert([{"id": 500, "name": "x", "created": _STAMP}])
+    rows: list[dict[str, Any]] = [
+        {"id": 501, "name": "w"},
+        {"id": 500, "name": "x"},  # exists: skipped
+        {"id": 502, "name": "v"},
+        {"name": "q"},
+        {"name": "p", "created": _STAMP},
+        {"id": 501, "name": "w"},  # given earlier in the call: skipped
+        {"name": "o"},
+    ]
+    before = now(sdb)
+    assert sdb.query(Event).bulk_insert(rows, on_conflict="ignore", chunk_size=chunk_size) == 5
+    got = {r[0]: r[1:] for r in sdb.execute("SELECT name, id, created FROM t_sd_event")}
+    assert got["x"] == (500, _STAMP) and got["p"][1] == _STAMP
+    assert got["w"][0] == 501 and got["v"][0] == 502
+    assert sorted(got[k][0] for k in "qpo") == [1, 2, 3]
+    assert all(got[k][1] >= before for k in "wvqo")
+
+
 def test_update_mode_never_overwrites_a_column_the_input_leaves_out(sdb: Any) -> None:
     sdb.query(Item).bulk_insert([{"code": "a", "note": "first"}])
     stored = sdb.execute("SELECT seq, created FROM t_sd_item WHERE code = 'a'")[0]

@@ -76,7 +76,8 @@ def _write_rows(copy: psycopg.Copy, check: _RowChecker, feed: _Feed, limit: int 
     colset = check.colset
     items = check.item_getter
     attrs = check.attr_getter
-    cls = check.cls if not check.omitted else _END  # an instance names every column: another layout
+    # An instance in a layout leaving columns out: values_slow reads it (and checks its Nones belong here).
+    cls = check.cls if not check.omitted else _END
     signatures = check.signatures
     base = None if check.factories else check.defaults
     need = check.named_defaults  # a row with fewer keys must name these to belong to this layout
