@@ -59,7 +59,8 @@ from ..errors import (
     wrap_db_error,
 )
 from .checker import _checker, _RowChecker
-from .stage import _Loader, _Restart, _statements
+from .stage import _Loader, _Restart
+from .statements import _statements
 from .stream import _END, _Feed
 
 if TYPE_CHECKING:

@@ -47,7 +47,7 @@ from ..errors import DbpError, wrap_db_error
 from .checker import _RowChecker
 from .parallel_call import _Call
 from .parallel_stream import _Stream
-from .stage import _Statements
+from .statements import _Statements
 
 if TYPE_CHECKING:
     from .._session.session import Session

@@ -19,7 +19,7 @@ from psycopg import sql
 from ..errors import ConnectionError, DbpError, wrap_db_error
 from .checker import _RowChecker
 from .parallel_stream import _BATCH, _DONE, _POLL, _Aborted, _Stream
-from .stage import _Statements
+from .statements import _Statements
 
 if TYPE_CHECKING:
     from .._session.session import Session

@@ -16,7 +16,8 @@ import psycopg
 from psycopg import sql
 
 from .bulk import _server_error
-from .stage import _Loader, _Restart, _Statements
+from .stage import _Loader, _Restart
+from .statements import _Statements
 from .stream import _END, _Feed
 
 if TYPE_CHECKING:
