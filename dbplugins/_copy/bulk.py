@@ -59,7 +59,8 @@ from ..errors import (
     wrap_db_error,
 )
 from .checker import _checker, _RowChecker
-from .stage import _Loader, _Restart, _statements
+from .stage import _Loader, _Restart
+from .statements import _statements
 from .stream import _END, _Feed
 
 if TYPE_CHECKING:
@@ -147,6 +148,11 @@ def bulk_insert(
     ``"update"`` touches only the columns the rows name: each row sets its own keys on an existing row, a new
     row gets defaults or NULL for the rest; of several rows with one key, the last to name a column wins.
 
+    A column whose default only the server computes (``now()``, ``nextval(...)``, ``serial``, identity) and
+    that a row leaves out (a dict without the key; None in a model instance's field) is left out of the COPY,
+    so the server fills it, once per row inserted; rows leaving out different such columns go in successive
+    COPYs of the same call.
+
     ``chunk_size`` (default :data:`DEFAULT_CHUNK_SIZE`) is the number of rows per staging flush in
     ``"ignore"`` mode after a key turned out to exist (``"update"`` stages the whole input, then applies it).
     Without duplicates, ``"ignore"`` and ``"error"`` send everything in one COPY. Memory use stays bounded
@@ -197,7 +203,8 @@ def bulk_insert(
     # The first row is checked before any connection is borrowed, so input that is wrong from the start
     # (an unknown or hostile key, a missing column, a wrong type) runs no SQL at all. Later rows are checked
     # as they stream, inside the transaction that their error rolls back.
-    error = check.diagnose(check.values_slow(head, 0), 0)
+    first = check.layout(check.layout_of(head))
+    error = first.diagnose(first.values_slow(head, 0), 0)
     if error is not None:
         raise error
     if parallel > 1:
@@ -219,10 +226,10 @@ def bulk_insert(
                     return loader.plain()
                 if on_conflict == "update":
                     return loader.upsert()
-                return loader.optimistic(in_callers_transaction=joined)
+                return loader.optimistic(in_callers_transaction=joined, chunk=chunk)
         except _Restart as restart:
             with session.atomic() as conn, session.streaming(busy):
                 loader = _Loader(conn, check, stmts, feed)
-                return loader.staged(chunk, "ignore", restart.spool, restart.rows)
+                return loader.staged(chunk, "ignore", restart.spool, restart.rows, restart.layout)
     except psycopg.Error as exc:
         raise _server_error(exc, check, feed) from exc

@@ -8,7 +8,7 @@ import dataclasses
 import operator
 import struct
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
@@ -23,11 +23,6 @@ from ..errors import (
     context,
     refused_error,
 )
-
-if TYPE_CHECKING:
-
-    pass
-
 
 # Signatures (tuples of value types) cached per table. Real inputs have a handful (which optional columns are
 # None); the cap keeps memory constant against adversarial input.
@@ -45,9 +40,12 @@ class _RowChecker:
     naming the column and row.
     """
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, omitted: frozenset[str] = frozenset()) -> None:
         self.table = table
-        cols = list(table.columns.values())
+        # A COPY names the columns of one layout: every column but the server-default ones the rows leave out
+        # (``omitted``), which the server then fills (see layout()).
+        self.omitted = omitted
+        cols = [c for c in table.columns.values() if c.name not in omitted]
         self.names: tuple[str, ...] = tuple(c.name for c in cols)
         self.ncols = len(cols)
         self.colset = frozenset(self.names)
@@ -68,11 +66,25 @@ class _RowChecker:
         self.cls = table.cls
         # Values for keys missing from a dict row: the column's SQL default (a constant, evaluated once by its
         # column type), else the dataclass field default, else None (NULL). A default only the server can
-        # compute (now(), nextval(...)) cannot go through COPY's fixed column list: such rows are refused,
-        # naming it.
+        # compute (now(), nextval(...), serial) is the server's to apply: a row that leaves such a column out
+        # belongs to the layout without it, and goes in a COPY that does not name it.
         self.defaults: dict[str, Any] = {}
         self.factories: dict[str, Callable[[], Any]] = {}
-        self.server_defaults: frozenset[str] = frozenset(t.name for t in self.types if t.server_default)
+        self.server_defaults: frozenset[str] = frozenset(
+            c.name for c in table.columns.values() if c.type.server_default
+        )
+        # The server-default columns this layout names: a dict row must give each of them to belong to it.
+        self.named_defaults: frozenset[str] | None = (self.server_defaults - omitted) or None
+        # Where a model instance's values hold the server-default columns (values[k] for k in them), when this
+        # layout names them all: an instance with None in one of them belongs to another layout.
+        positions = [k for k, n in enumerate(self.names) if n in self.server_defaults]
+        self.defaults_getter: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None
+        if positions and not omitted:
+            self.defaults_getter = (
+                operator.itemgetter(*positions) if len(positions) > 1 else lambda v, k=positions[0]: (v[k],)
+            )
+        # The checkers of the other layouts, shared by all of them (compiled on first use).
+        self.layouts: dict[frozenset[str], _RowChecker] = {omitted: self}
         fields = {f.name: f for f in dataclasses.fields(table.cls)} if table.cls is not None else {}
         for t in self.types:
             name = t.name
@@ -101,36 +113,61 @@ class _RowChecker:
         call.dropped = dropped if dropped is not None else set()
         return call
 
+    def layout(self, omitted: frozenset[str]) -> _RowChecker:
+        """The checker of the rows that leave out the server-default columns ``omitted`` (this call's
+        unknown-key mode)."""
+        if omitted == self.omitted:
+            return self
+        found = self.layouts.get(omitted)
+        if found is None:
+            if len(self.layouts) >= _MAX_SIGNATURES:  # 2**n layouts of n columns: bounded all the same
+                self.layouts.clear()
+            found = _RowChecker(self.table, omitted)
+            found.layouts = self.layouts
+            self.layouts[omitted] = found
+        return found.for_call(self.unknown, self.dropped)
+
+    def layout_of(self, row: Any) -> frozenset[str]:
+        """The server-default columns ``row`` leaves out: those a mapping has no key for; those a model
+        instance (which cannot leave a field out) holds None in."""
+        if not self.server_defaults:
+            return frozenset()
+        if isinstance(row, Mapping):
+            return self.server_defaults.difference(row.keys())
+        if dataclasses.is_dataclass(row) and not isinstance(row, type):
+            return frozenset(n for n in self.server_defaults if getattr(row, n, None) is None)
+        return frozenset()
+
     # -- turning a row into a tuple of column values -------------------------------------------------------
 
     def values_slow(self, row: Any, index: int) -> tuple[Any, ...]:
         """The general path: any Mapping, dicts with missing keys, model instances; raises for anything
-        else."""
+        else, and :class:`_Layout` for a row that leaves out other server-default columns than this layout
+        (the writer ends its COPY there, and the next one names that row's columns)."""
         if isinstance(row, Mapping):
             if self.unknown != "error":
-                extra = [k for k in row if k not in self.colset]
+                extra = [k for k in row if k not in self.table.columns]
                 if extra:
                     self.dropped.update(map(str, extra))
             else:
                 check_columns(self.table, row.keys(), what="key", row=index)
             mapping: Mapping[str, Any] = row
+            if self.server_defaults:
+                omitted = self.server_defaults.difference(row.keys())
+                if omitted != self.omitted:
+                    raise _Layout(omitted)
         else:
             mapping = as_mapping(self.table, row, index=index)
+            if self.server_defaults:
+                omitted = frozenset(n for n in self.server_defaults if mapping[n] is None)
+                if omitted != self.omitted:
+                    raise _Layout(omitted)
         out = []
         for name in self.names:
             if name in mapping:
                 out.append(mapping[name])
             elif name in self.factories:
                 out.append(self.factories[name]())
-            elif name in self.server_defaults:
-                raise DataError(
-                    f"bulk_insert: the row leaves out column {name!r}, whose default is computed by the "
-                    f"server ({self.table.columns[name].default}); COPY cannot apply it: give the value"
-                    + context(model=self.table.name, column=name, row=index),
-                    model=self.table.name,
-                    column=name,
-                    row=index,
-                )
             else:
                 out.append(self.defaults[name])
         return tuple(out)
@@ -198,6 +235,14 @@ class _RowChecker:
         return self._refused(
             k, "\x00", index, Refused("contains a NUL (0x00) character, which PostgreSQL text cannot store")
         )
+
+
+class _Layout(Exception):  # noqa: N818 - a signal between the row writer and its loader, never raised out
+    """A row leaves out another set of server-default columns (``omitted``) than the COPY in progress."""
+
+    def __init__(self, omitted: frozenset[str]) -> None:
+        super().__init__("another layout")
+        self.omitted = omitted
 
 
 class _SigPlan:

@@ -49,7 +49,7 @@ from .checker import _RowChecker
 from .parallel_call import _Call
 from .parallel_end import _Coordinator
 from .parallel_stream import _Stream, _StreamBase
-from .stage import _Statements
+from .statements import _Statements
 
 if TYPE_CHECKING:
     from .._session.session import Session

@@ -13,7 +13,7 @@ from ..errors import DbpError
 from .checker import _RowChecker
 from .parallel_end import _Coordinator
 from .parallel_stream import _BATCH, _DONE, _Aborted, _Stream, _StreamBase
-from .stage import _Statements
+from .statements import _Statements
 
 # "[model 'object', column 'ndet', row 12]": the row index of an error's context.
 _ROW = re.compile(r"\brow (\d+)\]")
@@ -147,6 +147,10 @@ def _key_function(check: _RowChecker) -> Callable[[Any], int] | None:
     items = operator.itemgetter(*columns)
     attrs = operator.attrgetter(*columns)
     cls = check.cls
+    # A row that leaves a key column to the server (serial, identity) has no key to keep together: its rows
+    # go to the streams in turn.
+    generated = frozenset(columns) & check.server_defaults
+    turn = itertools.count()
 
     def key(row: Any) -> int:
         try:
@@ -154,9 +158,13 @@ def _key_function(check: _RowChecker) -> Callable[[Any], int] | None:
                 value = items(row)
             elif type(row) is cls:
                 value = attrs(row)
+                if generated and check.layout_of(row) & generated:
+                    return next(turn)
             else:
                 value = items(row)
         except (KeyError, TypeError, AttributeError):
+            if generated and check.layout_of(row) & generated:
+                return next(turn)
             return 0
         try:
             return hash(value)

@@ -16,7 +16,8 @@ import psycopg
 from psycopg import sql
 
 from .bulk import _server_error
-from .stage import _Loader, _Restart, _Statements
+from .stage import _Loader, _Restart
+from .statements import _Statements
 from .stream import _END, _Feed
 
 if TYPE_CHECKING:
@@ -168,12 +169,12 @@ class _Stream(_StreamBase):
                 count = loader.upsert()
             else:
                 try:
-                    count = loader.optimistic(in_callers_transaction=False)
+                    count = loader.optimistic(in_callers_transaction=False, chunk=call.chunk)
                 except _Restart as restart:  # a key exists: redo this stream's rows through staging
                     cur.execute("ROLLBACK")
                     self._begin(cur)
                     loader = _Loader(conn, call.check, self.stmts, feed)
-                    count = loader.staged(call.chunk, "ignore", restart.spool, restart.rows)
+                    count = loader.staged(call.chunk, "ignore", restart.spool, restart.rows, restart.layout)
             if self.drop_staging is not None:
                 cur.execute(self.drop_staging)
                 self._prepare(cur)
@@ -206,6 +207,7 @@ def _unlogged_staging(stmts: _Statements, token: str) -> tuple[_Statements, sql.
     """
     out = copymod.copy(stmts)
     out._upserts = {}
+    out._layouts = {}  # composed again from the renamed staging tables
     names: dict[str, str] = {}
 
     def rename(name: str) -> str:

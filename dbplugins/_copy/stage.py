@@ -1,38 +1,27 @@
 """The loaders of the COPY engine: the direct COPY (with its fast-path restart), the staging table and the
-upsert, with the statements each one runs (composed once per table)."""
+upsert (the statements each one runs are composed in :mod:`dbplugins._copy.statements`)."""
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import errors as pge
 from psycopg import sql
 
 from .._session.session import readable
-from .._types.schema import Table
 from ..citus.relay import on_citus, relayed_conflict
-from .checker import _MAX_SIGNATURES, _RowChecker
+from .checker import _RowChecker
+from .statements import _Statements
+from .statements import _statements as _statements  # re-exported: bench/bulk_vs_copy.py uses it here
 from .stream import _BINARY_TRAILER, _END, _Feed, _RecordingWriter, _Spool, _write_rows
-
-if TYPE_CHECKING:
-
-    pass
-
 
 # Rows between two looks for an early answer of the server during the fast path's COPY (see
 # _Loader.optimistic).
 _PEEK_ROWS = 2048
-
-# The longest the fast path's COPY waits for a lock (lock_timeout, lowered for the COPY only) before it gives
-# up and goes through staging. Such a wait means a concurrent caller holds one of our keys uncommitted;
-# waiting for deadlock detection instead (deadlock_timeout, 1 s by default) made 8 workers racing the same
-# 2,000-row batch take 1-7 s per round (tests/reliability/test_load.py).
-_FAST_PATH_LOCK_WAIT = "100ms"
 
 # Tries of a staged INSERT that the server aborted to break a deadlock (see _Loader._insert_from_stage). On
 # Citus the coordinator writes the shards of one INSERT ... SELECT over parallel connections, so key order
@@ -41,116 +30,8 @@ _FAST_PATH_LOCK_WAIT = "100ms"
 # loaded machine.
 _DEADLOCK_RETRIES = 10
 
-_SEGMENT = "_dbp_segment"  # "update" mode's staging column: the run of rows naming the same columns
-
 # Whether the server has sent something during the fast path's COPY (poll(): select() fails on fd >= 1024).
 _answered = readable
-
-
-class _Statements:
-    """The statements of one table, composed once with quoted identifiers."""
-
-    def __init__(self, table: Table, check: _RowChecker) -> None:
-        t = sql.Identifier(table.name)
-        cols = sql.SQL(", ").join(map(sql.Identifier, check.names))
-        digest = hashlib.sha1(
-            repr(list(zip(check.names, check.sql_types, strict=True))).encode()
-        ).hexdigest()[:10]
-        stage = self.stage = sql.Identifier(f"_dbp_stage_{table.name[:40]}_{digest}")
-        self.copy_target = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(t, cols)
-        self.copy_stage = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, cols)
-        # A temporary table per connection, reused: created once (it lives as long as the pooled connection,
-        # or until a rollback undoes its creation) and emptied before each flush. TRUNCATE rather than
-        # CREATE ... ON COMMIT DROP per call, which would write ~35 catalog rows per call.
-        self.create_stage = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {})").format(stage, t)
-        self.truncate_stage = sql.SQL("TRUNCATE {}").format(stage)
-        # "update" mode's staging table: the table's columns plus the segment (run of rows naming the same
-        # columns) of each row, filled by the column default from a setting changed between the runs' COPYs.
-        ustage = self.ustage = sql.Identifier(f"_dbp_ustage_{table.name[:40]}_{digest}")
-        self.create_ustage = sql.SQL(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {}, {} integer NOT NULL "
-            "DEFAULT current_setting('dbplugins.bulk_segment')::integer)"
-        ).format(ustage, t, sql.Identifier(_SEGMENT))
-        self.index_ustage = sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-            sql.Identifier(f"_dbp_ustage_{digest}_seg"), ustage, sql.Identifier(_SEGMENT)
-        )
-        self.truncate_ustage = sql.SQL("TRUNCATE {}").format(ustage)
-        self.copy_ustage = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(ustage, cols)
-        self.set_segment = sql.SQL("SELECT set_config('dbplugins.bulk_segment', %s, true)")
-        # Lower lock_timeout for the fast path's COPY (never raise it), returning the setting to restore
-        # after.
-        self.limit_lock_wait = sql.SQL(
-            "SELECT s.prev, set_config('lock_timeout', CASE WHEN s.prev::interval = interval '0' "
-            "OR s.prev::interval > {limit}::interval THEN {limit} ELSE s.prev END, true) "
-            "FROM (SELECT current_setting('lock_timeout') AS prev) AS s"
-        ).format(limit=sql.Literal(_FAST_PATH_LOCK_WAIT))
-        self.restore_lock_wait = sql.SQL("SELECT set_config('lock_timeout', %s, true)")
-        pk = table.primary_key
-        target = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, pk))) if pk else sql.SQL("")
-        # ORDER BY the key: concurrent callers then take row locks in the same order and cannot deadlock on
-        # each other's uncommitted keys within a chunk (racing re-deliveries of one batch in other orders).
-        # Then ctid: the staging table is truncated and filled by COPY, so ctid order is input order, and the
-        # first row given for a key is inserted first (the later ones conflict with it and are skipped).
-        order = (
-            sql.SQL(" ORDER BY {}, ctid").format(sql.SQL(", ").join(map(sql.Identifier, pk)))
-            if pk
-            else sql.SQL("")
-        )
-        self.insert_ignore = sql.SQL(
-            "INSERT INTO {t} ({c}) SELECT {c} FROM {s}{o} ON CONFLICT{k} DO NOTHING"
-        ).format(t=t, c=cols, s=stage, o=order, k=target)
-        self.table = table
-        self.names = check.names
-        self.has_key = bool(pk)
-        self._upserts: dict[tuple[tuple[str, ...], bool], sql.Composed] = {}
-
-    def upsert(self, named: tuple[str, ...], segmented: bool) -> sql.Composed:
-        """The staged upsert that sets only the ``named`` non-key columns of an existing row (cached per set).
-
-        ``DISTINCT ON`` keeps one row per key (DO UPDATE may not touch a row twice in one statement): the last
-        one given, as ctid order is input order in a staging table just truncated and filled by COPY. ``ORDER
-        BY`` the key makes the statement lock keys in order (see :meth:`_Loader.upsert`). ``segmented``: only
-        the rows of the segment bound as the statement's parameter.
-        """
-        cache = (named, segmented)
-        found = self._upserts.get(cache)
-        if found is not None:
-            return found
-        pk = self.table.primary_key
-        t = sql.Identifier(self.table.name)
-        cols = sql.SQL(", ").join(map(sql.Identifier, self.names))
-        pkcols = sql.SQL(", ").join(map(sql.Identifier, pk))
-        rest = [n for n in self.names if n in named and n not in pk]  # table order; names checked against it
-        action: sql.Composable
-        if rest:
-            # json has no equality operator: its columns compare as text (what json stores)
-            cast = {n: sql.SQL("::text" if self.table.columns[n].type.base == "json" else "") for n in rest}
-            action = sql.SQL("DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})").format(
-                sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in rest),
-                sql.SQL(", ").join(sql.Identifier(self.table.name, n) + cast[n] for n in rest),
-                sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) + cast[n] for n in rest),
-            )
-        else:
-            action = sql.SQL("DO NOTHING")
-        where = sql.SQL(" WHERE {} = %s").format(sql.Identifier(_SEGMENT)) if segmented else sql.SQL("")
-        stmt = sql.SQL(
-            "INSERT INTO {t} ({c}) SELECT DISTINCT ON ({k}) {c} FROM {s}{w} ORDER BY {k}, ctid DESC "
-            "ON CONFLICT ({k}) {a}"
-        ).format(t=t, c=cols, s=self.ustage, w=where, k=pkcols, a=action)
-        if len(self._upserts) >= _MAX_SIGNATURES:
-            self._upserts.clear()
-        self._upserts[cache] = stmt
-        return stmt
-
-
-_STATEMENTS: dict[int, tuple[Table, _Statements]] = {}
-
-
-def _statements(table: Table, check: _RowChecker) -> _Statements:
-    entry = _STATEMENTS.get(id(table))
-    if entry is None or entry[0] is not table:
-        entry = _STATEMENTS[id(table)] = (table, _Statements(table, check))
-    return entry[1]
 
 
 # -- the loaders -------------------------------------------------------------------------------------------
@@ -163,6 +44,13 @@ class _Restart(Exception):
         super().__init__("restart through staging")
         self.spool = spool
         self.rows = rows
+        self.layout: frozenset[str] = frozenset()  # the server-default columns the recorded rows leave out
+
+
+def _restart(spool: _Spool, rows: int, layout: frozenset[str]) -> _Restart:
+    restart = _Restart(spool, rows)
+    restart.layout = layout
+    return restart
 
 
 class _Loader:
@@ -178,15 +66,28 @@ class _Loader:
         self.cur = conn.cursor()
         self.stage_ready = False
 
+    def _next_layout(self) -> frozenset[str]:
+        """The server-default columns the next row leaves out (its COPY's layout)."""
+        feed = self.feed
+        if feed.layout is not None:
+            omitted, feed.layout = feed.layout, None
+            return omitted
+        return self.check.layout_of(feed.head)
+
     def plain(self) -> int:
-        """ "error" mode: the whole input as one COPY into the table."""
-        start = self.feed.copy_start = self.feed.index
-        with self.cur.copy(self.stmts.copy_target) as copy:
-            copy.set_types(self.check.pg_types)
-            _write_rows(copy, self.check, self.feed, None)
+        """ "error" mode: the whole input as one COPY into the table (one per run of rows leaving out other
+        server-default columns: see _write_rows)."""
+        start = self.feed.index
+        while not self.feed.done:
+            omitted = self._next_layout()
+            check = self.check.layout(omitted)
+            self.feed.copy_start = self.feed.index
+            with self.cur.copy(self.stmts.for_layout(omitted).copy_target) as copy:
+                copy.set_types(check.pg_types)
+                _write_rows(copy, check, self.feed, None)
         return self.feed.index - start
 
-    def optimistic(self, *, in_callers_transaction: bool) -> int:
+    def optimistic(self, *, in_callers_transaction: bool, chunk: int) -> int:
         """ "ignore" mode: the whole input as one COPY into the table, recorded; on a duplicate, ``_Restart``.
 
         No savepoint: a duplicate aborts the atomic scope, and the caller (``bulk_insert``) opens a new one
@@ -198,8 +99,15 @@ class _Loader:
         send the whole input before reading the error. Every ``_PEEK_ROWS`` rows the socket is checked for an
         answer (a COPY in progress gets none): when one is there the COPY is ended, and the server's error is
         raised.
+
+        At a row that leaves out other server-default columns than the first (see _write_rows), the COPY ends
+        there and the rest goes through staging (``chunk`` rows per flush), which skips the keys this COPY
+        wrote.
         """
-        start = self.feed.copy_start = self.feed.index
+        feed = self.feed
+        start = feed.copy_start = feed.index
+        omitted = self._next_layout()
+        check = self.check.layout(omitted)
         row = self.cur.execute(self.stmts.limit_lock_wait).fetchone()
         assert row is not None
         lock_timeout = row[0]
@@ -208,49 +116,64 @@ class _Loader:
         fileno = self.conn.fileno()
         answered = _answered
         try:
-            with self.cur.copy(self.stmts.copy_target, writer=writer) as copy:
-                copy.set_types(self.check.pg_types)
-                while not self.feed.done:
-                    _write_rows(copy, self.check, self.feed, _PEEK_ROWS)
+            with self.cur.copy(self.stmts.for_layout(omitted).copy_target, writer=writer) as copy:
+                copy.set_types(check.pg_types)
+                while not feed.done and feed.layout is None:
+                    _write_rows(copy, check, feed, _PEEK_ROWS)
                     if answered(fileno):
                         break
                 writer.ending = True
-            if not self.feed.done:
+            if not feed.done and feed.layout is None:
                 # The server's message was not an error (a NOTICE from a trigger) and the COPY went through:
                 # the rest of the input is not in it, so start over through staging, which takes all of it.
-                raise _Restart(spool, self.feed.index - start)
+                raise _restart(spool, feed.index - start, omitted)
         except (pge.UniqueViolation, pge.DeadlockDetected, pge.LockNotAvailable):
             # A key exists; or a concurrent caller holds one of ours uncommitted (we waited past the lowered
             # lock_timeout, or deadlocked with it): staging takes keys in order and waits as long as needed.
-            raise _Restart(spool, self.feed.index - start) from None
+            raise _restart(spool, feed.index - start, omitted) from None
         except pge.InternalError_ as exc:
             # The same, relayed by Citus from a worker (XX000, "detection_pkey_102119"):
             # dbplugins/citus/relay.py.
             if not relayed_conflict(exc, self.check.table):
                 spool.close()
                 raise
-            raise _Restart(spool, self.feed.index - start) from None
+            raise _restart(spool, feed.index - start, omitted) from None
         except BaseException as exc:
             if not isinstance(exc, _Restart):
                 spool.close()
             raise
         spool.close()
+        written = feed.index - start
+        if not feed.done:
+            # Rows leaving out other columns follow: through staging, without the lowered lock wait (staging
+            # takes keys in order and may wait for them).
+            self.cur.execute(self.stmts.restore_lock_wait, (lock_timeout,))
+            return written + self.staged(chunk, "ignore")
         if in_callers_transaction:
             # The lowered setting would outlive this call (our own transaction ends it at COMMIT; a restart's
             # rollback undoes it).
             self.cur.execute(self.stmts.restore_lock_wait, (lock_timeout,))
-        return self.feed.index - start
+        return written
 
-    def staged(self, chunk: int, mode: str, replay: _Spool | None = None, replay_rows: int = 0) -> int:
+    def staged(
+        self,
+        chunk: int,
+        mode: str,
+        replay: _Spool | None = None,
+        replay_rows: int = 0,
+        replay_layout: frozenset[str] = frozenset(),
+    ) -> int:
         """The rest of the input through the staging table, ``chunk`` rows per flush; rows written.
 
-        ``replay`` (the rows of a failed direct COPY, ``replay_rows`` of them) goes first, in one flush with
-        the rows that fill it up to ``chunk``.
+        ``replay`` (the rows of a failed direct COPY, ``replay_rows`` of them, leaving out the server-default
+        columns ``replay_layout``) goes first, in one flush with the rows that fill it up to ``chunk``. A
+        flush holds rows of one layout (the server-default columns they leave out).
         """
         total = 0
         try:
             while not self.feed.done or replay is not None:
-                total += self._stage_chunk(chunk, mode, replay, replay_rows)
+                omitted = replay_layout if replay is not None else self._next_layout()
+                total += self._stage_chunk(chunk, omitted, replay, replay_rows)
                 if replay is not None:
                     replay.close()
                 replay, replay_rows = None, 0
@@ -273,44 +196,55 @@ class _Loader:
             self.cur.execute(stmts.create_ustage)
             self.stage_ready = True
         self.cur.execute(stmts.truncate_ustage)
-        segments: list[tuple[str, ...]] = []
+        # A segment's rows name the same columns, so they leave out the same server-default columns: its
+        # COPY and its INSERT leave them out, and the server fills them for the rows inserted (an existing
+        # row keeps its value: only the named columns are set).
+        segments: list[tuple[tuple[str, ...], _Statements]] = []
         while not feed.done:
             named = _named_columns(check, feed.head)
+            omitted = check.layout_of(feed.head)
+            layout = check.layout(omitted)
             self.cur.execute(stmts.set_segment, (str(len(segments)),))
             if len(segments) == 1:
                 self.cur.execute(stmts.index_ustage)  # each later segment's statement reads only its rows
-            segments.append(named)
+            segments.append((named, stmts.for_layout(omitted)))
             run = _Run(check, named, feed.rest)
             part = _Feed(feed.head, run)
             part.index = feed.index
             feed.copy_start = feed.index
             try:
-                with self.cur.copy(stmts.copy_ustage) as copy:
-                    copy.set_types(check.pg_types)
-                    _write_rows(copy, check, part, None)
+                with self.cur.copy(segments[-1][1].copy_ustage) as copy:
+                    copy.set_types(layout.pg_types)
+                    _write_rows(copy, layout, part, None)
             finally:
                 feed.index = part.index
                 feed.head = run.pending if part.done else part.head
         if len(segments) == 1:
-            return self._apply([(stmts.upsert(segments[0], False), ())])
-        return self._apply([(stmts.upsert(named, True), (n,)) for n, named in enumerate(segments)])
+            named, seg = segments[0]
+            return self._apply([(seg.upsert(named, False), ())])
+        return self._apply([(seg.upsert(named, True), (n,)) for n, (named, seg) in enumerate(segments)])
 
-    def _stage_chunk(self, limit: int, mode: str, replay: _Spool | None, replay_rows: int) -> int:
-        stmts = self.stmts
+    def _stage_chunk(
+        self, limit: int, omitted: frozenset[str], replay: _Spool | None, replay_rows: int
+    ) -> int:
+        stmts = self.stmts.for_layout(omitted)
+        check = self.check.layout(omitted)
+        feed = self.feed
         if not self.stage_ready:
-            self.cur.execute(stmts.create_stage)
+            self.cur.execute(self.stmts.create_stage)
             self.stage_ready = True
         self.cur.execute(stmts.truncate_stage)
-        self.feed.copy_start = self.feed.index - replay_rows
+        feed.copy_start = feed.index - replay_rows
         with self.cur.copy(stmts.copy_stage) as copy:
-            copy.set_types(self.check.pg_types)
+            copy.set_types(check.pg_types)
             if replay is not None:
                 for block in replay.replay():
                     copy.write(block)
             remaining = limit - replay_rows
-            if remaining > 0 and not self.feed.done:
-                _write_rows(copy, self.check, self.feed, remaining)
-            elif replay is not None:
+            before = feed.index
+            if remaining > 0 and not feed.done and feed.layout is None:
+                _write_rows(copy, check, feed, remaining)
+            if replay is not None and feed.index == before:
                 copy.write(_BINARY_TRAILER)  # replayed rows lost theirs and no written row follows to add it
         return self._insert_from_stage(stmts.insert_ignore)
 
@@ -350,9 +284,13 @@ class _Loader:
 
 
 def _named_columns(check: _RowChecker, row: Any) -> tuple[str, ...]:
-    """The columns a row names, in table order: a mapping's keys, or every column (a model instance)."""
+    """The columns a row names, in table order: a mapping's keys, or every column (a model instance) but the
+    server-default ones it holds None in."""
     if isinstance(row, Mapping):
         return tuple(n for n in check.names if n in row)
+    if check.server_defaults:
+        omitted = check.layout_of(row)
+        return tuple(n for n in check.names if n not in omitted)
     return check.names
 
 
@@ -363,9 +301,10 @@ class _Run:
     starts the next run with it. ``pending`` is ``_END`` when the input itself ended.
     """
 
-    __slots__ = ("rows", "keys", "full", "cls", "pending")
+    __slots__ = ("rows", "keys", "full", "cls", "pending", "check")
 
     def __init__(self, check: _RowChecker, named: tuple[str, ...], rows: Iterator[Any]) -> None:
+        self.check = check
         self.rows = rows
         self.keys = frozenset(named)
         self.full = len(named) == check.ncols
@@ -383,8 +322,12 @@ class _Run:
             same = row.keys() == self.keys
         elif isinstance(row, Mapping):
             same = frozenset(row.keys()) == self.keys
-        else:  # a model instance names every column (anything else: the writer names the error)
-            same = self.full or type(row) is not self.cls
+        elif type(row) is not self.cls:
+            same = True  # not a row: the writer names the error
+        elif self.check.server_defaults:  # an instance names the columns but the server-default ones at None
+            same = frozenset(_named_columns(self.check, row)) == self.keys
+        else:  # a model instance names every column
+            same = self.full
         if same:
             return row
         self.pending = row

@@ -17,7 +17,7 @@ from ..errors import (
     DbpError,
     context,
 )
-from .checker import _RowChecker
+from .checker import _Layout, _RowChecker
 
 if TYPE_CHECKING:
     from psycopg.abc import Buffer
@@ -36,13 +36,16 @@ class _Feed:
     """The input stream: one row looked ahead (to know whether another chunk follows) and the running
     index."""
 
-    __slots__ = ("head", "rest", "index", "copy_start")
+    __slots__ = ("head", "rest", "index", "copy_start", "layout")
 
     def __init__(self, head: Any, rest: Iterator[Any]) -> None:
         self.head = head
         self.rest = rest
         self.index = 0  # index of ``head`` in the caller's iterable
         self.copy_start = 0  # index of the first row of the COPY in progress (server errors count from it)
+        # Set when the writer stopped before ``head`` because it leaves out other server-default columns than
+        # the COPY in progress names: the columns it leaves out (the next COPY's layout).
+        self.layout: frozenset[str] | None = None
 
     @property
     def done(self) -> bool:
@@ -62,15 +65,23 @@ def _write_rows(copy: psycopg.Copy, check: _RowChecker, feed: _Feed, limit: int 
     it for the dict (tuple hashes are not cached). Measured with a no-op write_row on the 100k detection rows
     of bench/bulk_vs_copy.py (4 signatures, randomly mixed): the loop went from 1.51 to 1.27 us/row (bare
     itemgetter loop: 0.35 us/row).
+
+    The COPY names the columns of ``check``'s layout (every column but the server-default ones its rows leave
+    out): at a row that leaves out others, the writer stops before it and sets ``feed.layout``; the caller
+    ends this COPY and starts the next with that row. A call whose rows all leave out the same columns (the
+    usual case) is one COPY, at no cost per row.
     """
     write = copy.write_row
     ncols = check.ncols
     colset = check.colset
     items = check.item_getter
     attrs = check.attr_getter
-    cls = check.cls
+    # An instance in a layout leaving columns out: values_slow reads it (and checks its Nones belong here).
+    cls = check.cls if not check.omitted else _END
     signatures = check.signatures
-    base = None if check.factories or check.server_defaults else check.defaults
+    base = None if check.factories else check.defaults
+    need = check.named_defaults  # a row with fewer keys must name these to belong to this layout
+    instance_defaults = check.defaults_getter
     rows = itertools.chain(
         (feed.head,), feed.rest if limit is None else itertools.islice(feed.rest, limit - 1)
     )
@@ -93,12 +104,14 @@ def _write_rows(copy: psycopg.Copy, check: _RowChecker, feed: _Feed, limit: int 
                         values = items(row)
                     except KeyError:  # as many keys as columns, but one is not a column: the slow path
                         values = check.values_slow(row, i)
-                elif base is not None and row.keys() <= colset:
+                elif base is not None and row.keys() <= colset and (need is None or need <= row.keys()):
                     values = items(base | row)
                 else:
                     values = check.values_slow(row, i)
             elif type(row) is cls:
                 values = attrs(row)
+                if instance_defaults is not None and None in instance_defaults(values):
+                    values = check.values_slow(row, i)  # a None left for the server: another layout
             else:
                 values = check.values_slow(row, i)
             sig = [*map(type, values)]  # a list: built faster than a tuple, and compared, not hashed, here
@@ -124,6 +137,11 @@ def _write_rows(copy: psycopg.Copy, check: _RowChecker, feed: _Feed, limit: int 
             if fix is not None:
                 values = fix(values, i)
             write(values)
+        except _Layout as change:  # row i belongs to another COPY: stop before it
+            feed.index = i
+            feed.head = row
+            feed.layout = change.omitted
+            return
         except (DbpError, psycopg.OperationalError, psycopg.InterfaceError):
             raise  # ours, or the connection failing
         except psycopg.Error as exc:

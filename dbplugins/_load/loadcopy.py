@@ -12,7 +12,8 @@ path is taken only where it gives the same answer, checked three ways.
   :mod:`dbplugins._types.rules` accept what the server accepts, with the same value); the file has two columns
   or more (PostgreSQL reads a blank line of a one-column file as NULL, the Python path skips it); every column
   left out has no default, in the model or in the database (``bulk_insert`` stores NULL there, COPY the
-  default); the encoding is UTF-8 or Latin-1 (where the server's and Python's decoders agree byte for byte).
+  default), unless the model's default is computed by the server (both paths leave it to the server); the
+  encoding is UTF-8 or Latin-1 (where the server's and Python's decoders agree byte for byte).
 * **While sending** (:class:`_Scanner`, on the raw bytes, at C speed): quotes only where both CSV readers
   split fields the same way (PostgreSQL opens a quoted section anywhere in a field, Python's reader only at
   its start); no field ending in a space when a ``varchar(n)`` / ``char(n)`` column is loaded (PostgreSQL cuts
@@ -175,8 +176,8 @@ def plan(table: Table, header: bytes, delimiter: str, encoding: str, on_conflict
         bounded = bounded or (ctype.kind == "text" and ctype.length is not None)
     fields = {f.name: f for f in dataclasses.fields(table.cls)} if table.cls is not None else {}
     for name, col in table.columns.items():
-        if name in names:
-            continue
+        if name in names or col.type.server_default:
+            continue  # bulk_insert leaves a server-computed default out of its COPY too: the server fills it
         field = fields.get(name)
         # bulk_insert stores the column's default, else the dataclass field's, else NULL; COPY the server's.
         dataclass_default = field is not None and (
@@ -320,7 +321,8 @@ def _attempt(
         if on_citus(conn):
             # conflicts come back relayed from the workers: bulk_insert's job
             raise Fallback("a Citus cluster")
-        defaulted = _database_defaults(cur, table.name, the_plan.missing)
+        generated = [n for n in the_plan.missing if table.columns[n].type.server_default]
+        defaulted = _database_defaults(cur, table.name, [n for n in the_plan.missing if n not in generated])
         if defaulted:
             raise Fallback(f"column {defaulted[0]!r} is left out and has a default in the database")
         restore = None
@@ -336,6 +338,9 @@ def _attempt(
             digest = hashlib.sha1(repr(the_plan.columns).encode()).hexdigest()[:10]
             stage = sql.Identifier(f"_dbp_lstage_{table.name[:40]}_{digest}")
             cur.execute(sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {})").format(stage, target))
+            for name in generated:  # filled by the INSERT into the table, which leaves them out too
+                alter = sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL")
+                cur.execute(alter.format(stage, sql.Identifier(name)))
             cur.execute(sql.SQL("TRUNCATE {}").format(stage))
         scanner = _Scanner(the_plan.delimiter, the_plan.bounded, conn.info.server_version < 180000)
         if not start:

@@ -62,7 +62,7 @@ def as_mapping(table: Table, row: Any, *, index: int | None = None) -> Mapping[s
 def check_required(table: Table, values: Mapping[str, Any], *, row: int | None = None) -> None:
     """Raise ``MissingValueError`` naming the first NOT NULL column without a value (or with None)."""
     for name, col in table.columns.items():
-        if not col.nullable and col.default is None and values.get(name) is None:
+        if not col.nullable and not col.type.has_default and values.get(name) is None:
             raise MissingValueError(
                 f"missing value for NOT NULL column {name!r}"
                 + context(model=table.name, column=name, row=row),
@@ -97,7 +97,7 @@ def field_defaults(table: Table) -> dict[str, Any]:
         if table.cls is not None:
             for f in dataclasses.fields(table.cls):
                 col = table.columns.get(f.name)
-                if col is None or col.default is not None:
+                if col is None or col.type.has_default:
                     continue
                 if f.default_factory is not dataclasses.MISSING:
                     found[f.name] = f.default_factory

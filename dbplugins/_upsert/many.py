@@ -183,12 +183,17 @@ def get_or_create_many(
     pydefaults = field_defaults(table)
     # Check every row before anything is written. A column a row leaves out is NULL, unless the column has a
     # server default: rows are grouped by the defaulted columns they give (one group, without such columns).
-    defaulted = frozenset(c for c, col in table.columns.items() if col.default is not None)
+    defaulted = frozenset(c for c, col in table.columns.items() if col.type.has_default)
     groups: dict[tuple[str, ...], list[int]] = {}
     given: dict[tuple[str, ...], set[str]] = {}
     maps: list[Mapping[str, Any]] = []
+    # A model instance cannot leave a field out: None in a column whose default the server computes leaves it
+    # to the server, as bulk_insert does (a dict that names the column with None stores NULL).
+    generated = [c for c, col in table.columns.items() if col.type.server_default]
     for i, item in enumerate(rows):
         m = as_mapping(table, item, index=i)
+        if generated and not isinstance(item, Mapping) and any(m.get(c) is None for c in generated):
+            m = {c: v for c, v in m.items() if v is not None or c not in generated}
         if unknown == "error":
             check_columns(table, m, row=i)
         elif any(c not in table.columns for c in m):
