@@ -415,7 +415,10 @@ def report(
         "`in_`: one query for all the oids. Hand-written: one psycopg cursor with "
         "`row_factory=class_row(Detection)` (the dataclass `__init__` per row), `fetchall()`, the same "
         "SELECT (`oid = %s`, `oid = ANY(%s)`); binary tuples: `cursor(binary=True)`, `fetchall()`, no "
-        "instances. The original: its ORM query (`db.query(Detection).filter(...).all()`) in its own "
+        "instances. The `= ANY(%s)` reads run unprepared (`prepare=False`), as dbplugins runs statements "
+        "with an array parameter: prepared, they get PostgreSQL's generic plan from their eleventh "
+        "execution, which compares each row with every oid (PROFILE.md). The original: its ORM query "
+        "(`db.query(Detection).filter(...).all()`) in its own "
         "virtualenv, one subprocess per repetition, each pass from an empty identity map, timed inside the "
         "subprocess.",
         citus_method(sizes, citus),
