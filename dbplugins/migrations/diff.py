@@ -20,13 +20,17 @@ The operations come ordered the way migra's ``add_all_changes`` orders them: dep
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, LiteralString, get_args
 
 from psycopg import sql
 
-from .._types.schema import ColumnDef, ForeignKey, Index, Schema, Table, canonical_type
+from .._types.schema import ColumnDef, ForeignKey, Index, Schema, Table
+from ..errors import ConfigurationError, context
+from ._ddl import server_generated, type_key
 from .introspect import loose_form
 
 __all__ = ["Operation", "OpKind", "diff", "PHASES", "pg_identifier"]
@@ -163,6 +167,34 @@ def _default_key(text: str | None) -> str | None:
     return loose_form(text) if text is not None else None
 
 
+def _generated_not_null(schema: Schema) -> Schema:
+    """``schema`` with its serial and identity columns NOT NULL, as PostgreSQL makes them.
+
+    A model declares such a field ``Optional[int] = None`` so that an instance can leave the value to the
+    server; the column is NOT NULL all the same, and the diff must not offer to drop that. A declared default
+    beside a server-generated type is refused: PostgreSQL would ("multiple default values").
+    """
+    tables: dict[str, Table] = {}
+    for name, table in schema.tables.items():
+        generated = [c for c in table.columns.values() if server_generated(c.sql_type)]
+        for col in generated:
+            if col.default is not None:
+                raise ConfigurationError(
+                    f"column type {col.sql_type!r} generates its values and takes no default (got "
+                    f"default={col.default!r}){context(model=name, column=col.name)}",
+                    model=name,
+                    column=col.name,
+                )
+        if any(c.nullable for c in generated):
+            table = copy.copy(table)
+            table.columns = {
+                c: dataclasses.replace(col, nullable=False) if server_generated(col.sql_type) else col
+                for c, col in table.columns.items()
+            }
+        tables[name] = table
+    return Schema(tables=tables)
+
+
 def _sorted_tables(tables: Iterable[Table], *, reverse: bool = False) -> list[Table]:
     """Tables in foreign-key dependency order (referenced first), ties by name; reversed for drops."""
     pending = {t.name: t for t in sorted(tables, key=lambda t: t.name)}
@@ -188,6 +220,7 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
     predicates or defaults, so both sides spell expressions the way the server does.
     """
     ops: list[Operation] = []
+    desired = _generated_not_null(desired)
     cur_tables, new_tables = current.tables, desired.tables
     dropped = [cur_tables[n] for n in sorted(cur_tables.keys() - new_tables.keys())]
     added = [new_tables[n] for n in sorted(new_tables.keys() - cur_tables.keys())]
@@ -207,7 +240,7 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
             twins = [
                 a
                 for a in came
-                if canonical_type(new_cols[a].sql_type) == canonical_type(cur_cols[c].sql_type)
+                if type_key(new_cols[a].sql_type) == type_key(cur_cols[c].sql_type)
             ]
             note = (
                 f"possible rename of {name}.{c} to {name}.{twins[0]}: this drops the column and its data; to "
@@ -218,11 +251,11 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
             ops.append(Operation("drop_column", name, c, old=cur_cols[c], note=note))
         for c in came:
             col = new_cols[c]
-            twins = [g for g in gone if canonical_type(cur_cols[g].sql_type) == canonical_type(col.sql_type)]
+            twins = [g for g in gone if type_key(cur_cols[g].sql_type) == type_key(col.sql_type)]
             note = (
                 f"possible rename of {name}.{twins[0]} to {name}.{c} (see the drop above)" if twins else None
             )
-            if not col.nullable and col.default is None:
+            if not col.nullable and col.default is None and not server_generated(col.sql_type):
                 extra = "NOT NULL without a default: fails if the table has rows (add a default or backfill)"
                 note = f"{note}; {extra}" if note else extra
             ops.append(Operation("add_column", name, c, new=col, note=note))
@@ -230,7 +263,7 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
             if c not in new_cols:
                 continue
             a, b = cur_cols[c], new_cols[c]
-            if canonical_type(a.sql_type) != canonical_type(b.sql_type):
+            if type_key(a.sql_type) != type_key(b.sql_type):
                 ops.append(
                     Operation(
                         "alter_type",
@@ -289,8 +322,8 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
         twins = [
             a.name
             for a in added
-            if {(c, canonical_type(d.sql_type)) for c, d in a.columns.items()}
-            == {(c, canonical_type(d.sql_type)) for c, d in t.columns.items()}
+            if {(c, type_key(d.sql_type)) for c, d in a.columns.items()}
+            == {(c, type_key(d.sql_type)) for c, d in t.columns.items()}
         ]
         note = (
             f"possible rename of table {t.name} to {twins[0]}: this drops the table and its data; to keep "

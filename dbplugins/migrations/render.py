@@ -26,7 +26,7 @@ from psycopg import sql
 
 from .._types.schema import ColumnDef, ForeignKey, Index, Table
 from ..citus.ddl import distribute_sql
-from ._ddl import expression_sql, type_sql
+from ._ddl import expression_sql, server_generated, type_sql
 from .diff import Operation, pg_identifier
 
 __all__ = ["forward", "backward", "render", "migration_id", "slugify", "write_migration"]
@@ -183,12 +183,13 @@ def backward(op: Operation) -> list[str]:
 
     A dropped NOT NULL column without a default comes back NULL-able: its values are gone, and ``ADD COLUMN
     ... NOT NULL`` would fail on any table with rows (the next ``make_migrations`` offers the SET NOT NULL
-    once the column is filled).
+    once the column is filled). A dropped ``serial`` or identity column comes back as it was: the server
+    numbers the existing rows.
     """
     inverse = _inverse(op)
     if inverse.kind == "add_column" and isinstance(inverse.new, ColumnDef):
         col = inverse.new
-        if not col.nullable and col.default is None:
+        if not col.nullable and col.default is None and not server_generated(col.sql_type):
             inverse = Operation(
                 inverse.kind,
                 inverse.table,
@@ -211,6 +212,7 @@ def _comment_lines(op: Operation, *, undo: bool = False) -> list[str]:
         and isinstance(op.old, ColumnDef)
         and not op.old.nullable
         and op.old.default is None
+        and not server_generated(op.old.sql_type)
     ):
         lines.append(
             "-- NOTE: re-added NULL-able: NOT NULL would fail on the existing rows, which have no value"
