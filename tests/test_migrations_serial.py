@@ -8,6 +8,7 @@ generated rollbacks undo them, sequences included.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import psycopg
 import pytest
 
 from dbplugins import Column, ConfigurationError, migrations, model
+from dbplugins._types.schema import ColumnDef
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -197,3 +199,17 @@ def test_a_default_beside_a_serial_type_is_refused(empty_dsn: str, tmp_path: Pat
     with pytest.raises(ConfigurationError, match=r"'bigserial' generates its values.*ser_bad.*'id'"):
         migrations.make_migrations(empty_dsn, models=[Bad], migrations_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_plain_column_turned_serial_is_flagged_not_silently_broken() -> None:
+    """No ALTER ... TYPE makes a column serial or identity: the migration says to write it by hand."""
+    from dbplugins._types.schema import Schema
+    from dbplugins.migrations.diff import diff
+
+    tag = Schema.from_models([Tag]).tables["ser_tag"]
+    table = dataclasses.replace(tag, columns={**tag.columns, "id": ColumnDef("id", "integer", False)})
+    current = Schema(tables={"ser_tag": table})  # (a copy: the model's own table stays as declared)
+    ops = diff(current, Schema.from_models([TagNumbered]))
+    [change] = [op for op in ops if op.kind == "alter_type"]
+    assert change.name == "id" and change.note is not None and "replace this statement by hand" in change.note
+    assert not [op for op in ops if op.kind == "alter_nullable" and op.name == "id"]  # serial: NOT NULL

@@ -264,17 +264,17 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
                 continue
             a, b = cur_cols[c], new_cols[c]
             if type_key(a.sql_type) != type_key(b.sql_type):
-                ops.append(
-                    Operation(
-                        "alter_type",
-                        name,
-                        c,
-                        old=a,
-                        new=b,
-                        note=f"converts existing values with USING {_sql('{}', c)}::{b.sql_type}; may fail "
-                        "or lose precision",
-                    )
+                note = (
+                    f"converts existing values with USING {_sql('{}', c)}::{b.sql_type}; may fail or lose "
+                    "precision"
                 )
+                if server_generated(a.sql_type) or server_generated(b.sql_type):
+                    # no ALTER ... TYPE makes or unmakes a serial or identity column: the statement fails
+                    note = (
+                        f"changing {name}.{c} from {a.sql_type} to {b.sql_type} is not generated: replace "
+                        "this statement by hand (ADD/DROP IDENTITY, a sequence and SET DEFAULT)"
+                    )
+                ops.append(Operation("alter_type", name, c, old=a, new=b, note=note))
             if a.nullable != b.nullable:
                 note = None if b.nullable else "fails if existing rows hold NULL in this column"
                 ops.append(Operation("alter_nullable", name, c, old=a, new=b, note=note))
