@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._types.schema import Table
+from .results import base_type
 
 __all__ = ["frame_layout", "packed_frame", "plain_frame"]
 
@@ -44,10 +45,6 @@ _FIELDS: dict[str, list[str]] = {"f8": [">f8"], "f4": [">f4"], "i8": [">i8", ">i
 _NAN = float("nan")
 
 
-def _base(sql_type: str) -> str:
-    return sql_type.split("(", 1)[0].strip()
-
-
 def frame_layout(table: Table, columns: Sequence[str], distinct: bool) -> tuple[tuple[str, str], ...]:
     """The ``(column, code)`` pairs of ``columns`` to fetch packed (none for a ``distinct()`` query)."""
     if distinct:
@@ -55,16 +52,22 @@ def frame_layout(table: Table, columns: Sequence[str], distinct: bool) -> tuple[
     packed = []
     for name in columns:
         sql_type = table.columns[name].sql_type
-        code = None if sql_type.endswith("[]") else _CODES.get(_base(sql_type))
+        code = None if sql_type.endswith("[]") else _CODES.get(base_type(sql_type))
         if code is not None:
             packed.append((name, code))
     return tuple(packed)
 
 
 def packed_frame(
-    pd: Any, table: Table, columns: Sequence[str], packed: tuple[tuple[str, str], ...], rows: list[Any]
+    pd: Any,
+    table: Table,
+    columns: Sequence[str],
+    packed: tuple[tuple[str, str], ...],
+    plain: Sequence[str],
+    rows: list[Any],
 ) -> Any:
-    """The frame of ``rows``: each row the packed ``bytea`` first, then the other columns of ``columns``."""
+    """The frame of ``rows``: each row the packed ``bytea`` first, then the ``plain`` columns (the rest of
+    ``columns``, in their order)."""
     import numpy as np
 
     if not rows:
@@ -91,7 +94,6 @@ def packed_frame(
             data[name] = [None if v == 2 else v == 1 for v in values.tolist()]
         else:
             data[name] = values == 1
-    plain = [c for c in columns if c not in data]
     for name, column in zip(plain, by_column[1:], strict=True):
         data[name] = _column(np, pd, table.columns[name].sql_type, column)
     return pd.DataFrame(data, columns=list(columns))
@@ -113,7 +115,7 @@ def plain_frame(pd: Any, table: Table, columns: Sequence[str], rows: list[tuple[
 
 def _column(np: Any, pd: Any, sql_type: str, values: Sequence[Any]) -> Any:
     """One column of values as the frame holds it (see the module docstring)."""
-    base = _base(sql_type)
+    base = base_type(sql_type)
     if sql_type.endswith("[]"):
         return pd.Series(values, dtype=object)
     if base in _FLOATS:

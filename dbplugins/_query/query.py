@@ -148,7 +148,7 @@ class Query(QueryBuilder[T]):
         columns = self._columns if self._columns is not None else tuple(table.columns)
         packed = frames.frame_layout(table, columns, self._distinct)
         stmt, params = self._select(packed=packed)
-        plain = [c for c in columns if c not in dict(packed)]
+        plain = [c for c in columns if c not in dict(packed)]  # as _select lists them, after the packed part
         session = self._session()
         with results.gc_paused():
             try:
@@ -157,7 +157,7 @@ class Query(QueryBuilder[T]):
             except (psycopg.Error, UnicodeEncodeError) as exc:
                 raise translate_error(exc, table, [self._values()], action="to_dataframe") from exc
             if packed:
-                return frames.packed_frame(pd, table, columns, packed, rows)
+                return frames.packed_frame(pd, table, columns, packed, plain, rows)
             return frames.plain_frame(pd, table, columns, rows)
 
     def first(self) -> T | None:

@@ -91,14 +91,15 @@ def gc_paused() -> Iterator[None]:
 _gc_paused_state = [False]  # whether the collector was on when the first paused read began
 
 
-def _base(sql_type: str) -> str:
+def base_type(sql_type: str) -> str:
+    """The base name of a column type: ``character varying(5)[]`` -> ``character varying``."""
     base = sql_type[:-2] if sql_type.endswith("[]") else sql_type
     return base.split("(", 1)[0].strip()
 
 
 @functools.lru_cache(maxsize=1024)
 def _binary_ok(table_id: int, types: tuple[str, ...]) -> bool:
-    return all(_base(t) in _BINARY_TYPES for t in types)
+    return all(base_type(t) in _BINARY_TYPES for t in types)
 
 
 def binary_ok(table: Table, columns: Iterable[str]) -> bool:
