@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dbplugins import Column, SQLConnection, cols, model
-from dbplugins._query.frames import frame_layout, plain_frame
+from dbplugins import Column, DbpError, SQLConnection, cols, model
+from dbplugins._query.frames import FrameParts, frame_layout, plain_frame
 from dbplugins._types.schema import table_of
 
 pd = pytest.importorskip("pandas")
@@ -49,7 +49,38 @@ class TextRow:
     val: Annotated[float | None, Column("double precision")] = None
 
 
+@model("tf_strict", primary_key=["sid"])
+@dataclass
+class Strict:
+    """NOT NULL numeric columns: packed bare, without a coalesce or a NULL flag."""
+
+    sid: Annotated[int, Column("integer")]
+    dbl: Annotated[float, Column("double precision")]
+    rl: Annotated[float, Column("real")]
+    small: Annotated[int, Column("smallint")]
+    big: Annotated[int, Column("bigint")]
+    flag: bool
+    label: str
+
+
+@model("tf_drift", primary_key=["did"])
+@dataclass
+class Drift:
+    """A model that no longer matches its table (see DDL): NOT NULL columns that hold NULL, an ``integer`` and
+    a ``real`` whose live columns are ``bigint`` and ``double precision``."""
+
+    did: int
+    num: Annotated[int, Column("integer")]
+    rl: Annotated[float, Column("real")]
+    flag: bool
+    dbl: Annotated[float, Column("double precision")]
+
+
 DDL = """
+CREATE TABLE tf_strict (sid integer PRIMARY KEY, dbl double precision NOT NULL, rl real NOT NULL,
+                        small smallint NOT NULL, big bigint NOT NULL, flag boolean NOT NULL,
+                        label varchar NOT NULL);
+CREATE TABLE tf_drift (did integer PRIMARY KEY, num bigint, rl double precision, flag boolean, dbl text);
 CREATE TABLE tf_text (tid integer PRIMARY KEY, at timetz, val double precision);
 CREATE TABLE tf_row (rid bigint PRIMARY KEY, dbl double precision, rl real, small smallint, num integer,
                      big bigint, flag boolean, label varchar, amount numeric(10,2), tags integer[]);
@@ -112,7 +143,9 @@ def reference(db: SQLConnection, columns: tuple[str, ...], where: str = "", tail
     db.session.commit()  # the rows stored through db are visible to the reference connection
     with conn.cursor(binary=True) as cur:
         rows = cur.execute(f"SELECT {select} FROM tf_row {where} ORDER BY rid {tail}").fetchall()  # noqa: S608
-    return plain_frame(pd, table_of(Row), columns, rows)
+    parts = FrameParts(len(columns), packed=False)
+    parts.add(rows)
+    return plain_frame(pd, table_of(Row), columns, parts)
 
 
 def same(got: Any, want: Any) -> None:
@@ -125,8 +158,8 @@ def same(got: Any, want: Any) -> None:
 
 def test_the_packed_columns_are_the_numeric_and_boolean_ones() -> None:
     layout = dict(frame_layout(table_of(Row), ALL, distinct=False))
-    ints = {"rid": "i8", "small": "i8", "num": "i8", "big": "i8"}
-    assert layout == {**ints, "dbl": "f8", "rl": "f4", "flag": "b"}
+    ints = {"rid": "i", "small": "in", "num": "in", "big": "in"}  # rid is the NOT NULL key: no NULL flag
+    assert layout == {**ints, "dbl": "fn", "rl": "fn", "flag": "bn"}
     assert frame_layout(table_of(Row), ALL, distinct=True) == ()
 
 
@@ -181,3 +214,98 @@ def test_a_result_fetched_as_text_unpacks_the_same(fdb: SQLConnection) -> None:
     df = fdb.query(TextRow).order_by(cols(TextRow).tid).to_dataframe()
     assert df["tid"].tolist() == [1, 2] and df["at"].tolist()[0] == at and df["at"].tolist()[1] is None
     assert np.signbit(df["val"][0]) and math.isnan(df["val"][1])
+
+
+def test_not_null_columns_are_packed_bare_with_the_same_values(fdb: SQLConnection) -> None:
+    assert dict(frame_layout(table_of(Strict), tuple(table_of(Strict).columns), distinct=False)) == {
+        "sid": "i",
+        "dbl": "f",
+        "rl": "f",
+        "small": "i",
+        "big": "i",
+        "flag": "b",
+    }
+    fdb.execute("TRUNCATE tf_strict")
+    values = [
+        (math.nan, -0.0, -(2**15), -(2**63), True),
+        (-0.0, math.inf, 2**15 - 1, 2**63 - 1, False),
+        (5e-324, 3.4028234663852886e38, 0, 2**53 + 1, True),
+    ]
+    fdb.query(Strict).bulk_insert(
+        [Strict(i, d, r, sm, b, f, f"é{i}") for i, (d, r, sm, b, f) in enumerate(values)]
+    )
+    fdb.current_session().commit()
+    df = fdb.query(Strict).order_by(cols(Strict).sid).to_dataframe()
+    with fdb.__dict__["_test_plain"].cursor(binary=True) as cur:
+        rows = cur.execute("SELECT * FROM tf_strict ORDER BY sid").fetchall()
+    parts = FrameParts(7, packed=False)
+    parts.add(rows)
+    same(df, plain_frame(pd, table_of(Strict), tuple(table_of(Strict).columns), parts))
+    assert [str(t) for t in df.dtypes] == ["int64", "float64", "float64", "int64", "int64", "bool", "str"]
+    assert df["big"].tolist() == [-(2**63), 2**63 - 1, 2**53 + 1] and np.signbit(df["dbl"][1])
+
+
+def test_a_model_that_no_longer_matches_its_table_reads_the_values_as_stored(fdb: SQLConnection) -> None:
+    """NOT NULL in the model, NULL in the table: the packed row is NULL, and the frame is read plainly; an
+    ``integer`` stored as ``bigint`` keeps its 64-bit value, a ``real`` stored as ``double precision`` its
+    double."""
+    fdb.execute("TRUNCATE tf_drift")
+    fdb.execute(
+        "INSERT INTO tf_drift VALUES (1, 9007199254740993, 0.1, true, 'x'), (2, NULL, NULL, NULL, NULL)"
+    )
+    numeric = (cols(Drift).did, cols(Drift).num, cols(Drift).rl, cols(Drift).flag)
+    df = fdb.query(*numeric).order_by(cols(Drift).did).to_dataframe()
+    assert df["did"].tolist() == [1, 2]
+    assert df["num"][0] == 9007199254740993.0 and math.isnan(df["num"][1])  # a NULL: float64, as plainly
+    assert df["rl"][0] == 0.1 and math.isnan(df["rl"][1])
+    assert df["flag"].tolist() == [True, None]
+    without_null = fdb.query(*numeric).filter(cols(Drift).did == 1).to_dataframe()
+    assert without_null["num"].tolist() == [9007199254740993] and str(without_null["num"].dtype) == "int64"
+    assert without_null["rl"].tolist() == [0.1]
+
+
+def test_an_error_midway_through_the_stream_is_raised_and_the_session_goes_on(fdb: SQLConnection) -> None:
+    """The live ``dbl`` column is text: the row that does not cast fails the read after the first chunks have
+    arrived. The error is raised, nothing is returned, and the connection serves the next read."""
+    from dbplugins._query.results import STREAM_CHUNK
+
+    fdb.execute("TRUNCATE tf_drift")
+    n = STREAM_CHUNK * 3
+    fdb.execute(
+        "INSERT INTO tf_drift SELECT i, i, i, true, CASE WHEN i = %s THEN 'not a number' ELSE i::text END "
+        "FROM generate_series(1, %s) AS i",
+        (n - 10, n),
+    )
+    query = fdb.query(cols(Drift).did, cols(Drift).dbl).order_by(cols(Drift).did)
+    with pytest.raises(DbpError, match="not a number"):
+        query.to_dataframe()
+    assert fdb.query(Drift).count() == n
+    df = query.filter(cols(Drift).did < n - 10).to_dataframe()
+    assert df["did"].tolist() == list(range(1, n - 10)) and df["dbl"].tolist() == [
+        float(i) for i in range(1, n - 10)
+    ]
+
+
+def test_a_result_of_many_chunks_keeps_its_order_limit_and_offset(fdb: SQLConnection) -> None:
+    from dbplugins._query.results import STREAM_CHUNK
+
+    n = STREAM_CHUNK * 2 + 7
+    store(fdb, [{"dbl": i / 7, "num": (i * 7919) % n, "label": f"r{i}"} for i in range(n)])
+    df = fdb.query(Row).order_by(R.num.desc()).to_dataframe()
+    assert df["num"].tolist() == sorted(((i * 7919) % n for i in range(n)), reverse=True)
+    assert df["label"].tolist() == [f"r{i}" for i in df["rid"].tolist()]
+    assert df["dbl"].tolist() == [i / 7 for i in df["rid"].tolist()]
+    page = fdb.query(R.rid, R.label).order_by(R.rid).limit(STREAM_CHUNK + 5).offset(STREAM_CHUNK - 3)
+    got = page.to_dataframe()
+    assert got["rid"].tolist() == list(range(STREAM_CHUNK - 3, 2 * STREAM_CHUNK + 2))
+    same(got, reference(fdb, ("rid", "label"), tail=f"LIMIT {STREAM_CHUNK + 5} OFFSET {STREAM_CHUNK - 3}"))
+
+
+def test_a_frame_read_inside_a_transaction_sees_its_uncommitted_rows(fdb: SQLConnection) -> None:
+    fdb.execute("TRUNCATE tf_row")
+    fdb.current_session().commit()
+    with pytest.raises(RuntimeError), fdb.transaction():
+        fdb.query(Row).bulk_insert([{"rid": i, "num": i} for i in range(1500)])
+        assert fdb.query(R.num).to_dataframe()["num"].sum() == sum(range(1500))
+        raise RuntimeError("roll back")
+    assert len(fdb.query(Row).to_dataframe()) == 0

@@ -39,6 +39,8 @@ OPERATORS: dict[str, str] = {
 
 Cond = tuple[str, str, Any]
 """A filter condition: (column, canonical operator, value)."""
+
+
 def make_condition(column: str, op: str, value: Any = MISSING) -> Cond:
     """Normalise one ``(column, op, value)`` filter; ``QueryError`` for an unknown operator or a bad value."""
     if not isinstance(op, str) or " ".join(op.lower().split()) not in OPERATORS:

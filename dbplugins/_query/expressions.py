@@ -56,8 +56,6 @@ __all__ = [
 _MISSING: Any = object()
 
 
-
-
 class Condition:
     """A boolean SQL condition over the columns of one model. Combine with ``&``, ``|``, ``~``."""
 

@@ -97,21 +97,23 @@ class Query(QueryBuilder[T]):
         table = self._table()
         session = self._session()
         names = self._columns if self._columns is not None else tuple(table.columns)
+        binary = results.binary_ok(table, names)
+        make = results.row_class(names) if self._named else None
+        model = cast(type, self._model) if self._columns is None else None
         with results.gc_paused():
             try:
                 with session.connection() as conn:
-                    rows = results.fetch_tuples(
-                        conn,
-                        stmt,
-                        params,
-                        binary=results.binary_ok(table, names),
-                        make=results.row_class(names) if self._named else None,
-                    )
+                    if results.prepare_flag(params) is not False:
+                        rows = results.fetch_tuples(conn, stmt, params, binary=binary, make=make)
+                        return results.instances(model, names, rows) if model else rows
+                    # unprepared anyway (an in_ list, often many rows): streamed, each chunk built while the
+                    # server produces the next
+                    out: list[Any] = []
+                    for chunk in results.stream_tuples(conn, stmt, params, binary=binary, make=make):
+                        out.extend(results.instances(model, names, chunk) if model else chunk)
+                    return out
             except (psycopg.Error, UnicodeEncodeError) as exc:
                 raise translate_error(exc, table, [self._values()], action=action) from exc
-            if self._columns is None:
-                return results.instances(cast(type, self._model), names, rows)
-            return rows
 
     def _scalar(self, stmt: str, params: Sequence[Any], action: str) -> Any:
         table = self._table()
@@ -141,24 +143,37 @@ class Query(QueryBuilder[T]):
         try:
             import pandas as pd
         except ImportError:
-            raise ConfigurationError(
-                "to_dataframe() needs pandas: pip install 'dbplugins[pandas]'"
-            ) from None
+            raise ConfigurationError("to_dataframe() needs pandas: pip install 'dbplugins[pandas]'") from None
         table = self._table()
         columns = self._columns if self._columns is not None else tuple(table.columns)
         packed = frames.frame_layout(table, columns, self._distinct)
         stmt, params = self._select(packed=packed)
         plain = [c for c in columns if c not in dict(packed)]  # as _select lists them, after the packed part
-        session = self._session()
         with results.gc_paused():
-            try:
-                with session.connection() as conn:
-                    rows = results.fetch_tuples(conn, stmt, params, binary=results.binary_ok(table, plain))
-            except (psycopg.Error, UnicodeEncodeError) as exc:
-                raise translate_error(exc, table, [self._values()], action="to_dataframe") from exc
+            parts = self._frame_parts(table, stmt, params, plain, packed=bool(packed))
             if packed:
-                return frames.packed_frame(pd, table, columns, packed, plain, rows)
-            return frames.plain_frame(pd, table, columns, rows)
+                frame = frames.packed_frame(pd, table, columns, packed, plain, parts)
+                if frame is not None:
+                    return frame
+                # a column the model declares NOT NULL holds a NULL in the database: read the values plainly
+                stmt, params = self._select()
+                parts = self._frame_parts(table, stmt, params, columns, packed=False)
+            return frames.plain_frame(pd, table, columns, parts)
+
+    def _frame_parts(
+        self, table: Table, stmt: str, params: list[Any], plain: Sequence[str], *, packed: bool
+    ) -> frames.FrameParts:
+        """The rows of a ``to_dataframe()`` statement, streamed and kept as columns (binary when every
+        ``plain`` column reads the same)."""
+        parts = frames.FrameParts(len(plain) + packed, packed)
+        try:
+            with self._session().connection() as conn:
+                binary = results.binary_ok(table, plain)
+                for chunk in results.stream_tuples(conn, stmt, params, binary=binary):
+                    parts.add(chunk)
+        except (psycopg.Error, UnicodeEncodeError) as exc:
+            raise translate_error(exc, table, [self._values()], action="to_dataframe") from exc
+        return parts
 
     def first(self) -> T | None:
         """The first matching row, or None (``LIMIT 1``)."""

@@ -28,13 +28,9 @@ def update(session: Session, cls: type, instance: Any, values: Mapping[str, Any]
     :meth:`dbplugins.Query.update`."""
     table = table_of(cls)
     if not isinstance(instance, cls):
-        raise QueryError(
-            f"update() got a {type(instance).__name__}, not a {cls.__name__}", model=table.name
-        )
+        raise QueryError(f"update() got a {type(instance).__name__}, not a {cls.__name__}", model=table.name)
     if not isinstance(values, Mapping):
-        raise QueryError(
-            f"update() values must be a dict of column -> value, got {type(values).__name__}"
-        )
+        raise QueryError(f"update() values must be a dict of column -> value, got {type(values).__name__}")
     check_columns(table, values, what="column")
     if not table.primary_key:
         raise QueryError(f"update() needs a primary key; model {table.name!r} has none", model=table.name)
