@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Buffer
 from psycopg_pool import ConnectionPool
 
 from .. import config as _config
@@ -72,6 +74,8 @@ def _configurer(
         conn.autocommit = True
         # Every statement of every module goes through a cursor of this class: the dbplugins.sql log.
         conn.cursor_factory = LoggedCursor
+        # A text ``real`` read as the float32 it denotes, as the binary loader does (see Float4TextLoader).
+        conn.adapters.register_loader("float4", Float4TextLoader)
         if user is not None:
             user(conn)
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -79,6 +83,25 @@ def _configurer(
             conn.autocommit = True
 
     return configure
+
+
+class Float4TextLoader(psycopg.adapt.Loader):
+    """A ``real`` in text format, read as the float32 it stands for.
+
+    The server writes a float4 as its shortest decimal form ("6.710887e+07" for 67108872). psycopg's text
+    loader parses that into the nearest double, 67108870.0, while its binary loader widens the float32
+    exactly, 67108872.0: the same stored value came back as two different floats depending on the result
+    format (queries fetch binary; ``db.execute`` and results with a column that has no binary loader fetch
+    text). Rounding the parsed double to float32 gives the stored value back (the shortest form round-trips,
+    PostgreSQL 12 and later), so every path reads the same float.
+    """
+
+    def load(self, data: Buffer) -> float:
+        value: float = _FLOAT4.unpack(_FLOAT4.pack(float(bytes(data))))[0]
+        return value
+
+
+_FLOAT4 = struct.Struct("f")
 
 
 class SQLConnection:
