@@ -119,3 +119,13 @@ def test_a_streamed_read_inside_a_transaction_sees_its_own_rows(sdb: SQLConnecti
         assert [x.iid for x in got] == list(range(N, N + STREAM_CHUNK + 1))
         raise RuntimeError("roll back")
     assert sdb.query(Item).filter(C.grp.in_([1000])).all() == []
+
+
+def test_inside_a_pipeline_the_read_is_fetched_whole(sdb: SQLConnection) -> None:
+    """psycopg cannot stream in pipeline mode: a read made there (a transaction's connection that the caller
+    put in a pipeline) fetches its result whole, with the same rows."""
+    query = sdb.query(Item).filter(C.grp.in_(list(range(97)))).order_by(C.iid)
+    want = query.all()
+    with sdb.transaction() as session, session.connection() as conn, conn.pipeline():
+        assert query.all() == want
+        assert query.to_dataframe()["iid"].tolist() == [x.iid for x in want]

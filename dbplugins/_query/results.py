@@ -157,7 +157,7 @@ def stream_tuples(
     A streamed statement is never prepared: use it for those that run unprepared anyway (see
     :func:`prepare_flag`) or whose rows cost more than their planning.
     """
-    if not _chunked_rows():
+    if not _chunked_rows() or conn.pgconn.pipeline_status:  # psycopg streams outside pipeline mode only
         yield fetch_tuples(conn, stmt, params, binary=binary, make=make)
         return
     cur = _cursor(conn, binary)
