@@ -237,11 +237,7 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
         gone = [c for c in cur_cols if c not in new_cols]
         came = [c for c in new_cols if c not in cur_cols]
         for c in gone:
-            twins = [
-                a
-                for a in came
-                if type_key(new_cols[a].sql_type) == type_key(cur_cols[c].sql_type)
-            ]
+            twins = [a for a in came if type_key(new_cols[a].sql_type) == type_key(cur_cols[c].sql_type)]
             note = (
                 f"possible rename of {name}.{c} to {name}.{twins[0]}: this drops the column and its data; to "
                 f"keep them, write {_sql('ALTER TABLE {} RENAME COLUMN {} TO {}', name, c, twins[0])} instead"
@@ -263,19 +259,18 @@ def diff(current: Schema, desired: Schema) -> list[Operation]:
             if c not in new_cols:
                 continue
             a, b = cur_cols[c], new_cols[c]
+            numbered = server_generated(a.sql_type) or server_generated(b.sql_type)
             if type_key(a.sql_type) != type_key(b.sql_type):
                 note = (
                     f"converts existing values with USING {_sql('{}', c)}::{b.sql_type}; may fail or lose "
                     "precision"
                 )
-                if server_generated(a.sql_type) or server_generated(b.sql_type):
-                    # no ALTER ... TYPE makes or unmakes a serial or identity column: the statement fails
-                    note = (
-                        f"changing {name}.{c} from {a.sql_type} to {b.sql_type} is not generated: replace "
-                        "this statement by hand (ADD/DROP IDENTITY, a sequence and SET DEFAULT)"
-                    )
+                if numbered:
+                    # spelled in steps by migrations._generated, NOT NULL included (so no alter_nullable:
+                    # an identity column refuses DROP NOT NULL, which its rollback would run first)
+                    note = _numbering_note(a.sql_type, b.sql_type)
                 ops.append(Operation("alter_type", name, c, old=a, new=b, note=note))
-            if a.nullable != b.nullable:
+            if a.nullable != b.nullable and not (numbered and type_key(a.sql_type) != type_key(b.sql_type)):
                 note = None if b.nullable else "fails if existing rows hold NULL in this column"
                 ops.append(Operation("alter_nullable", name, c, old=a, new=b, note=note))
             if _default_key(a.default) != _default_key(b.default):
@@ -378,3 +373,12 @@ def _order(ops: list[Operation], current: Schema, desired: Schema) -> list[Opera
             seen.add(ident)
             unique.append(op)
     return sorted(unique, key=key)
+
+
+def _numbering_note(old: str, new: str) -> str | None:
+    """What a change to or from a server-numbered column does to the data (see migrations._generated)."""
+    if not server_generated(new):
+        return "drops the column's sequence; the values are kept"
+    if not server_generated(old):
+        return "the values are kept; the server numbers new rows after the largest (fails if one is NULL)"
+    return None

@@ -27,6 +27,7 @@ from psycopg import sql
 from .._types.schema import ColumnDef, ForeignKey, Index, Table
 from ..citus.ddl import distribute_sql
 from ._ddl import expression_sql, server_generated, type_sql
+from ._generated import generated_change
 from .diff import Operation, pg_identifier
 
 __all__ = ["forward", "backward", "render", "migration_id", "slugify", "write_migration"]
@@ -110,7 +111,9 @@ def _statements(op: Operation) -> list[sql.Composable]:
     if k == "drop_column":
         return [_alter(t, sql.SQL("DROP COLUMN {}").format(col))]
     if k == "alter_type":
-        assert isinstance(op.new, ColumnDef)
+        assert isinstance(op.new, ColumnDef) and isinstance(op.old, ColumnDef)
+        if server_generated(op.old.sql_type) or server_generated(op.new.sql_type):
+            return generated_change(t, op.old, op.new)
         ty = type_sql(op.new.sql_type, model=t, column=n)
         return [_alter(t, sql.SQL("ALTER COLUMN {} TYPE {} USING {}::{}").format(col, ty, col, ty))]
     if k == "alter_nullable":
