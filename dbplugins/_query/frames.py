@@ -34,14 +34,7 @@ __all__ = ["FrameParts", "frame_layout", "packed_frame", "plain_frame"]
 _FLOATS = frozenset({"double precision", "real"})
 _INTS = frozenset({"smallint", "integer", "bigint"})
 _TEXTS = frozenset({"character varying", "text", "character"})
-_KINDS = {
-    "double precision": "f",
-    "real": "f",
-    "smallint": "i",
-    "integer": "i",
-    "bigint": "i",
-    "boolean": "b",
-}
+_KINDS = {**dict.fromkeys(_FLOATS, "f"), **dict.fromkeys(_INTS, "i"), "boolean": "b"}  # see frame_layout
 # the numpy fields of each code, as shapes.packed_sql lays them out: a value, and a NULL flag if one is sent
 _FIELDS: dict[str, list[str]] = {
     "f": [">f8"],

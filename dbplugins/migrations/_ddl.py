@@ -38,7 +38,13 @@ _TYPE_RE = re.compile(
 
 # The sequence options of an identity column, ``... as identity (start with 100 increment by 10)``: words
 # and numbers only.
-_IDENTITY_OPTIONS = re.compile(r"(\bidentity)\s*\([A-Za-z0-9_ +-]*\)\s*$", re.I)
+_IDENTITY_OPTIONS = re.compile(r"(\bidentity)\s*(\([A-Za-z0-9_ +-]*\))\s*$", re.I)
+
+
+def identity_options(sql_type: str) -> str:
+    """The sequence options declared after an identity type, ``(start with 100)``, or ``""``."""
+    match = _IDENTITY_OPTIONS.search(sql_type)
+    return match.group(2) if match else ""
 
 
 def type_sql(sql_type: str, *, model: str, column: str) -> sql.SQL:

@@ -18,29 +18,25 @@ An identity column changing only between ``always`` and ``by default`` gets ``SE
 
 from __future__ import annotations
 
-import re
-
 from psycopg import sql
 
 from .._types.schema import ColumnDef
-from ._ddl import type_sql, value_type
+from ._ddl import SERIAL_OF, identity_options, server_generated, type_key, type_sql, value_type
 from .diff import pg_identifier
 
 __all__ = ["generated_change"]
 
-_IDENTITY = re.compile(
-    r"\bgenerated\s+(always|by\s+default)\s+as\s+identity\s*(\([A-Za-z0-9_ +-]*\))?\s*$", re.I
-)
-
 
 def _numbering(sql_type: str) -> tuple[str | None, str]:
-    """``(kind, options)``: kind ``serial``, ``always``, ``by default`` or None (a plain column)."""
-    match = _IDENTITY.search(sql_type)
-    if match:
-        return " ".join(match.group(1).lower().split()), match.group(2) or ""
-    if sql_type.strip().lower() in ("serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"):
+    """``(kind, options)``: kind ``serial``, ``always``, ``by default`` or None (a plain column); options the
+    declared sequence options of an identity, ``(start with 5)``, as ``type_sql`` checks them."""
+    if not server_generated(sql_type):
+        return None, ""
+    key = type_key(sql_type)  # serial4, SERIAL, ... -> serial; an identity with its kind spelled out
+    if key in SERIAL_OF.values():
         return "serial", ""
-    return None, ""
+    kind = "always" if key.endswith("always as identity") else "by default"
+    return kind, identity_options(sql_type)
 
 
 def generated_change(table: str, old: ColumnDef, new: ColumnDef) -> list[sql.Composable]:
@@ -62,8 +58,8 @@ def generated_change(table: str, old: ColumnDef, new: ColumnDef) -> list[sql.Com
         out.append(sql.SQL("DO $dbp$ BEGIN EXECUTE format('DROP SEQUENCE %s', {}); END $dbp$").format(owner))
     elif was is not None:
         out.append(alter + sql.SQL("DROP IDENTITY"))
+    ty = type_sql(new_values, model=table, column=new.name)
     if old_values != new_values:
-        ty = type_sql(new_values, model=table, column=new.name)
         out.append(alter + sql.SQL("TYPE {} USING {}::{}").format(ty, c, ty))
     if becomes is None:
         if new.nullable:
@@ -72,12 +68,11 @@ def generated_change(table: str, old: ColumnDef, new: ColumnDef) -> list[sql.Com
     out.append(alter + sql.SQL("SET NOT NULL"))
     if becomes == "serial":
         seq = sql.Identifier(pg_identifier(f"{table}_{new.name}_seq"))
-        ty = type_sql(new_values, model=table, column=new.name)
         out.append(sql.SQL("CREATE SEQUENCE {} AS {} OWNED BY {}.{}").format(seq, ty, t, c))
         default = sql.SQL("SET DEFAULT nextval({}::regclass)").format(sql.Literal(seq.as_string(None)))
         out.append(alter + default)
     else:
-        # options come from the model declaration, checked by type_sql's pattern: words and numbers only
+        # options from the model declaration, checked by type_sql's pattern: words and numbers only
         out.append(alter + sql.SQL(f"ADD GENERATED {becomes.upper()} AS IDENTITY {options}".rstrip()))
     out.append(
         sql.SQL(
