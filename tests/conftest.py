@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -27,6 +28,13 @@ os.environ.setdefault("DBP_EMBEDDED_DIR", str(Path(__file__).resolve().parents[1
 
 # The local Citus cluster and the DBP_REQUIRE_CITUS hook (tests/citus_fixtures.py).
 pytest_plugins = ["citus_fixtures"]
+
+# `make test` (and so CI) draws the same hypothesis examples on every run: a red run is reproducible, and a
+# green one does not turn red on a later draw. `make soak` (DBP_SOAK=1) draws fresh examples each time, to go
+# on finding new ones. Loaded here, before any test module builds its settings on top of the default.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("fresh", database=None)
+settings.load_profile("fresh" if os.environ.get("DBP_SOAK") else "repeatable")
 
 EMPTY_TEMPLATE = f"dbp_test_tpl_empty_{os.getpid()}"
 SCHEMA_TEMPLATE = f"dbp_test_tpl_schema_{os.getpid()}"
