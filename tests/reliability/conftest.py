@@ -52,9 +52,14 @@ def dbname_of(dsn: str) -> str:
     return str(conninfo_to_dict(dsn)["dbname"])
 
 
+#: The application_name of the tests' own connections, which the backend queries below leave out: a backend
+#: whose client has just closed can still be listed for a moment while it exits.
+ADMIN_APP = "dbp-test-admin"
+
+
 def admin(dsn: str) -> psycopg.Connection[Any]:
     """A plain psycopg connection in autocommit, outside the library under test."""
-    return psycopg.connect(dsn, autocommit=True)
+    return psycopg.connect(dsn, autocommit=True, application_name=ADMIN_APP)
 
 
 def scalar(dsn: str, query: Any, params: Any = None) -> Any:
@@ -77,12 +82,12 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 def other_backends(dsn: str) -> list[tuple[int, str | None, str | None]]:
-    """(pid, state, query) of every client backend on ``dsn``'s database except the one asking."""
+    """(pid, state, query) of every client backend on ``dsn``'s database, the tests' own left out."""
     with admin(dsn) as conn:
         rows = conn.execute(
-            "SELECT pid, state, query FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
-            (dbname_of(dsn),),
+            "SELECT pid, state, query FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend' AND application_name IS DISTINCT FROM %s",
+            (dbname_of(dsn), ADMIN_APP),
         ).fetchall()
     return [(int(r[0]), r[1], r[2]) for r in rows]
 

@@ -26,6 +26,7 @@ from dbplugins import ConnectionError, DbpError, SQLConnection
 from dbplugins.models import Detection, Object
 
 from .conftest import (
+    ADMIN_APP,
     admin,
     assert_pool_healthy,
     count,
@@ -288,9 +289,10 @@ def terminate_all(dsn: str) -> int:
     """
     with admin(dsn) as conn:
         rows = conn.execute(
-            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
-            (dbname_of(dsn),),
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            " AND application_name IS DISTINCT FROM %s",  # not the tests' own (admin) connections
+            (dbname_of(dsn), ADMIN_APP),
         ).fetchall()
     terminated = {int(r[0]) for r in rows}
 
