@@ -15,8 +15,11 @@ from typing import Annotated, Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
-from dbplugins import Column, ConfigurationError, migrations, model
+from dbplugins import Column, ConfigurationError, MigrationError, migrations, model
+from dbplugins.migrations._ddl import identity_sequence
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -171,20 +174,108 @@ def test_tables_made_by_hand_read_as_their_declaration(empty_dsn: str, tmp_path:
     assert not result.changed, [op.describe() for op in result.operations]
 
 
-def test_identity_options_are_created_and_not_compared(empty_dsn: str, tmp_path: Path) -> None:
-    @model("ser_opts", primary_key=["id"])
+def _opts_model(options: str) -> type:
+    @model("ser_opts", primary_key=["name"])
     @dataclass
     class Opts:
         name: str
-        id: Annotated[int | None, Column("int generated always as identity (start with 100)")] = None
+        id: Annotated[int | None, Column(f"int generated always as identity {options}".rstrip())] = None
 
+    return Opts
+
+
+def identity_of(dsn: str, table: str, column: str) -> tuple[int, int, int, int, int, bool]:
+    """(increment, min, max, start, cache, cycle) of the identity sequence of ``table.column``."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT seqincrement, seqmin, seqmax, seqstart, seqcache, seqcycle FROM pg_sequence"
+            " WHERE seqrelid = pg_get_serial_sequence(%s, %s)::regclass",
+            (table, column),
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+def test_identity_options_are_created_and_read_back(empty_dsn: str, tmp_path: Path) -> None:
+    """Declared options land in the sequence, and read back equal whatever their spelling."""
     migrations.initdb(empty_dsn)
-    draft = migrations.make_migrations(empty_dsn, models=[Opts], migrations_dir=tmp_path)
+    opts = _opts_model("(start with 100)")
+    draft = migrations.make_migrations(empty_dsn, models=[opts], migrations_dir=tmp_path)
     assert '"id" int generated always as identity (start with 100) NOT NULL' in draft.sql
     migrations.migrate(empty_dsn, migrations_dir=tmp_path)
     with psycopg.connect(empty_dsn) as conn:
         assert conn.execute("INSERT INTO ser_opts (name) VALUES ('a') RETURNING id").fetchone() == (100,)
-    assert not check(empty_dsn, tmp_path, [Opts]).changed
+    for same in (
+        "(start with 100)",
+        "(START 100)",
+        "(start with 100 minvalue 1 no maxvalue cache 1 no cycle)",
+    ):
+        assert not check(empty_dsn, tmp_path, [_opts_model(same)]).changed, same
+
+
+def test_a_change_of_identity_options_is_migrated_in_place(empty_dsn: str, tmp_path: Path) -> None:
+    """``make_migrations`` compares the sequence options: a change is ``SET <option>`` on the column (the
+    values and the sequence's position kept), ``--check`` is clean after it, the rollback restores them."""
+    mdir = tmp_path / "migrations"
+    migrations.initdb(empty_dsn)
+    before, after = (
+        _opts_model("(start with 5)"),
+        _opts_model("(increment by 10 maxvalue 100000 cache 20 cycle)"),
+    )
+    migrations.make_migrations(empty_dsn, models=[before], migrations_dir=mdir)
+    migrations.migrate(empty_dsn, migrations_dir=mdir)
+    with psycopg.connect(empty_dsn) as conn:
+        conn.execute("INSERT INTO ser_opts (name) VALUES ('a'), ('b'), ('c')")
+    largest = 2**31 - 1
+    assert identity_of(empty_dsn, "ser_opts", "id") == (1, 1, largest, 5, 1, False)
+
+    draft = migrations.make_migrations(empty_dsn, models=[after], migrations_dir=mdir)
+    assert [op.kind for op in draft.operations] == ["alter_type"], draft.sql
+    assert "DROP IDENTITY" not in draft.sql and "SET INCREMENT BY 10" in draft.sql, draft.sql
+    migrations.migrate(empty_dsn, migrations_dir=mdir)
+    assert identity_of(empty_dsn, "ser_opts", "id") == (10, 1, 100000, 1, 20, True)
+    assert not check(empty_dsn, mdir, [after]).changed
+    with psycopg.connect(empty_dsn) as conn:
+        assert conn.execute("SELECT name, id FROM ser_opts ORDER BY id").fetchall() == [
+            ("a", 5),
+            ("b", 6),
+            ("c", 7),
+        ]
+        # the position is kept: the next number follows the last one given, by the new increment
+        assert conn.execute("INSERT INTO ser_opts (name) VALUES ('d') RETURNING id").fetchone() == (17,)
+
+    migrations.rollback(empty_dsn, migrations_dir=mdir)
+    assert identity_of(empty_dsn, "ser_opts", "id") == (1, 1, largest, 5, 1, False)
+    assert not check(empty_dsn, tmp_path / "none", [before]).changed
+
+
+def test_new_bounds_that_exclude_a_used_sequence_fail_the_migration_whole(
+    empty_dsn: str, tmp_path: Path
+) -> None:
+    """A used sequence keeps its position; bounds that exclude it fail with PostgreSQL's message, and nothing
+    of the migration stays."""
+    mdir = tmp_path / "migrations"
+    migrations.initdb(empty_dsn)
+    migrations.make_migrations(empty_dsn, models=[_opts_model("")], migrations_dir=mdir)
+    migrations.migrate(empty_dsn, migrations_dir=mdir)
+    with psycopg.connect(empty_dsn) as conn:
+        conn.execute("INSERT INTO ser_opts (name) SELECT 'n' || i FROM generate_series(1, 7) AS i")
+    before = identity_of(empty_dsn, "ser_opts", "id")
+    draft = migrations.make_migrations(
+        empty_dsn, models=[_opts_model("(maxvalue 5 cache 3)")], migrations_dir=mdir
+    )
+    with pytest.raises(MigrationError, match=r"(?i)maxvalue"):
+        migrations.migrate(empty_dsn, migrations_dir=mdir)
+    assert identity_of(empty_dsn, "ser_opts", "id") == before
+    assert [m.id for m in migrations.status(empty_dsn, migrations_dir=mdir).pending] == [draft.id]
+
+
+def test_identity_options_the_differ_cannot_read_are_refused(empty_dsn: str, tmp_path: Path) -> None:
+    migrations.initdb(empty_dsn)
+    for options in ("(sequence name ser_seq)", "(start with x)", "(increment by 0)"):
+        with pytest.raises(ConfigurationError, match=r"identity option.*ser_opts.*'id'"):
+            migrations.make_migrations(empty_dsn, models=[_opts_model(options)], migrations_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_default_beside_a_serial_type_is_refused(empty_dsn: str, tmp_path: Path) -> None:
@@ -282,3 +373,131 @@ def test_the_start_of_an_identity_is_kept_above_the_stored_values(empty_dsn: str
     migrations.make_migrations(empty_dsn, models=[NumBigIdentity], migrations_dir=mdir)
     migrations.migrate(empty_dsn, migrations_dir=mdir)
     assert _insert_numbered(empty_dsn, "first") == 5
+
+
+@model("ser_num", primary_key=["name"])
+@dataclass
+class NumDescending:
+    name: str
+    n: Annotated[int | None, Column("integer generated by default as identity (increment by -1)")] = None
+
+
+def test_a_descending_identity_numbers_below_the_stored_values(empty_dsn: str, tmp_path: Path) -> None:
+    """``increment by -1``: the sequence is moved below the smallest stored value, not past the largest."""
+    mdir = tmp_path / "migrations"
+    migrations.initdb(empty_dsn)
+    migrations.make_migrations(empty_dsn, models=[NumPlain], migrations_dir=mdir)
+    migrations.migrate(empty_dsn, migrations_dir=mdir)
+    with psycopg.connect(empty_dsn) as conn:
+        conn.execute("INSERT INTO ser_num VALUES ('a', -3), ('b', -50), ('c', -7)")
+    migrations.make_migrations(empty_dsn, models=[NumDescending], migrations_dir=mdir)
+    migrations.migrate(empty_dsn, migrations_dir=mdir)
+    assert not check(empty_dsn, mdir, [NumDescending]).changed
+    assert [_insert_numbered(empty_dsn, f"new{i}") for i in range(3)] == [-51, -52, -53]
+
+
+@st.composite
+def identity_options(draw: st.DrawFn) -> str:
+    """Sequence options for an integer identity, any subset of them spelled, either direction."""
+    words: list[str] = []
+    if draw(st.booleans()):
+        words.append(f"increment by {draw(st.sampled_from([-7, -2, -1, 1, 3]))}")
+    if draw(st.booleans()):
+        words.append(f"minvalue {draw(st.integers(-(10**6), 100))}")
+    if draw(st.booleans()):
+        words.append(f"maxvalue {draw(st.integers(-100, 10**6))}")
+    if draw(st.booleans()):
+        words.append(f"start with {draw(st.integers(-(10**6), 10**6))}")
+    if draw(st.booleans()):
+        words.append(f"cache {draw(st.integers(1, 50))}")
+    words.append(draw(st.sampled_from(["", "cycle", "no cycle"])))
+    text = " ".join(w for w in words if w)
+    seq = identity_sequence("integer", f"({text})")
+    assume(seq.minvalue < seq.maxvalue and seq.minvalue <= seq.start <= seq.maxvalue)  # CREATE would refuse
+    return f"({text})" if text else ""
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(a=identity_options(), b=identity_options())
+def test_identity_options_round_trip_through_migrations(
+    empty_dsn: str, tmp_path_factory: pytest.TempPathFactory, a: str, b: str
+) -> None:
+    """Any options A -> B on a sequence not used yet: the migration leaves exactly B's sequence (as CREATE
+    SEQUENCE would make it, starting at B's start), ``--check`` clean, and its rollback exactly A's."""
+    mdir = tmp_path_factory.mktemp("migrations")
+    migrations.initdb(empty_dsn)
+    with psycopg.connect(empty_dsn) as conn:  # created by hand (not by the library under test)
+        conn.execute("DROP TABLE IF EXISTS ser_opts")
+        conn.execute(
+            f"CREATE TABLE ser_opts (name varchar PRIMARY KEY, id int GENERATED ALWAYS AS IDENTITY {a})"
+        )
+    assert identity_of(empty_dsn, "ser_opts", "id") == identity_sequence("integer", a)
+    assert not check(empty_dsn, mdir, [_opts_model(a)]).changed
+    draft = migrations.make_migrations(empty_dsn, models=[_opts_model(b)], migrations_dir=mdir)
+    if identity_sequence("integer", a) == identity_sequence("integer", b):
+        assert not draft.changed, draft.sql
+        return
+    assert "DROP IDENTITY" not in draft.sql, draft.sql
+    migrations.migrate(empty_dsn, migrations_dir=mdir)
+    assert identity_of(empty_dsn, "ser_opts", "id") == identity_sequence("integer", b), draft.sql
+    assert not check(empty_dsn, mdir, [_opts_model(b)]).changed
+    assert next_number(empty_dsn) == identity_sequence("integer", b).start
+    migrations.rollback(empty_dsn, migrations_dir=mdir)
+    assert identity_of(empty_dsn, "ser_opts", "id") == identity_sequence("integer", a), draft.sql
+    assert next_number(empty_dsn) == identity_sequence("integer", a).start
+
+
+def next_number(dsn: str) -> int:
+    """The number the server would give the next row of ser_opts, the sequence left unused (rolled back)."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("INSERT INTO ser_opts (name) VALUES ('probe') RETURNING id").fetchone()
+        conn.rollback()  # a sequence is not transactional: put it back unused, as the rollback will find it
+        conn.execute(
+            "SELECT setval(s, (SELECT seqstart FROM pg_sequence WHERE seqrelid = s), false)"
+            " FROM CAST(pg_get_serial_sequence('ser_opts', 'id') AS regclass) AS x(s)"
+        )
+        conn.commit()
+    assert row is not None
+    return int(row[0])
+
+
+WEIRD = "ser_$dbp$ \"we'ird"  # a table name holding both quotes and the DO blocks' default dollar tag
+
+
+def _weird_model(kind: str) -> type:
+    @model(WEIRD, primary_key=["name"])
+    @dataclass
+    class Weird:
+        name: str
+        n: Annotated[int | None, Column(kind)] = None
+
+    return Weird
+
+
+def test_numbering_changes_on_names_that_hold_quotes_and_dollar_tags(empty_dsn: str, tmp_path: Path) -> None:
+    """The DO blocks of these migrations quote the names inside them and take a dollar tag they do not hold:
+    plain -> serial -> identity -> other options -> plain, each applied with rows numbered in between."""
+    mdir = tmp_path / "migrations"
+    migrations.initdb(empty_dsn)
+    insert = psycopg.sql.SQL("INSERT INTO {} (name) VALUES (%s) RETURNING n").format(
+        psycopg.sql.Identifier(WEIRD)
+    )
+    numbered = []
+    for kind in (
+        "integer",
+        "serial",
+        "integer generated by default as identity (start with 10)",
+        "integer generated by default as identity (start with 20 increment by 2)",
+        "integer",
+    ):
+        draft = migrations.make_migrations(empty_dsn, models=[_weird_model(kind)], migrations_dir=mdir)
+        assert draft.changed, kind
+        migrations.migrate(empty_dsn, migrations_dir=mdir)
+        assert not check(empty_dsn, mdir, [_weird_model(kind)]).changed, kind
+        if kind != "integer":
+            with psycopg.connect(empty_dsn) as conn:
+                row = conn.execute(insert, (kind,)).fetchone()
+            assert row is not None
+            numbered.append(row[0])
+    assert numbered == [1, 10, 12]  # serial from 1; identity past it (start 10); then by the new increment
+    assert sequences(empty_dsn, "ser_$dbp$") == set()

@@ -15,13 +15,23 @@ declarations (or from the server's own catalog, for the rollback of a drop), nev
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from psycopg import sql
 
 from .._types.column import _value_type, canonical_type
 from ..errors import ConfigurationError, context
 
-__all__ = ["type_sql", "expression_sql", "server_generated", "value_type", "type_key"]
+__all__ = [
+    "type_sql",
+    "expression_sql",
+    "server_generated",
+    "value_type",
+    "type_key",
+    "identity_options",
+    "identity_sequence",
+    "IdentitySequence",
+]
 
 # A type name as ``format_type`` prints it (the spelling models and introspection share): words, optionally
 # schema-qualified or double-quoted (``"char"``, ``"Mood"``, ``extra.mood``), an optional type modifier
@@ -45,6 +55,109 @@ def identity_options(sql_type: str) -> str:
     """The sequence options declared after an identity type, ``(start with 100)``, or ``""``."""
     match = _IDENTITY_OPTIONS.search(sql_type)
     return match.group(2) if match else ""
+
+
+class IdentitySequence(NamedTuple):
+    """The options of an identity column's sequence, every one of them (PostgreSQL's defaults filled in)."""
+
+    increment: int
+    minvalue: int
+    maxvalue: int
+    start: int
+    cache: int
+    cycle: bool
+
+    def spelled(self, value_type: str) -> str:
+        """The options that differ from the defaults for ``value_type``, in one fixed order: ``(increment by
+        -1 start with -10)``, or ``""``: the spelling introspection gives and the differ compares."""
+        words = [
+            f"{name} {value}"
+            for name, value, default in (
+                ("increment by", self.increment, 1),
+                ("minvalue", self.minvalue, _default_min(self.increment, value_type)),
+                ("maxvalue", self.maxvalue, _default_max(self.increment, value_type)),
+                # CREATE SEQUENCE starts at the minimum going up, at the maximum going down
+                ("start with", self.start, self.minvalue if self.increment > 0 else self.maxvalue),
+                ("cache", self.cache, 1),
+            )
+            if value != default
+        ]
+        if self.cycle:
+            words.append("cycle")
+        return f"({' '.join(words)})" if words else ""
+
+
+# The largest value of each integer type (an identity column is one of them; PostgreSQL refuses any other).
+_LARGEST = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
+
+
+def _default_min(increment: int, value_type: str) -> int:
+    return 1 if increment > 0 else -_LARGEST.get(canonical_type(value_type), _LARGEST["bigint"]) - 1
+
+
+def _default_max(increment: int, value_type: str) -> int:
+    return _LARGEST.get(canonical_type(value_type), _LARGEST["bigint"]) if increment > 0 else -1
+
+
+def identity_sequence(value_type: str, options: str) -> IdentitySequence:
+    """The sequence an identity column of ``value_type`` gets from its declared ``options`` (``(start with
+    5)``, as :func:`identity_options` reads them), with PostgreSQL's defaults (CREATE SEQUENCE) for the rest.
+
+    ``ValueError`` for an option this cannot read (``sequence name``, a misspelling): the differ could not
+    compare it.
+
+    >>> identity_sequence("integer", "(START 5 increment by 2)")
+    IdentitySequence(increment=2, minvalue=1, maxvalue=2147483647, start=5, cache=1, cycle=False)
+    >>> identity_sequence("smallint", "(increment by -1)").spelled("smallint")
+    '(increment by -1)'
+    """
+    words = options.strip().removeprefix("(").removesuffix(")").lower().split()
+    given: dict[str, int | bool | None] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        after = words[i + 1] if i + 1 < len(words) else ""
+        if word in ("start", "increment"):
+            skip = {"start": "with", "increment": "by"}[word]
+            i += 2 if after == skip else 1
+            given[word], i = _number(words, i, options), i + 1
+        elif word in ("minvalue", "maxvalue", "cache"):
+            given[word], i = _number(words, i + 1, options), i + 2
+        elif word == "cycle":
+            given["cycle"], i = True, i + 1
+        elif word == "no" and after in ("minvalue", "maxvalue", "cycle"):
+            given[after], i = (False if after == "cycle" else None), i + 2
+        else:
+            raise ValueError(f"identity option {word!r} in {options!r} is not one the differ can compare")
+    increment = _given(given, "increment", 1)
+    cache = _given(given, "cache", 1)
+    if increment == 0 or cache < 1:
+        raise ValueError(f"identity options {options!r}: increment by 0 or cache below 1")
+    low = given.get("minvalue")
+    high = given.get("maxvalue")
+    minvalue = _default_min(increment, value_type) if low is None else int(low)
+    maxvalue = _default_max(increment, value_type) if high is None else int(high)
+    start = given.get("start")
+    return IdentitySequence(
+        increment=increment,
+        minvalue=minvalue,
+        maxvalue=maxvalue,
+        start=(minvalue if increment > 0 else maxvalue) if start is None else int(start),
+        cache=cache,
+        cycle=bool(given.get("cycle", False)),
+    )
+
+
+def _given(given: dict[str, int | bool | None], name: str, default: int) -> int:
+    value = given.get(name)
+    return default if value is None else int(value)
+
+
+def _number(words: list[str], i: int, options: str) -> int:
+    try:
+        return int(words[i])
+    except (IndexError, ValueError):
+        raise ValueError(f"identity options {options!r}: a number expected at word {i + 1}") from None
 
 
 def type_sql(sql_type: str, *, model: str, column: str) -> sql.SQL:
@@ -90,13 +203,19 @@ SERIAL_OF = {"smallint": "smallserial", "integer": "serial", "bigint": "bigseria
 
 def type_key(sql_type: str) -> str:
     """What the differ compares of a type: the spelling introspection gives a server-generated column
-    (``serial4`` and ``serial`` alike are ``serial``; ``int GENERATED ALWAYS AS IDENTITY (start with 100)`` is
-    ``integer generated always as identity``: the catalog's type does not carry the sequence options)."""
+    (``serial4`` and ``serial`` alike are ``serial``; ``int GENERATED ALWAYS AS IDENTITY (START 100 MINVALUE
+    1)`` is ``integer generated always as identity (start with 100)``: the sequence options that differ from
+    PostgreSQL's defaults, in one order). Options it cannot read are compared as written."""
     base, generated = _value_type(sql_type)
     if not generated:
         return canonical_type(sql_type)
     base = canonical_type(base)
     if base not in SERIAL_OF or "identity" in sql_type.lower():  # serial, serial4, ... name no identity
         kind = "always" if re.search(r"\balways\b", sql_type, re.I) else "by default"
-        return f"{base} generated {kind} as identity"
+        options = identity_options(sql_type)
+        try:
+            options = identity_sequence(base, options).spelled(base)
+        except ValueError:  # refused with its model and column by the differ (diff._generated_not_null)
+            pass
+        return f"{base} generated {kind} as identity {options}".rstrip()
     return SERIAL_OF[base]

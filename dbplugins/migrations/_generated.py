@@ -13,15 +13,27 @@ is spelled in steps, each undone by the same function with the two sides swapped
    its ``nextval`` as the default; the sequence is then moved past the largest stored value, so the next row
    numbered by the server does not collide with an existing one. The existing values are kept as they are.
 
-An identity column changing only between ``always`` and ``by default`` gets ``SET GENERATED``.
+An identity column that stays one (same value type) gets ``SET GENERATED`` for a change between ``always``
+and ``by default`` and ``SET <option>`` for each sequence option that changes. A sequence that has given
+no number yet restarts at its new start; one that has keeps its position (a new ``start with`` is where a
+later ``RESTART`` would go, as ``ALTER SEQUENCE`` has it), and a position outside new bounds fails the
+migration with PostgreSQL's message, nothing changed.
 """
 
 from __future__ import annotations
 
 from psycopg import sql
 
-from .._types.schema import ColumnDef
-from ._ddl import SERIAL_OF, identity_options, server_generated, type_key, type_sql, value_type
+from .._types.schema import ColumnDef, canonical_type
+from ._ddl import (
+    SERIAL_OF,
+    identity_options,
+    identity_sequence,
+    server_generated,
+    type_key,
+    type_sql,
+    value_type,
+)
 from .diff import pg_identifier
 
 __all__ = ["generated_change"]
@@ -35,8 +47,42 @@ def _numbering(sql_type: str) -> tuple[str | None, str]:
     key = type_key(sql_type)  # serial4, SERIAL, ... -> serial; an identity with its kind spelled out
     if key in SERIAL_OF.values():
         return "serial", ""
-    kind = "always" if key.endswith("always as identity") else "by default"
+    kind = "always" if " always as identity" in key else "by default"
     return kind, identity_options(sql_type)
+
+
+def _identity_changes(old: ColumnDef, new: ColumnDef, was: str, becomes: str) -> list[str]:
+    """``SET GENERATED`` and ``SET <option>`` for what differs between two identities of one value type
+    (keywords and integers only, the options read by ``identity_sequence``)."""
+    ty = canonical_type(value_type(new.sql_type))
+    a = identity_sequence(ty, identity_options(old.sql_type))
+    b = identity_sequence(ty, identity_options(new.sql_type))
+    words = [f"SET GENERATED {becomes.upper()}"] if becomes != was else []
+    if b.increment != a.increment:
+        words.append(f"SET INCREMENT BY {b.increment}")
+    # bounds at their defaults are NO MINVALUE / NO MAXVALUE: the defaults of the new increment's direction
+    default = identity_sequence(ty, f"(increment by {b.increment})")
+    if (b.minvalue, b.increment) != (a.minvalue, a.increment):
+        words.append("SET NO MINVALUE" if b.minvalue == default.minvalue else f"SET MINVALUE {b.minvalue}")
+    if (b.maxvalue, b.increment) != (a.maxvalue, a.increment):
+        words.append("SET NO MAXVALUE" if b.maxvalue == default.maxvalue else f"SET MAXVALUE {b.maxvalue}")
+    if b.start != a.start:
+        words.append(f"SET START WITH {b.start}")
+    if b.cache != a.cache:
+        words.append(f"SET CACHE {b.cache}")
+    if b.cycle != a.cycle:
+        words.append("SET CYCLE" if b.cycle else "SET NO CYCLE")
+    return words
+
+
+def _do(body: sql.Composable) -> sql.SQL:
+    """``DO $dbp$ body $dbp$``, with a dollar-quote tag that the body (table and column names included) does
+    not contain."""
+    text, tag = body.as_string(None), "dbp"
+    while f"${tag}$" in text:
+        tag += "_"
+    # the body is composed above (identifiers and values quoted), the tag letters only
+    return sql.SQL(f"DO ${tag}$ {text} ${tag}$")
 
 
 def generated_change(table: str, old: ColumnDef, new: ColumnDef) -> list[sql.Composable]:
@@ -45,17 +91,33 @@ def generated_change(table: str, old: ColumnDef, new: ColumnDef) -> list[sql.Com
     alter = sql.SQL("ALTER TABLE {} ALTER COLUMN {} ").format(t, c)
     was, _ = _numbering(old.sql_type)
     becomes, options = _numbering(new.sql_type)
-    old_values, new_values = value_type(old.sql_type), value_type(new.sql_type)
-    if was in ("always", "by default") and becomes in ("always", "by default") and old_values == new_values:
-        return [alter + sql.SQL("SET GENERATED " + becomes.upper())]
-    out: list[sql.Composable] = []
+    # int and integer alike: the type the catalog prints
+    old_values, new_values = (
+        canonical_type(value_type(old.sql_type)),
+        canonical_type(value_type(new.sql_type)),
+    )
     owner = sql.SQL("pg_get_serial_sequence({}, {})").format(
         sql.Literal(t.as_string(None)), sql.Literal(new.name)
     )
+    if was in ("always", "by default") and becomes in ("always", "by default") and old_values == new_values:
+        changes = _identity_changes(old, new, was, becomes)
+        if changes == [f"SET GENERATED {becomes.upper()}"]:
+            return [alter + sql.SQL(changes[0])]  # words from _identity_changes
+        # A sequence never used yet restarts at its new start, as a table created with the new options would
+        # begin (and ALTER SEQUENCE refuses a position outside new bounds); a used one keeps its position.
+        return [
+            _do(
+                sql.SQL(
+                    "BEGIN EXECUTE {} || CASE WHEN pg_sequence_last_value({}::regclass) IS NULL"
+                    " THEN ' RESTART' ELSE '' END; END"
+                ).format(sql.Literal((alter + sql.SQL(" ".join(changes))).as_string(None)), owner)
+            )
+        ]
+    out: list[sql.Composable] = []
     if was == "serial":
         out.append(alter + sql.SQL("DROP DEFAULT"))
         # the sequence the column owns, by its real name (a DO block: DROP SEQUENCE takes no expression)
-        out.append(sql.SQL("DO $dbp$ BEGIN EXECUTE format('DROP SEQUENCE %s', {}); END $dbp$").format(owner))
+        out.append(_do(sql.SQL("BEGIN EXECUTE format('DROP SEQUENCE %s', {}); END").format(owner)))
     elif was is not None:
         out.append(alter + sql.SQL("DROP IDENTITY"))
     ty = type_sql(new_values, model=table, column=new.name)
@@ -74,10 +136,14 @@ def generated_change(table: str, old: ColumnDef, new: ColumnDef) -> list[sql.Com
     else:
         # options from the model declaration, checked by type_sql's pattern: words and numbers only
         out.append(alter + sql.SQL(f"ADD GENERATED {becomes.upper()} AS IDENTITY {options}".rstrip()))
+    # past the stored values in the sequence's direction (a descending one, increment by -1, below the
+    # smallest), unless its start already is
     out.append(
         sql.SQL(
-            "SELECT setval(s, m) FROM (SELECT {} AS s, max({}) AS m FROM {}) AS x"
-            " WHERE m >= (SELECT seqstart FROM pg_sequence WHERE seqrelid = s::regclass)"
-        ).format(owner, c, t)
+            "SELECT setval(x.s, CASE WHEN p.seqincrement > 0 THEN x.hi ELSE x.lo END)"
+            " FROM (SELECT {}::regclass AS s, max({}) AS hi, min({}) AS lo FROM {}) AS x"
+            " JOIN pg_sequence p ON p.seqrelid = x.s"
+            " WHERE CASE WHEN p.seqincrement > 0 THEN x.hi >= p.seqstart ELSE x.lo <= p.seqstart END"
+        ).format(owner, c, c, t)
     )
     return out

@@ -30,7 +30,7 @@ from psycopg import sql
 
 from .._types.schema import ColumnDef, ForeignKey, Index, Schema, Table
 from ..errors import ConfigurationError, context
-from ._ddl import server_generated, type_key
+from ._ddl import identity_options, identity_sequence, server_generated, type_key, value_type
 from .introspect import loose_form
 
 __all__ = ["Operation", "OpKind", "diff", "PHASES", "pg_identifier"]
@@ -172,12 +172,20 @@ def _generated_not_null(schema: Schema) -> Schema:
 
     A model declares such a field ``Optional[int] = None`` so that an instance can leave the value to the
     server; the column is NOT NULL all the same, and the diff must not offer to drop that. A declared default
-    beside a server-generated type is refused: PostgreSQL would ("multiple default values").
+    beside a server-generated type is refused: PostgreSQL would ("multiple default values"); so are identity
+    options the differ cannot read and compare (``sequence name``, a misspelling).
     """
     tables: dict[str, Table] = {}
     for name, table in schema.tables.items():
         generated = [c for c in table.columns.values() if server_generated(c.sql_type)]
         for col in generated:
+            if "identity" in col.sql_type.lower():
+                try:  # the differ compares the options: it must read them
+                    identity_sequence(value_type(col.sql_type), identity_options(col.sql_type))
+                except ValueError as exc:
+                    raise ConfigurationError(
+                        f"{exc}{context(model=name, column=col.name)}", model=name, column=col.name
+                    ) from None
             if col.default is not None:
                 raise ConfigurationError(
                     f"column type {col.sql_type!r} generates its values and takes no default (got "
