@@ -29,9 +29,10 @@ os.environ.setdefault("DBP_EMBEDDED_DIR", str(Path(__file__).resolve().parents[1
 # The local Citus cluster and the DBP_REQUIRE_CITUS hook (tests/citus_fixtures.py).
 pytest_plugins = ["citus_fixtures"]
 
-# `make test` (and so CI) draws the same hypothesis examples on every run: a red run is reproducible, and a
-# green one does not turn red on a later draw. `make soak` (DBP_SOAK=1) draws fresh examples each time, to go
-# on finding new ones. Loaded here, before any test module builds its settings on top of the default.
+# `make test` (and so CI) seeds hypothesis from each test: the same code draws the same examples, so a red run
+# is reproducible and a green one does not turn red on a later draw. `make soak` (DBP_SOAK=1) draws fresh
+# examples each time, to go on finding new ones. Loaded here, before any test module builds its settings on
+# top of the default.
 settings.register_profile("repeatable", derandomize=True, database=None)
 settings.register_profile("fresh", database=None)
 settings.load_profile("fresh" if os.environ.get("DBP_SOAK") else "repeatable")
