@@ -24,9 +24,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
-## make soak: the long versions of the reliability tests.
+## make soak: the long versions of the reliability tests, and every property test with fresh hypothesis draws
+## (`make test` repeats the same draws; see docs/guarantees.md).
 soak: $(STAMP)
-	DBP_SOAK=1 $(PY) -m pytest -q -m soak tests/reliability $(ARGS)
+	DBP_SOAK=1 $(PY) -m pytest -q -m "soak or hypothesis" tests $(ARGS)
 
 ## make bench: side-by-side benchmarks, written to bench/RESULTS.md.
 bench: $(STAMP)
