@@ -31,6 +31,7 @@ __all__ = [
     "identity_options",
     "identity_sequence",
     "IdentitySequence",
+    "default_bounds",
 ]
 
 # A type name as ``format_type`` prints it (the spelling models and introspection share): words, optionally
@@ -70,12 +71,13 @@ class IdentitySequence(NamedTuple):
     def spelled(self, value_type: str) -> str:
         """The options that differ from the defaults for ``value_type``, in one fixed order: ``(increment by
         -1 start with -10)``, or ``""``: the spelling introspection gives and the differ compares."""
+        low, high = default_bounds(self.increment, value_type)
         words = [
             f"{name} {value}"
             for name, value, default in (
                 ("increment by", self.increment, 1),
-                ("minvalue", self.minvalue, _default_min(self.increment, value_type)),
-                ("maxvalue", self.maxvalue, _default_max(self.increment, value_type)),
+                ("minvalue", self.minvalue, low),
+                ("maxvalue", self.maxvalue, high),
                 # CREATE SEQUENCE starts at the minimum going up, at the maximum going down
                 ("start with", self.start, self.minvalue if self.increment > 0 else self.maxvalue),
                 ("cache", self.cache, 1),
@@ -91,12 +93,10 @@ class IdentitySequence(NamedTuple):
 _LARGEST = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
 
 
-def _default_min(increment: int, value_type: str) -> int:
-    return 1 if increment > 0 else -_LARGEST.get(canonical_type(value_type), _LARGEST["bigint"]) - 1
-
-
-def _default_max(increment: int, value_type: str) -> int:
-    return _LARGEST.get(canonical_type(value_type), _LARGEST["bigint"]) if increment > 0 else -1
+def default_bounds(increment: int, value_type: str) -> tuple[int, int]:
+    """``(minvalue, maxvalue)`` PostgreSQL gives a sequence of ``value_type`` counting by ``increment``."""
+    largest = _LARGEST.get(canonical_type(value_type), _LARGEST["bigint"])
+    return (1, largest) if increment > 0 else (-largest - 1, -1)
 
 
 def identity_sequence(value_type: str, options: str) -> IdentitySequence:
@@ -133,16 +133,14 @@ def identity_sequence(value_type: str, options: str) -> IdentitySequence:
     cache = _given(given, "cache", 1)
     if increment == 0 or cache < 1:
         raise ValueError(f"identity options {options!r}: increment by 0 or cache below 1")
-    low = given.get("minvalue")
-    high = given.get("maxvalue")
-    minvalue = _default_min(increment, value_type) if low is None else int(low)
-    maxvalue = _default_max(increment, value_type) if high is None else int(high)
-    start = given.get("start")
+    low, high = default_bounds(increment, value_type)
+    minvalue = _given(given, "minvalue", low)
+    maxvalue = _given(given, "maxvalue", high)
     return IdentitySequence(
         increment=increment,
         minvalue=minvalue,
         maxvalue=maxvalue,
-        start=(minvalue if increment > 0 else maxvalue) if start is None else int(start),
+        start=_given(given, "start", minvalue if increment > 0 else maxvalue),
         cache=cache,
         cycle=bool(given.get("cycle", False)),
     )

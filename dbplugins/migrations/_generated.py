@@ -27,6 +27,7 @@ from psycopg import sql
 from .._types.schema import ColumnDef, canonical_type
 from ._ddl import (
     SERIAL_OF,
+    default_bounds,
     identity_options,
     identity_sequence,
     server_generated,
@@ -51,21 +52,18 @@ def _numbering(sql_type: str) -> tuple[str | None, str]:
     return kind, identity_options(sql_type)
 
 
-def _identity_changes(old: ColumnDef, new: ColumnDef, was: str, becomes: str) -> list[str]:
-    """``SET GENERATED`` and ``SET <option>`` for what differs between two identities of one value type
+def _option_changes(old: ColumnDef, new: ColumnDef, value_type: str) -> list[str]:
+    """``SET <option>`` for each sequence option that differs between two identities of ``value_type``
     (keywords and integers only, the options read by ``identity_sequence``)."""
-    ty = canonical_type(value_type(new.sql_type))
-    a = identity_sequence(ty, identity_options(old.sql_type))
-    b = identity_sequence(ty, identity_options(new.sql_type))
-    words = [f"SET GENERATED {becomes.upper()}"] if becomes != was else []
-    if b.increment != a.increment:
-        words.append(f"SET INCREMENT BY {b.increment}")
+    a = identity_sequence(value_type, identity_options(old.sql_type))
+    b = identity_sequence(value_type, identity_options(new.sql_type))
+    words = [f"SET INCREMENT BY {b.increment}"] if b.increment != a.increment else []
     # bounds at their defaults are NO MINVALUE / NO MAXVALUE: the defaults of the new increment's direction
-    default = identity_sequence(ty, f"(increment by {b.increment})")
+    low, high = default_bounds(b.increment, value_type)
     if (b.minvalue, b.increment) != (a.minvalue, a.increment):
-        words.append("SET NO MINVALUE" if b.minvalue == default.minvalue else f"SET MINVALUE {b.minvalue}")
+        words.append("SET NO MINVALUE" if b.minvalue == low else f"SET MINVALUE {b.minvalue}")
     if (b.maxvalue, b.increment) != (a.maxvalue, a.increment):
-        words.append("SET NO MAXVALUE" if b.maxvalue == default.maxvalue else f"SET MAXVALUE {b.maxvalue}")
+        words.append("SET NO MAXVALUE" if b.maxvalue == high else f"SET MAXVALUE {b.maxvalue}")
     if b.start != a.start:
         words.append(f"SET START WITH {b.start}")
     if b.cache != a.cache:
@@ -100,9 +98,11 @@ def generated_change(table: str, old: ColumnDef, new: ColumnDef) -> list[sql.Com
         sql.Literal(t.as_string(None)), sql.Literal(new.name)
     )
     if was in ("always", "by default") and becomes in ("always", "by default") and old_values == new_values:
-        changes = _identity_changes(old, new, was, becomes)
-        if changes == [f"SET GENERATED {becomes.upper()}"]:
-            return [alter + sql.SQL(changes[0])]  # words from _identity_changes
+        generated = [f"SET GENERATED {becomes.upper()}"] if becomes != was else []
+        options_changed = _option_changes(old, new, new_values)
+        if not options_changed:
+            return [alter + sql.SQL(generated[0])]  # type_key differed, so the kind did
+        changes = generated + options_changed
         # A sequence never used yet restarts at its new start, as a table created with the new options would
         # begin (and ALTER SEQUENCE refuses a position outside new bounds); a used one keeps its position.
         return [
